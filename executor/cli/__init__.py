@@ -1,0 +1,1 @@
+"""The `evac` command line (typer). Each module registers one family of commands."""

@@ -1,0 +1,16 @@
+"""evac commands: placeholder until this family of commands is implemented."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Adds this module's commands to the evac app."""
+
+    @app.command("version")
+    def version() -> None:
+        """Print evac's version."""
+        from importlib.metadata import version as v
+
+        typer.echo(v("evac"))

@@ -1,0 +1,64 @@
+"""Entry point of the `evac` command: builds the typer app and maps errors to exit codes.
+
+Exit codes (plan v1 contract): 0 success; 1 the work ran but did not fully succeed; 2 bad input
+or usage (one clear message naming every problem, no traceback); 3 environment problem.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from executor.cli import collect_cmds, inventory_cmds, plan_cmds, run_cmds
+from planner.errors import EvacError
+
+app = typer.Typer(
+    name="evac",
+    help="Plan and run mass live-migration evacuations of VMs on libvirt/KVM hosts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Plan and run mass live-migration evacuations of VMs on libvirt/KVM hosts.
+
+    Exit codes: 0 success, 1 the work ran but did not fully succeed, 2 bad input or usage,
+    3 environment problem (libvirt unreachable, missing dependency).
+    """
+
+
+for module in (inventory_cmds, plan_cmds, collect_cmds, run_cmds):
+    module.register(app)
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; every `EvacError` becomes its message on stderr and its exit code.
+
+    typer runs in standalone mode, so usage errors already exit 2 with click's message; evac's own
+    errors propagate out of it and are mapped here, never shown as a traceback.
+    """
+    try:
+        app(args=argv, prog_name="evac")
+    except SystemExit as e:
+        code = e.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except EvacError as e:
+        err_console.print(f"evac: {e}", markup=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        err_console.print("evac: interrupted", markup=False)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
