@@ -1,0 +1,941 @@
+"""The real libvirt lab: N libvirt "hosts" on this one machine, for tests and benchmarks.
+
+Each lab host `h<i>` is one `libvirtd` (root, `qemu:///system`) in namespaces of its own:
+
+* network: `eth0` = 10.77.0.(10+i)/24, a veth plugged into a bridge in the lab's switch namespace;
+* mount: its own /etc/libvirt, /run, /etc/hosts|passwd|group, and an overlay over /var (so
+  /var/lib/libvirt/images, the `default` dir pool, is private to the host);
+* UTS: hostname `h<i>`; libvirtd.conf gives it its own `host_uuid`.
+
+A storage namespace (10.77.0.2) on the same bridge runs one `qemu-nbd` per shared disk (storage id
+`lab-nbd`). The directory `$LAB/shared` is bind-mounted at /var/lib/libvirt/shared on every host and
+defined there as the dir pool `shared` (storage id `lab-shared`). Guests are the `memdirty` test
+kernel (tests/lab/guest/memdirty.c) under TCG: they fill their RAM with incompressible data, dirty a
+working set at a chosen rate and count a heartbeat at guest-physical 0x7000.
+
+Using it from a test (the session fixture `lab` in tests/conftest.py starts 3 hosts; after every
+test that uses it, `lab.reset()` destroys all domains, deletes volumes, removes shaping and restarts
+killed daemons)::
+
+    import libvirt, pytest
+    from tests.lab.harness import Lab
+
+    @pytest.mark.lab
+    def test_move(lab: Lab) -> None:
+        h1, h2 = lab.hosts[0], lab.hosts[1]
+        dom = lab.define_guest(h1, "vm1", memory_mib=64, dirty_rate_mibs=2, wss_mib=8)
+        lab.wait_ready(dom)
+        moved, result = lab.migrate(dom, h2, params={libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32})
+        assert lab.heartbeat_advances(moved)
+
+API summary (hosts may be given as a `LabHost` or its 1-based index everywhere):
+
+* `Lab.up(hosts=3, lab_dir=None)`, `Lab.attach(lab_dir=None)`, `lab.down() -> seconds`;
+  `down_lab(lab_dir)` also cleans a half-started or crashed lab. `lab_dir` defaults to env LAB or
+  /tmp/evac-lab.
+* `lab.hosts: list[LabHost]`; `LabHost(index, name, uri, peer_uri, address, host_uuid, pool_dir, ...)`:
+  `uri` is for this process (unix socket), `peer_uri` for another lab host (p2p migration, no auth).
+* `lab.connect(host) -> virConnect` (cached, reopened after a daemon restart).
+* `lab.define_guest(host, name, memory_mib, dirty_rate_mibs, wss_mib, persistent=True, disks=(),
+  start=True) -> virDomain`; `lab.wait_ready(dom)`, `lab.guest_status(dom) -> GuestStatus`,
+  `lab.heartbeat(dom)`, `lab.heartbeat_advances(dom)`.
+* Disks (`LabDisk`, attach with `disks=[(disk, "vda")]`): `lab.create_local_disk(host, name,
+  capacity_mib)` (qcow2 in pool `default`; `disk.file` is its path seen from this process, for
+  qemu-io / qemu-img), `lab.create_destination_volume(host, disk)` (same name, format, capacity on
+  another host, for copy-storage), `lab.create_shared_disk(name, capacity_mib)` (NBD export, shared
+  by nature), `lab.create_shared_dir_disk(name, capacity_mib)` (file in pool `shared`: libvirt 9.0
+  does NOT consider it shared, migration fails with error 81 unless VIR_MIGRATE_UNSAFE).
+* `lab.migrate(dom, dst, flags=LIVE|PEER2PEER, params=None) -> (virDomain on dst, MigrationResult)`.
+* Faults and links: `lab.kill_daemon(host)`, `lab.restart_daemon(host)`, `lab.daemon_alive(host)`,
+  `lab.shape(host, mbit=... | gbps=...)` (tbf both directions on the host's link), `lab.unshape(host)`.
+* Reset: `lab.destroy_all_domains()`, `lab.reset()`.
+
+Figures and pitfalls behind the choices here: /work/shared/reference/NOTES.md §1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import libvirt_qemu
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GUEST_SOURCE_DIR = Path(__file__).resolve().parent / "guest"
+DEFAULT_BUILD_DIR = REPO_ROOT / "build"
+DEFAULT_LAB_DIR = Path("/tmp/evac-lab")
+
+SUBNET = "10.77.0"
+STORAGE_ADDRESS = f"{SUBNET}.2"
+NBD_FIRST_PORT = 10809
+NBD_STORAGE_ID = "lab-nbd"
+SHARED_DIR_STORAGE_ID = "lab-shared"
+SHARED_DIR_IN_HOST = "/var/lib/libvirt/shared"
+IMAGES_DIR_IN_HOST = "/var/lib/libvirt/images"
+
+GUEST_MAGIC = 0x4D454D44  # "MEMD", memdirty's status block signature
+_STATUS_FIELDS = ("magic", "heartbeat", "fill_done", "passes", "unused", "wss_mib", "rate_mibs", "mem_mib")
+
+REQUIRED_PROGRAMS = (
+    "libvirtd", "qemu-system-x86_64", "qemu-img", "qemu-io", "qemu-nbd",
+    "ip", "unshare", "nsenter", "tc", "sleep", "gcc", "ld", "objcopy",
+)
+
+DEFAULT_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+
+# libvirt prints every error to stderr by default; the exceptions carry them anyway.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+class LabError(Exception):
+    """The lab could not be started, stopped or used; the message says what to do."""
+
+
+class LabUnavailable(LabError):
+    """This machine cannot run the lab at all (not root, missing programs)."""
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def lab_dir_from_env() -> Path:
+    return Path(os.environ.get("LAB") or DEFAULT_LAB_DIR)
+
+
+def environment_problems() -> list[str]:
+    """Why this machine cannot run the lab; empty when it can."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("the lab needs root (namespaces, mounts, libvirtd as qemu:///system)")
+    missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
+    if missing:
+        problems.append(f"missing programs: {', '.join(missing)} (run `make system-packages`)")
+    return problems
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise LabError(f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def _alive(pid: int) -> bool:
+    """True if pid runs; a zombie (killed child not yet reaped) counts as dead, and is reaped."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _signal(pid: int, sig: int, expect: str) -> bool:
+    """Send sig to pid only if it still is the program we started (guards against PID reuse)."""
+    if not _alive(pid) or expect not in _cmdline(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    return True
+
+
+def _stop_all(pids: dict[int, str], grace_s: float = 5.0) -> None:
+    """SIGTERM every pid (program name expected in its cmdline), wait in parallel, SIGKILL stragglers."""
+    running = [pid for pid, expect in pids.items() if _signal(pid, signal.SIGTERM, expect)]
+    deadline = time.monotonic() + grace_s
+    while running and time.monotonic() < deadline:
+        running = [pid for pid in running if _alive(pid)]
+        time.sleep(0.02)
+    for pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in running:
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.01)
+
+
+def _netns_list() -> list[str]:
+    out = _run("ip", "netns", "list").stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _lab_mounts(lab_dir: Path) -> list[str]:
+    """Mount points in this process's mount namespace at or below lab_dir (the lab should make none)."""
+    root = str(lab_dir.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if point == root or point.startswith(root + "/"):
+            found.append(point)
+    return found
+
+
+def netns_prefix(lab_dir: Path) -> str:
+    """Namespace names are derived from the lab directory, so labs in different directories never collide."""
+    return "lab-" + hashlib.sha1(str(lab_dir.resolve()).encode()).hexdigest()[:6] + "-"
+
+
+# ------------------------------------------------------------------------------------------ the guest
+
+
+def build_guest(build_dir: Path = DEFAULT_BUILD_DIR) -> Path:
+    """Builds memdirty.elf from tests/lab/guest (gcc, ld, objcopy) unless it is up to date; returns its path."""
+    out_dir = build_dir / "guest"
+    elf = out_dir / "memdirty.elf"
+    sources = [GUEST_SOURCE_DIR / "memdirty.c", GUEST_SOURCE_DIR / "link.ld"]
+    if elf.exists() and all(elf.stat().st_mtime >= s.stat().st_mtime for s in sources):
+        return elf
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".build-{os.getpid()}"  # several engineers may build at once: build aside, rename
+    tmp.mkdir(exist_ok=True)
+    try:
+        obj, elf64, elf32 = tmp / "memdirty.o", tmp / "memdirty64.elf", tmp / "memdirty.elf"
+        # Freestanding 64-bit code, no SSE/red zone (interrupt handlers), linked at 1 MiB; QEMU's
+        # multiboot loader only takes 32-bit ELF containers, hence the objcopy at the end.
+        _run("gcc", "-m64", "-mno-red-zone", "-mno-sse", "-mgeneral-regs-only", "-ffreestanding", "-fno-pic",
+             "-fno-pie", "-fno-stack-protector", "-mcmodel=small", "-nostdlib", "-O2",
+             "-c", str(sources[0]), "-o", str(obj))
+        _run("ld", "-m", "elf_x86_64", "--no-warn-rwx-segments", "-z", "max-page-size=0x1000",
+             "-T", str(sources[1]), "-o", str(elf64), str(obj))
+        _run("objcopy", "-O", "elf32-i386", str(elf64), str(elf32))
+        os.replace(elf32, elf)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return elf
+
+
+@dataclass(frozen=True, slots=True)
+class GuestStatus:
+    """memdirty's status block at guest-physical 0x7000."""
+
+    magic: int
+    heartbeat: int  # 10 ms PIT ticks since the fill finished
+    fill_done: bool
+    passes: int  # completed passes over the working set
+    wss_mib: int
+    rate_mibs: int
+    mem_mib: int  # as the guest sees it (multiboot memory map, rounded)
+
+    @property
+    def ready(self) -> bool:
+        return self.magic == GUEST_MAGIC and self.fill_done and self.heartbeat > 0
+
+
+def guest_xml(name: str, memory_mib: int, dirty_rate_mibs: int, wss_mib: int, kernel: Path,
+              disks_xml: Sequence[str] = (), fill: bool = True, vcpus: int = 1) -> str:
+    """A memdirty domain under TCG (`type='qemu'`: guest code is ~100x slower under this nested KVM)."""
+    cmdline = f"wss={wss_mib} rate={dirty_rate_mibs} fill={int(fill)}"
+    devices = "\n    ".join(disks_xml)
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{kernel}</kernel><cmdline>{cmdline}</cmdline></os>
+  <features><acpi/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' model='none'/>
+    {devices}
+    <memballoon model='none'/>
+  </devices>
+</domain>"""
+
+
+# ------------------------------------------------------------------------------------ hosts and disks
+
+
+@dataclass(frozen=True, slots=True)
+class LabHost:
+    index: int  # 1-based
+    name: str  # "h1", also its hostname and its name in the lab's /etc/hosts
+    uri: str  # for this process: qemu+unix:///system?socket=...
+    peer_uri: str  # for another lab host (p2p migration): qemu+tcp://10.77.0.11/system, no auth
+    address: str  # 10.77.0.(10+index): libvirtd and migration traffic
+    host_uuid: str
+    netns: str
+    dir: Path  # $LAB/h<i>
+    pool_dir: Path  # pool `default` (/var/lib/libvirt/images inside the host), seen from this process
+    socket: Path
+
+    def local_path(self, volume: str) -> Path:
+        """Where a volume of pool `default` lives, seen from this process (for qemu-img / qemu-io)."""
+        return self.pool_dir / volume
+
+
+def _make_host(lab_dir: Path, prefix: str, index: int) -> LabHost:
+    host_dir = lab_dir / f"h{index}"
+    socket = host_dir / "run" / "libvirt" / "libvirt-sock"
+    address = f"{SUBNET}.{10 + index}"
+    return LabHost(
+        index=index, name=f"h{index}", uri=f"qemu+unix:///system?socket={socket}",
+        peer_uri=f"qemu+tcp://{address}/system", address=address,
+        host_uuid=f"7ab00000-0000-4000-8000-{index:012d}", netns=f"{prefix}h{index}", dir=host_dir,
+        pool_dir=host_dir / "var-up" / "lib" / "libvirt" / "images", socket=socket,
+    )
+
+
+class DiskKind(StrEnum):
+    LOCAL = "local"  # qcow2 in the host's private pool `default`: migrate with copy-storage
+    NBD = "nbd"  # network disk served from the storage namespace: shared by nature
+    SHARED_DIR = "shared-dir"  # file in the pool `shared` every host mounts: libvirt 9.0 calls it unsafe
+
+
+@dataclass(frozen=True, slots=True)
+class LabDisk:
+    kind: DiskKind
+    name: str  # volume name (LOCAL, SHARED_DIR) or NBD export name
+    capacity_mib: int
+    file: Path  # the image file, seen from this process
+    source: str  # the path lab hosts see (file disks) or the export name (NBD)
+    storage_id: str | None  # inventory `disks[].storage`: None for local disks
+    format: str = "qcow2"  # format of `file`
+    nbd_port: int = 0
+
+    def xml(self, target: str) -> str:
+        """The <disk> element attaching this disk as `target` (vda, vdb, ...) on virtio."""
+        if self.kind is DiskKind.NBD:
+            # qemu-nbd already interprets the qcow2: the guest sees a raw export.
+            return (f"<disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/>"
+                    f"<source protocol='nbd' name='{self.source}'><host name='{STORAGE_ADDRESS}' "
+                    f"port='{self.nbd_port}'/></source><target dev='{target}' bus='virtio'/></disk>")
+        return (f"<disk type='file' device='disk'><driver name='qemu' type='{self.format}' cache='none'/>"
+                f"<source file='{self.source}'/><target dev='{target}' bus='virtio'/></disk>")
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    seconds: float  # wall time of the migrate call
+    stats: dict[str, Any]  # completed job stats, read on the destination
+
+    @property
+    def data_processed_mib(self) -> float:
+        return float(self.stats.get("data_processed", 0)) / 2**20
+
+    @property
+    def time_elapsed_s(self) -> float:
+        return float(self.stats.get("time_elapsed", 0)) / 1000
+
+    @property
+    def rate_mibs(self) -> float:
+        """Average transfer rate over the job (data_processed / time_elapsed)."""
+        return self.data_processed_mib / self.time_elapsed_s if self.time_elapsed_s > 0 else 0.0
+
+    @property
+    def downtime_ms(self) -> int:
+        return int(self.stats.get("downtime", 0))
+
+
+HostRef = LabHost | int
+
+
+# ------------------------------------------------------------------------------------ lab life cycle
+
+
+def _libvirtd_conf(host: LabHost) -> str:
+    return f"""host_uuid = "{host.host_uuid}"
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "{host.address}"
+auth_tcp = "none"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+unix_sock_rw_perms = "0700"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+"""
+
+
+def _qemu_conf(host: LabHost) -> str:
+    # root without dynamic ownership or a security driver: no chown games on files shared by hosts;
+    # no cgroups (not visible inside `ip netns exec`); stdio to files (no virtlogd).
+    return f"""user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+migration_address = "{host.address}"
+migration_host = "{host.address}"
+"""
+
+
+def _pool_xml(name: str, path: str, index: int) -> str:
+    uuid = f"7ab0{index:04d}-0000-4000-8000-{int(hashlib.sha1(name.encode()).hexdigest()[:12], 16):012x}"
+    return f"<pool type='dir'><name>{name}</name><uuid>{uuid}</uuid><target><path>{path}</path></target></pool>\n"
+
+
+def _holder_script(lab_dir: Path, host: LabHost) -> str:
+    """Runs in fresh mount + UTS namespaces inside the host's netns; the `sleep` keeps them alive so a
+    killed libvirtd can be restarted into the very same mounts (qemu processes live on in them)."""
+    h = host.dir
+    return f"""set -e
+mount --bind '{h}/etc' /etc/libvirt
+mount --bind '{h}/run' /run
+mount -t overlay overlay -o 'lowerdir=/var,upperdir={h}/var-up,workdir={h}/var-work' /var
+mount --bind '{lab_dir}/shared' {SHARED_DIR_IN_HOST}
+mount --bind '{lab_dir}/hosts' /etc/hosts
+mount --bind '{lab_dir}/passwd' /etc/passwd
+mount --bind '{lab_dir}/group' /etc/group
+hostname {host.name}
+touch '{h}/mounted'
+exec sleep infinity
+"""
+
+
+def _write_host_files(lab_dir: Path, host: LabHost) -> None:
+    h = host.dir
+    for sub in ("etc/storage/autostart", "run", "var-work", "var-up/log/libvirt", "var-up/cache/libvirt",
+                "var-up/lib/libvirt/images", "var-up/lib/libvirt/shared"):
+        (h / sub).mkdir(parents=True, exist_ok=True)
+    (h / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(host))
+    (h / "etc" / "qemu.conf").write_text(_qemu_conf(host))
+    # Pools as config files: libvirtd autostarts them, no API round trips at start-up.
+    for pool, path in (("default", IMAGES_DIR_IN_HOST), ("shared", SHARED_DIR_IN_HOST)):
+        (h / "etc" / "storage" / f"{pool}.xml").write_text(_pool_xml(pool, path, host.index))
+        (h / "etc" / "storage" / "autostart" / f"{pool}.xml").symlink_to(f"/etc/libvirt/storage/{pool}.xml")
+
+
+def _write_lab_files(lab_dir: Path, hosts: Sequence[LabHost]) -> None:
+    (lab_dir / "shared").mkdir(parents=True, exist_ok=True)
+    (lab_dir / "nbd").mkdir(exist_ok=True)
+    # libvirtd insists on its build-time qemu user `libvirt-qemu` even with user="root": the daemons
+    # get private copies of passwd/group instead of a useradd on the real system.
+    passwd, group = Path("/etc/passwd").read_text(), Path("/etc/group").read_text()
+    if not re.search(r"^libvirt-qemu:", passwd, re.M):
+        passwd += "libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin\n"
+    if not re.search(r"^libvirt-qemu:", group, re.M):
+        group += "libvirt-qemu:x:64055:\n"
+    (lab_dir / "passwd").write_text(passwd)
+    (lab_dir / "group").write_text(group)
+    lines = ["127.0.0.1 localhost", f"{STORAGE_ADDRESS} storage"] + [f"{h.address} {h.name}" for h in hosts]
+    (lab_dir / "hosts").write_text("\n".join(lines) + "\n")
+
+
+def _add_link(prefix: str, netns: str, switch_port: str, address: str) -> None:
+    sw = f"{prefix}sw"
+    _run("ip", "netns", "add", netns)
+    _run("ip", "-n", sw, "link", "add", switch_port, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    _run("ip", "-n", sw, "link", "set", switch_port, "master", "br0", "up")
+    _run("ip", "-n", netns, "link", "set", "lo", "up")
+    _run("ip", "-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
+    _run("ip", "-n", netns, "link", "set", "eth0", "up")
+
+
+def _caps_cache_dir() -> Path | None:
+    """Where QEMU capabilities probed by an earlier lab are kept (env LAB_CAPS_CACHE, '' = none).
+    libvirt validates the files (binary ctime, libvirt version, kernel) and re-probes if stale."""
+    env = os.environ.get("LAB_CAPS_CACHE")
+    if env == "":
+        return None
+    return Path(env) if env else DEFAULT_BUILD_DIR / "lab-cache" / "qemu"
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, symlinks=True)
+
+
+def _state_path(lab_dir: Path) -> Path:
+    return lab_dir / "state.json"
+
+
+def _read_state(lab_dir: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads(_state_path(lab_dir).read_text())
+        return state
+    except (OSError, ValueError):
+        return {}
+
+
+def _lab_pids(lab_dir: Path) -> dict[int, str]:
+    """Every process the lab started that may still run, with the program name expected in its cmdline."""
+    pids: dict[int, str] = {}
+    for host_dir in sorted(lab_dir.glob("h*")):
+        for pidfile in (host_dir / "run" / "libvirt" / "qemu").glob("*.pid"):
+            if (pid := _read_pid(pidfile)) is not None:
+                pids[pid] = "qemu-system"
+        if (pid := _read_pid(host_dir / "libvirtd.pid")) is not None:
+            pids[pid] = "libvirtd"
+        if (pid := _read_pid(host_dir / "holder.pid")) is not None:
+            pids[pid] = "sleep"
+    for pidfile in (lab_dir / "nbd").glob("*.pid"):
+        if (pid := _read_pid(pidfile)) is not None:
+            pids[pid] = "qemu-nbd"
+    return {pid: expect for pid, expect in pids.items() if _alive(pid)}
+
+
+def lab_is_live(lab_dir: Path) -> bool:
+    return bool(_lab_pids(lab_dir)) or any(n.startswith(netns_prefix(lab_dir)) for n in _netns_list())
+
+
+def down_lab(lab_dir: Path | None = None) -> float:
+    """Stops everything a lab in lab_dir started, even half-started or crashed, and verifies it.
+
+    QEMU processes first (SIGTERM, what virDomainDestroy sends), then the daemons, NBD servers and
+    namespace holders, all by PID and in parallel; then whatever still runs in the lab's network
+    namespaces; then the namespaces and the directory. Returns seconds taken; raises LabError if
+    something is left."""
+    t0 = time.monotonic()
+    lab_dir = lab_dir or lab_dir_from_env()
+    prefix = _read_state(lab_dir).get("netns_prefix") or netns_prefix(lab_dir)
+    pids = _lab_pids(lab_dir) if lab_dir.exists() else {}
+    _stop_all({p: e for p, e in pids.items() if e == "qemu-system"})
+    _stop_all({p: e for p, e in pids.items() if e != "qemu-system"})
+    ours = [n for n in _netns_list() if n.startswith(prefix)]
+    for ns in ours:
+        # Anything left in a lab namespace was started by the lab (e.g. a qemu whose pidfile is gone).
+        for pid_text in _run("ip", "netns", "pids", ns, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_text), signal.SIGKILL)
+    for ns in ours:
+        for _ in range(50):
+            if not _run("ip", "netns", "pids", ns, check=False).stdout.split():
+                break
+            time.sleep(0.02)
+        _run("ip", "netns", "del", ns, check=False)
+    left = [f"process {pid} ({expect})" for pid, expect in _lab_pids(lab_dir).items()] if lab_dir.exists() else []
+    left += [f"netns {n}" for n in _netns_list() if n.startswith(prefix)]
+    left += [f"mount {m}" for m in _lab_mounts(lab_dir)] if lab_dir.exists() else []
+    if left:
+        raise LabError(f"lab at {lab_dir} not fully stopped: {', '.join(left)}")
+    shutil.rmtree(lab_dir, ignore_errors=True)
+    return time.monotonic() - t0
+
+
+# ----------------------------------------------------------------------------------------- the lab
+
+
+class Lab:
+    """A running lab. Start with `Lab.up(...)`, or `Lab.attach(...)` to one started by `labctl.py up`."""
+
+    def __init__(self, lab_dir: Path, hosts: Sequence[LabHost], up_seconds: float = 0.0) -> None:
+        self.lab_dir = lab_dir
+        self.hosts: list[LabHost] = list(hosts)
+        self.up_seconds = up_seconds
+        self.prefix = netns_prefix(lab_dir)
+        self.kernel = build_guest()
+        self._conns: dict[int, libvirt.virConnect] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._nbd_lock = threading.Lock()
+        self._stopped = False
+
+    # ---- life cycle
+
+    @classmethod
+    def up(cls, hosts: int = 3, lab_dir: Path | None = None) -> Lab:
+        """Starts a lab of `hosts` hosts; refuses if one is live in lab_dir, cleans a dead one first."""
+        problems = environment_problems()
+        if problems:
+            raise LabUnavailable("cannot start the libvirt lab: " + "; ".join(problems))
+        if not 1 <= hosts <= 200:
+            raise LabError(f"hosts must be between 1 and 200, not {hosts}")
+        lab_dir = (lab_dir or lab_dir_from_env()).resolve()
+        if lab_is_live(lab_dir):
+            raise LabError(f"a lab is already up in {lab_dir} (stop it with `labctl.py down`, LAB={lab_dir})")
+        if lab_dir.exists():
+            down_lab(lab_dir)  # left over from a crashed run: nothing of it runs any more
+        build_guest()
+        t0 = time.monotonic()
+        prefix = netns_prefix(lab_dir)
+        lab_hosts = [_make_host(lab_dir, prefix, i) for i in range(1, hosts + 1)]
+        lab = cls(lab_dir, lab_hosts)
+        try:
+            lab_dir.mkdir(parents=True)
+            _state_path(lab_dir).write_text(json.dumps({"netns_prefix": prefix, "hosts": hosts, "complete": False}))
+            lab._start(lab_hosts)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                lab.down()
+            raise
+        lab.up_seconds = time.monotonic() - t0
+        _state_path(lab_dir).write_text(json.dumps({"netns_prefix": prefix, "hosts": hosts, "complete": True,
+                                                    "up_seconds": round(lab.up_seconds, 3)}))
+        return lab
+
+    @classmethod
+    def attach(cls, lab_dir: Path | None = None) -> Lab:
+        lab_dir = (lab_dir or lab_dir_from_env()).resolve()
+        state = _read_state(lab_dir)
+        if not state.get("complete"):
+            raise LabError(f"no complete lab in {lab_dir} (start one with `labctl.py up`)")
+        prefix = netns_prefix(lab_dir)
+        return cls(lab_dir, [_make_host(lab_dir, prefix, i) for i in range(1, int(state["hosts"]) + 1)],
+                   float(state.get("up_seconds", 0.0)))
+
+    def _start(self, hosts: Sequence[LabHost]) -> None:
+        lab_dir, prefix = self.lab_dir, self.prefix
+        _write_lab_files(lab_dir, hosts)
+        _run("ip", "netns", "add", f"{prefix}sw")
+        _run("ip", "-n", f"{prefix}sw", "link", "set", "lo", "up")
+        _run("ip", "-n", f"{prefix}sw", "link", "add", "br0", "type", "bridge")
+        _run("ip", "-n", f"{prefix}sw", "link", "set", "br0", "up")
+        _add_link(prefix, f"{prefix}st", "pst", STORAGE_ADDRESS)
+        for host in hosts:
+            _write_host_files(lab_dir, host)
+            _add_link(prefix, host.netns, f"p{host.index}", host.address)
+        for host in hosts:
+            self._spawn(host.dir / "holder.pid", host.dir / "holder.out",
+                        ["ip", "netns", "exec", host.netns, "unshare", "--uts", "--",
+                         "/bin/sh", "-c", _holder_script(lab_dir, host)])
+        for host in hosts:
+            self._wait_for(lambda h=host: (h.dir / "mounted").exists(), f"mounts of {host.name}",
+                           host.dir / "holder.pid", host.dir / "holder.out")
+        # A fresh daemon probes QEMU's capabilities on first use (~4-8 s; a migration to an unprobed host
+        # stalls that long): probe once on h1 (or reuse an earlier lab's probe) and seed the others.
+        cache = _caps_cache_dir()
+        h1_cache = hosts[0].dir / "var-up" / "cache" / "libvirt" / "qemu"
+        if cache is not None and cache.is_dir():
+            _copy_tree(cache, h1_cache)
+        self._start_daemon(hosts[0])
+        self.connect(hosts[0]).getDomainCapabilities(None, "x86_64", None, "qemu", 0)
+        if cache is not None and h1_cache.is_dir():
+            with contextlib.suppress(OSError):
+                tmp = cache.with_name(f"{cache.name}.{os.getpid()}")
+                _copy_tree(h1_cache, tmp)
+                shutil.rmtree(cache, ignore_errors=True)
+                tmp.rename(cache)
+        for host in hosts[1:]:
+            _copy_tree(h1_cache, host.dir / "var-up" / "cache" / "libvirt" / "qemu")
+            self._spawn_daemon(host)
+        for host in hosts[1:]:
+            self._wait_daemon(host)
+
+    def down(self) -> float:
+        """Stops this lab (idempotent); returns seconds taken."""
+        if self._stopped:
+            return 0.0
+        for conn in self._conns.values():
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+        self._conns.clear()
+        seconds = down_lab(self.lab_dir)
+        for child in self._children.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+        self._stopped = True
+        return seconds
+
+    # ---- processes
+
+    def _spawn(self, pidfile: Path, logfile: Path, argv: Sequence[str]) -> int:
+        with open(logfile, "ab") as log:
+            # New session: Ctrl-C on the test run must not kill the daemons before teardown stops them.
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self._children[child.pid] = child
+        pidfile.write_text(f"{child.pid}\n")
+        return child.pid
+
+    def _wait_for(self, ready: Any, what: str, pidfile: Path, logfile: Path, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            pid = _read_pid(pidfile)
+            if pid is None or not _alive(pid):
+                raise LabError(f"{what}: process died: {self._tail(logfile)}")
+            if time.monotonic() > deadline:
+                raise LabError(f"{what}: not ready after {timeout_s:.0f} s: {self._tail(logfile)}")
+            time.sleep(0.02)
+
+    @staticmethod
+    def _tail(path: Path, lines: int = 15) -> str:
+        try:
+            return "\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _spawn_daemon(self, host: LabHost) -> None:
+        holder = _read_pid(host.dir / "holder.pid")
+        if holder is None or not _alive(holder):
+            raise LabError(f"{host.name}: its namespace holder is gone; restart the lab")
+        # nsenter execs libvirtd itself (no fork for net/mount/uts), so the PID we record is libvirtd's.
+        self._spawn(host.dir / "libvirtd.pid", host.dir / "libvirtd.out",
+                    ["nsenter", "-t", str(holder), "-m", "-u", "-n", "--",
+                     "libvirtd", "-f", "/etc/libvirt/libvirtd.conf", "--listen"])
+
+    def _wait_daemon(self, host: LabHost) -> None:
+        def answers() -> bool:
+            try:
+                libvirt.open(host.uri).close()
+                return True
+            except libvirt.libvirtError:
+                return False
+
+        self._wait_for(answers, f"libvirtd of {host.name}", host.dir / "libvirtd.pid", host.dir / "libvirtd.out")
+
+    def _start_daemon(self, host: LabHost) -> None:
+        self._spawn_daemon(host)
+        self._wait_daemon(host)
+
+    def host(self, ref: HostRef) -> LabHost:
+        if isinstance(ref, LabHost):
+            return ref
+        if not 1 <= ref <= len(self.hosts):
+            raise LabError(f"no lab host {ref}: the lab has hosts 1..{len(self.hosts)}")
+        return self.hosts[ref - 1]
+
+    def daemon_pid(self, ref: HostRef) -> int | None:
+        return _read_pid(self.host(ref).dir / "libvirtd.pid")
+
+    def daemon_alive(self, ref: HostRef) -> bool:
+        pid = self.daemon_pid(ref)
+        return pid is not None and _alive(pid) and "libvirtd" in _cmdline(pid)
+
+    def kill_daemon(self, ref: HostRef, sig: int = signal.SIGKILL) -> None:
+        """Kills the host's libvirtd (SIGKILL by default: a crash). Its guests keep running."""
+        host = self.host(ref)
+        pid = self.daemon_pid(host)
+        self._drop_connection(host)
+        if pid is None or not _signal(pid, sig, "libvirtd"):
+            return
+        for _ in range(500):
+            if not _alive(pid):
+                return
+            time.sleep(0.01)
+        raise LabError(f"libvirtd of {host.name} (pid {pid}) did not die on signal {sig}")
+
+    def restart_daemon(self, ref: HostRef) -> None:
+        """Starts the host's libvirtd again (stopping it first if it runs); it re-attaches to running guests."""
+        host = self.host(ref)
+        if self.daemon_alive(host):
+            self.kill_daemon(host, signal.SIGTERM)
+        self._start_daemon(host)
+
+    # ---- connections
+
+    def connect(self, ref: HostRef) -> libvirt.virConnect:
+        """A connection to the host's daemon from this process (cached; reopened if it died)."""
+        host = self.host(ref)
+        conn = self._conns.get(host.index)
+        if conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                if conn.isAlive():
+                    return conn
+            self._drop_connection(host)
+        try:
+            conn = libvirt.open(host.uri)
+        except libvirt.libvirtError as exc:
+            raise LabError(f"cannot connect to {host.name} ({host.uri}): {exc}") from exc
+        self._conns[host.index] = conn
+        return conn
+
+    def _drop_connection(self, host: LabHost) -> None:
+        conn = self._conns.pop(host.index, None)
+        if conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+    # ---- guests
+
+    def define_guest(self, host: HostRef, name: str, memory_mib: int = 64, dirty_rate_mibs: int = 0,
+                     wss_mib: int = 8, persistent: bool = True,
+                     disks: Iterable[tuple[LabDisk, str]] = (), start: bool = True,
+                     fill: bool = True) -> libvirt.virDomain:
+        """Defines (and by default starts) a memdirty guest: `memory_mib` of RAM filled with incompressible
+        data, `wss_mib` of it rewritten at `dirty_rate_mibs`. `disks` = (disk, target dev) pairs."""
+        xml = guest_xml(name, memory_mib, dirty_rate_mibs, wss_mib, self.kernel,
+                        [disk.xml(target) for disk, target in disks], fill)
+        conn = self.connect(host)
+        if persistent:
+            dom = conn.defineXML(xml)
+            if start:
+                dom.create()
+            return dom
+        if not start:
+            raise LabError("a transient guest (persistent=False) must be started")
+        return conn.createXML(xml, 0)
+
+    def guest_status(self, dom: libvirt.virDomain) -> GuestStatus:
+        """Reads memdirty's status block through the QEMU monitor (HMP `xp`)."""
+        out = libvirt_qemu.qemuMonitorCommand(dom, "xp /8wx 0x7000", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+        words = [int(t, 16) for line in out.splitlines() if ":" in line for t in line.split(":", 1)[1].split()]
+        if len(words) != len(_STATUS_FIELDS):
+            raise LabError(f"unexpected monitor answer for {dom.name()}: {out!r}")
+        v = dict(zip(_STATUS_FIELDS, words, strict=True))
+        return GuestStatus(magic=v["magic"], heartbeat=v["heartbeat"], fill_done=bool(v["fill_done"]),
+                           passes=v["passes"], wss_mib=v["wss_mib"], rate_mibs=v["rate_mibs"], mem_mib=v["mem_mib"])
+
+    def heartbeat(self, dom: libvirt.virDomain) -> int:
+        return self.guest_status(dom).heartbeat
+
+    def wait_ready(self, dom: libvirt.virDomain, timeout_s: float = 60.0) -> float:
+        """Waits until the guest has filled its RAM and ticks; returns seconds waited."""
+        t0 = time.monotonic()
+        last: GuestStatus | str = "no answer"
+        while time.monotonic() - t0 < timeout_s:
+            try:
+                last = self.guest_status(dom)
+                if last.ready:
+                    return time.monotonic() - t0
+            except (libvirt.libvirtError, LabError) as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise LabError(f"guest {dom.name()} not ready after {timeout_s:.0f} s: {last}")
+
+    def heartbeat_advances(self, dom: libvirt.virDomain, within_s: float = 10.0, ticks: int = 5) -> bool:
+        """True once the heartbeat has moved `ticks` (10 ms each) ahead, False if not within `within_s`."""
+        start = self.heartbeat(dom)
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if self.heartbeat(dom) >= start + ticks:
+                return True
+        return False
+
+    def migrate(self, dom: libvirt.virDomain, dst: HostRef, flags: int = DEFAULT_FLAGS,
+                params: dict[str, Any] | None = None) -> tuple[libvirt.virDomain, MigrationResult]:
+        """Peer-to-peer migration of dom to dst (the source daemon dials dst.peer_uri); returns the
+        domain on dst and the job's figures. libvirtError propagates (e.g. code 81 MIGRATE_UNSAFE)."""
+        host = self.host(dst)
+        name = dom.name()
+        t0 = time.monotonic()
+        dom.migrateToURI3(host.peer_uri, params or {}, flags)
+        seconds = time.monotonic() - t0
+        moved = self.connect(host).lookupByName(name)
+        try:
+            stats = moved.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        except libvirt.libvirtError:
+            stats = {}
+        return moved, MigrationResult(seconds=seconds, stats=stats)
+
+    def destroy_all_domains(self) -> None:
+        """Destroys and undefines every domain on every host whose daemon runs."""
+        for host in self.hosts:
+            if not self.daemon_alive(host):
+                continue
+            for dom in self.connect(host).listAllDomains():
+                with contextlib.suppress(libvirt.libvirtError):
+                    if dom.isActive():
+                        dom.destroy()
+                with contextlib.suppress(libvirt.libvirtError):
+                    if dom.isPersistent():
+                        dom.undefine()
+
+    def reset(self) -> None:
+        """Back to a fresh lab: daemons restarted, no shaping, no domains, no volumes, no NBD exports."""
+        for host in self.hosts:
+            if not self.daemon_alive(host):
+                self._start_daemon(host)
+            self.unshape(host)
+        self.destroy_all_domains()
+        for host in self.hosts:
+            for pool_name in ("default", "shared"):
+                pool = self.connect(host).storagePoolLookupByName(pool_name)
+                pool.refresh(0)
+                for vol in pool.listAllVolumes():
+                    with contextlib.suppress(libvirt.libvirtError):
+                        vol.delete(0)
+        pids = {pid: "qemu-nbd" for f in (self.lab_dir / "nbd").glob("*.pid") if (pid := _read_pid(f))}
+        _stop_all(pids)
+        for f in (self.lab_dir / "nbd").iterdir():
+            f.unlink()
+
+    # ---- storage
+
+    def _create_volume(self, host: LabHost, pool_name: str, name: str, capacity_mib: int, fmt: str) -> str:
+        pool = self.connect(host).storagePoolLookupByName(pool_name)
+        pool.refresh(0)
+        vol = pool.createXML(f"<volume><name>{name}</name><capacity unit='MiB'>{capacity_mib}</capacity>"
+                             f"<target><format type='{fmt}'/></target></volume>", 0)
+        path: str = vol.path()
+        return path
+
+    def create_local_disk(self, host: HostRef, name: str, capacity_mib: int = 64, fmt: str = "qcow2") -> LabDisk:
+        """A volume in the host's private pool `default` (inventory storage null: copy-storage to migrate)."""
+        h = self.host(host)
+        source = self._create_volume(h, "default", name, capacity_mib, fmt)
+        return LabDisk(DiskKind.LOCAL, name, capacity_mib, h.local_path(name), source, None, fmt)
+
+    def create_destination_volume(self, host: HostRef, disk: LabDisk) -> LabDisk:
+        """Pre-creates `disk` (same name, format, capacity) in pool `default` of another host, as copy-storage
+        migration (VIR_MIGRATE_NON_SHARED_DISK) needs; without it libvirt fails with error 49."""
+        return self.create_local_disk(host, disk.name, disk.capacity_mib, disk.format)
+
+    def create_shared_dir_disk(self, name: str, capacity_mib: int = 64, fmt: str = "qcow2") -> LabDisk:
+        """A volume in pool `shared`, the same directory on every host. libvirt 9.0 does not recognise it as
+        shared storage: migrating a guest using it fails with error 81 unless VIR_MIGRATE_UNSAFE is given."""
+        source = self._create_volume(self.hosts[0], "shared", name, capacity_mib, fmt)
+        for host in self.hosts[1:]:
+            if self.daemon_alive(host):
+                self.connect(host).storagePoolLookupByName("shared").refresh(0)
+        return LabDisk(DiskKind.SHARED_DIR, name, capacity_mib, self.lab_dir / "shared" / name, source,
+                       SHARED_DIR_STORAGE_ID, fmt)
+
+    def create_shared_disk(self, name: str, capacity_mib: int = 64) -> LabDisk:
+        """A qcow2 exported by its own qemu-nbd in the storage namespace: a network disk every host reaches,
+        which libvirt treats as shared (migrates without UNSAFE). Inventory storage id `lab-nbd`."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise LabError(f"NBD export name {name!r}: use letters, digits, '.', '_' and '-'")
+        nbd_dir = self.lab_dir / "nbd"
+        image = nbd_dir / f"{name}.qcow2"
+        if image.exists():
+            raise LabError(f"shared disk {name} already exists")
+        _run("qemu-img", "create", "-q", "-f", "qcow2", str(image), f"{capacity_mib}M")
+        with self._nbd_lock:
+            port = NBD_FIRST_PORT + len(list(nbd_dir.glob("*.pid")))
+            # -e 4: several clients (source and destination QEMU during a migration; the default of one
+            # makes the destination hang); -t: keep serving after a client leaves; --fork returns once
+            # the socket listens.
+            _run("ip", "netns", "exec", f"{self.prefix}st", "qemu-nbd", "-t", "-e", "4", "-x", name, "-f", "qcow2",
+                 "--bind", STORAGE_ADDRESS, "--port", str(port), "--cache=none", "--fork",
+                 "--pid-file", str(nbd_dir / f"{name}.pid"), str(image))
+        return LabDisk(DiskKind.NBD, name, capacity_mib, image, name, NBD_STORAGE_ID, "qcow2", port)
+
+    # ---- links
+
+    def shape(self, ref: HostRef, mbit: float | None = None, gbps: float | None = None) -> None:
+        """Limits the host's link to `mbit` Mbit/s (or `gbps`) in both directions with tbf, as if its NIC
+        were that fast: egress on its eth0, ingress as the egress of its port on the switch."""
+        if (mbit is None) == (gbps is None):
+            raise LabError("shape(): give exactly one of mbit= or gbps=")
+        rate_mbit = mbit if mbit is not None else (gbps or 0) * 1000
+        if rate_mbit <= 0:
+            raise LabError(f"shape(): rate must be positive, not {rate_mbit} Mbit/s")
+        host = self.host(ref)
+        rate_bit = int(rate_mbit * 1e6)
+        # Burst of ~10 ms at the rate (>= 64 KiB so GSO packets of the veth pass), 50 ms queue.
+        burst = max(64 * 1024, rate_bit // 8 // 100)
+        tbf = ["root", "tbf", "rate", f"{rate_bit}bit", "burst", str(burst), "latency", "50ms"]
+        _run("ip", "netns", "exec", host.netns, "tc", "qdisc", "replace", "dev", "eth0", *tbf)
+        _run("ip", "netns", "exec", f"{self.prefix}sw", "tc", "qdisc", "replace", "dev", f"p{host.index}", *tbf)
+
+    def unshape(self, ref: HostRef) -> None:
+        host = self.host(ref)
+        _run("ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+        _run("ip", "netns", "exec", f"{self.prefix}sw", "tc", "qdisc", "del", "dev", f"p{host.index}", "root",
+             check=False)
