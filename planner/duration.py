@@ -105,3 +105,26 @@ def closed_form_duration_s(memory_mib: float, dirty_rate_mibs: float, bandwidth_
     n = min(n, model.max_rounds)
     total = memory_mib * (n + 1) if lam == 1 else memory_mib * (1 - lam ** (n + 1)) / (1 - lam)
     return model.fixed_cost_s + total / bandwidth_mibs
+
+
+def floor_estimate(memory_mib: float, dirty_rate_mibs: float, bandwidth_mibs: float, max_downtime_ms: float,
+                   disk_mib: float = 0.0, live: bool = True, auto_converge: bool = False,
+                   model: DurationModel = DEFAULT_MODEL) -> Estimate:
+    """The fewest MiB and the shortest time ANY bandwidth ≤ `bandwidth_mibs` can give (for lower bounds).
+
+    Why this is a floor: every pre-copy round's remainder min(M, λ·previous) and the stop test
+    (remainder ≤ R·T_d) improve as R grows, so bytes and seconds never increase with R, with or
+    without throttling; and at one R throttled rounds are never bigger than unthrottled ones. So
+    when auto-converge is allowed the throttled run at the highest bandwidth bounds both the
+    throttled and the unthrottled run at every lower bandwidth, although `estimate` itself is not
+    monotone (it switches to throttling only when the plain run does not converge).
+    """
+    if not auto_converge or not live:
+        return estimate(memory_mib, dirty_rate_mibs, bandwidth_mibs, max_downtime_ms, disk_mib, live,
+                        auto_converge, model)
+    if not bandwidth_mibs > 0 or not math.isfinite(bandwidth_mibs):
+        raise ValueError(f"bandwidth_mibs must be positive and finite, got {bandwidth_mibs}")
+    secs, sent, rounds, downtime, converges = _precopy(
+        memory_mib, dirty_rate_mibs, bandwidth_mibs, max_downtime_ms, True, model)
+    return Estimate(model.fixed_cost_s + disk_mib / bandwidth_mibs + secs, disk_mib + sent, rounds, downtime,
+                    converges, True)

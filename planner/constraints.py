@@ -1,0 +1,511 @@
+"""The rules of plan v1, each a small declarative value with a solver-free checker (STYLE §3).
+
+A rule is a frozen dataclass with `name` and `violations(ctx) -> list[Violation]`; the CP-SAT
+encoding of the same rule lives in the solver modules. Rules are checked at EVERY instant, with a
+sweep over start/end events (a migration is active on [start_s, end_s); at one instant ends are
+applied before starts), so a 30,000-migration plan checks in seconds.
+
+What is checked beyond the letter of plan v1, and why:
+* Hosts to empty = `plan.drained` ∪ hosts in `maintenance`.
+* A plan is a rebalance (VMs on other hosts may move) when `CheckContext.rebalance` is true; the
+  checker's default is "rebalance iff nothing is drained".
+* Waves: all migrations of one wave have the same `start_s`, and a higher wave starts strictly
+  later ("migrations of wave k start together"). Wave numbers need not be contiguous.
+* Capacity is judged against max(usage before the plan, capacity): a host already overloaded is
+  not the plan's fault, but the plan may never make it worse.
+* Anti-affinity: a pair of group members already sharing a host before the plan is not blamed;
+  every other overlap of their presence on one host is (a VM is present on its source until its
+  `end_s` and on its destination from its `start_s`).
+* Affinity (final state): a group may not end on more hosts than it started on (at least one).
+* Copied disk room is never given back on a source (libvirt leaves the source image).
+Tolerances absorb the 3-decimal rounding of plan files: times 1e-3 s, relative 1e-3 on durations,
+bandwidth sums 1e-3 MiB/s per active migration plus 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar, Protocol
+
+from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
+from planner.migration_facts import copy_storage_targets, eligible, vm_estimate
+from planner.model import VM, HostState, Inventory
+from planner.plan import Migration, Plan, PlanStatus
+from planner.simulate import Usage, simulate
+from planner.topology import Resource, Topology
+
+TIME_TOL_S = 1e-3
+DURATION_REL_TOL = 1e-3
+BANDWIDTH_ABS_TOL_MIBS = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: str
+    subject: str  # the VM, host, link or group at fault
+    time_s: float | None  # the instant it happens (None: not about a time)
+    message: str
+
+    def __str__(self) -> str:
+        at = f" at t={self.time_s:.3f}s" if self.time_s is not None else ""
+        return f"[{self.rule}] {self.subject}{at}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """The inventory, the plan and everything derived once and shared by the rules."""
+
+    inventory: Inventory
+    plan: Plan
+    model: DurationModel = DEFAULT_MODEL
+    rebalance: bool | None = None  # None: a rebalance iff the plan drains nothing
+    topology: Topology | None = None
+
+    @cached_property
+    def topo(self) -> Topology:
+        return self.topology if self.topology is not None else Topology(self.inventory)
+
+    @cached_property
+    def drained(self) -> frozenset[str]:
+        return frozenset(self.plan.drained) | {
+            h.name for h in self.inventory.hosts if h.state is HostState.MAINTENANCE}
+
+    @cached_property
+    def is_rebalance(self) -> bool:
+        return not self.drained if self.rebalance is None else self.rebalance
+
+    @cached_property
+    def known(self) -> tuple[tuple[Migration, VM], ...]:
+        """Migrations of VMs the inventory knows, with the VM (unknown ones are their own violation)."""
+        vms = self.inventory.vm
+        return tuple((m, vms[m.vm]) for m in self.plan.migrations if m.vm in vms)
+
+    @cached_property
+    def estimates(self) -> dict[int, Estimate]:
+        """The duration model at each migration's bandwidth, by index into `known`."""
+        p = self.inventory.policy
+        return {i: vm_estimate(vm, m.bandwidth_mibs, p, self.model)
+                for i, (m, vm) in enumerate(self.known) if m.bandwidth_mibs > 0}
+
+
+class Rule(Protocol):
+    name: ClassVar[str]
+
+    def violations(self, ctx: CheckContext) -> list[Violation]: ...
+
+
+# ---------------------------------------------------------------- who moves
+
+
+@dataclass(frozen=True, slots=True)
+class KnownVMsAndHosts:
+    """Every VM and host the plan names exists in the inventory."""
+
+    name: ClassVar[str] = "known"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        out: list[Violation] = []
+        hosts, vms = ctx.inventory.host, ctx.inventory.vm
+        for h in ctx.plan.drained:
+            if h not in hosts:
+                out.append(Violation(self.name, h, None, "drained host is not in the inventory"))
+        for m in ctx.plan.migrations:
+            if m.vm not in vms:
+                out.append(Violation(self.name, m.vm, None, "migrated VM is not in the inventory"))
+            for h in (m.source, m.destination):
+                if h not in hosts:
+                    out.append(Violation(self.name, m.vm, None, f"host {h} is not in the inventory"))
+        for u in ctx.plan.unplaced:
+            if u.vm not in vms:
+                out.append(Violation(self.name, u.vm, None, "unplaced VM is not in the inventory"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DrainedHostsEmptied:
+    """Every VM of a drained or maintenance host moves or is listed as unplaced."""
+
+    name: ClassVar[str] = "drain"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        moving = {m.vm for m in ctx.plan.migrations}
+        unplaced = {u.vm for u in ctx.plan.unplaced}
+        return [Violation(self.name, v.name, None, f"VM on drained host {v.host} neither moves nor is unplaced")
+                for v in ctx.inventory.vms
+                if v.host in ctx.drained and v.name not in moving and v.name not in unplaced]
+
+
+@dataclass(frozen=True, slots=True)
+class OnlyDrainedMove:
+    """Outside a rebalance, only VMs of hosts being emptied move."""
+
+    name: ClassVar[str] = "only-drained-move"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        if ctx.is_rebalance:
+            return []
+        return [Violation(self.name, m.vm, m.start_s, f"moves from {m.source}, which is not being drained")
+                for m, vm in ctx.known if vm.host not in ctx.drained]
+
+
+@dataclass(frozen=True, slots=True)
+class AtMostOnce:
+    """A VM migrates at most once, and a VM that migrates is not also unplaced."""
+
+    name: ClassVar[str] = "at-most-once"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        out: list[Violation] = []
+        seen: set[str] = set()
+        for m in ctx.plan.migrations:
+            if m.vm in seen:
+                out.append(Violation(self.name, m.vm, m.start_s, "migrates more than once"))
+            seen.add(m.vm)
+        for u in ctx.plan.unplaced:
+            if u.vm in seen:
+                out.append(Violation(self.name, u.vm, None, "is both migrated and unplaced"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMatchesUnplaced:
+    """`infeasible` exactly when some VM is unplaced."""
+
+    name: ClassVar[str] = "status"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        infeasible = ctx.plan.status is PlanStatus.INFEASIBLE
+        if bool(ctx.plan.unplaced) != infeasible:
+            return [Violation(self.name, "plan", None, f"status {ctx.plan.status.value} with "
+                              f"{len(ctx.plan.unplaced)} unplaced VMs")]
+        return []
+
+
+# ---------------------------------------------------------------- one migration at a time
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationFactsMatch:
+    """Source, destination eligibility, path, copy_storage, live: what `migration_facts` derives."""
+
+    name: ClassVar[str] = "migration-facts"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        out: list[Violation] = []
+        hosts = ctx.inventory.host
+        for m, vm in ctx.known:
+            def bad(msg: str, m: Migration = m) -> None:
+                out.append(Violation(self.name, m.vm, m.start_s, msg))
+            if m.source != vm.host:
+                bad(f"source {m.source} is not the VM's host {vm.host}")
+            dest = hosts.get(m.destination)
+            if dest is not None:
+                for reason in eligible(vm, dest, ctx.inventory, ctx.drained):
+                    bad(f"destination not eligible: {reason}")
+            src = hosts.get(vm.host)
+            if src is not None and src.state is HostState.DOWN and vm.live:
+                bad(f"source host {vm.host} is down: its VMs cannot be live-migrated")
+            if m.source in hosts and dest is not None:
+                path = ctx.topo.path(m.source, m.destination)
+                if path is None:
+                    bad(f"no network path from {m.source} to {m.destination}")
+                elif tuple(m.path) != path:
+                    bad(f"path {list(m.path)} is not the topology's path {list(path)}")
+            want = copy_storage_targets(vm)
+            if sorted(m.copy_storage) != sorted(want):
+                bad(f"copy_storage {list(m.copy_storage)} must be exactly the local disks {list(want)}")
+            if m.live != vm.live:
+                bad(f"live={m.live} but the VM is {vm.state.value}")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class BandwidthWithinPathCap:
+    """0 < bandwidth_mibs ≤ the smallest capped capacity on the path."""
+
+    name: ClassVar[str] = "bandwidth-cap"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        out: list[Violation] = []
+        share = ctx.inventory.policy.migration_share
+        for m, _vm in ctx.known:
+            if not m.bandwidth_mibs > 0:
+                out.append(Violation(self.name, m.vm, m.start_s, f"bandwidth {m.bandwidth_mibs} MiB/s is not positive"))
+                continue
+            try:
+                cap = ctx.topo.path_capacity_mibs(tuple(m.path), share)
+            except (KeyError, ValueError):
+                continue  # not a path of the topology: MigrationFactsMatch says so
+            if m.bandwidth_mibs > cap * (1 + 1e-9) + BANDWIDTH_ABS_TOL_MIBS:
+                out.append(Violation(self.name, m.vm, m.start_s,
+                                     f"bandwidth {m.bandwidth_mibs:.3f} MiB/s exceeds the path's capped "
+                                     f"capacity {cap:.3f} MiB/s"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DurationMatchesModel:
+    """end_s − start_s ≥ the duration model at bandwidth_mibs; converges/auto_converge agree with it."""
+
+    name: ClassVar[str] = "duration"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        out: list[Violation] = []
+        allow_ac = ctx.inventory.policy.auto_converge
+        for i, (m, _vm) in enumerate(ctx.known):
+            est = ctx.estimates.get(i)
+            if est is None:
+                continue
+            if m.duration_s < est.duration_s * (1 - DURATION_REL_TOL) - TIME_TOL_S:
+                out.append(Violation(self.name, m.vm, m.start_s,
+                                     f"lasts {m.duration_s:.3f} s, the model predicts {est.duration_s:.3f} s "
+                                     f"at {m.bandwidth_mibs:.3f} MiB/s"))
+            if m.converges != est.converges:
+                out.append(Violation(self.name, m.vm, m.start_s,
+                                     f"converges={m.converges} but the model says {est.converges}"))
+            if m.auto_converge and not allow_ac:
+                out.append(Violation(self.name, m.vm, m.start_s, "auto_converge is set but the policy forbids it"))
+            if not est.converges and allow_ac and not m.auto_converge:
+                out.append(Violation(self.name, m.vm, m.start_s,
+                                     "does not converge, the policy allows auto-converge, but it is not set"))
+        return out
+
+
+# ---------------------------------------------------------------- at every instant
+
+
+def _sweep_max(intervals: Iterable[tuple[float, float, float]]) -> Iterable[tuple[float, float, int]]:
+    """For (start, end, amount) intervals active on [start, end): yields (time, total, count) after
+    every instant where something starts (the only instants where a total can grow)."""
+    events = sorted(itertools.chain.from_iterable(((s, 1, a), (e, 0, a)) for s, e, a in intervals))
+    total, count = 0.0, 0
+    n = len(events)
+    i = 0
+    while i < n:
+        t = events[i][0]
+        grew = False
+        while i < n and events[i][0] == t:
+            _, kind, a = events[i]
+            if kind:
+                total += a
+                count += 1
+                grew = True
+            else:
+                total -= a
+                count -= 1
+            i += 1
+        if grew:
+            yield t, total, count
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceBandwidth:
+    """Per NIC direction and link direction: Σ bandwidth of active migrations ≤ capacity × share."""
+
+    name: ClassVar[str] = "link-bandwidth"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        share = ctx.inventory.policy.migration_share
+        per_resource: dict[Resource, list[tuple[float, float, float]]] = defaultdict(list)
+        graph = ctx.topo.graph
+        for m, _vm in ctx.known:
+            if m.end_s <= m.start_s:
+                continue
+            for r in Topology.resources(tuple(m.path)):
+                if graph.has_edge(*r):
+                    per_resource[r].append((m.start_s, m.end_s, m.bandwidth_mibs))
+        out: list[Violation] = []
+        for r, ivs in per_resource.items():
+            cap = ctx.topo.capacity_mibs(r) * share
+            for t, total, count in _sweep_max(ivs):
+                if total > cap * (1 + 1e-9) + BANDWIDTH_ABS_TOL_MIBS * count:
+                    out.append(Violation(self.name, f"{r[0]}->{r[1]}", t,
+                                         f"{count} migrations use {total:.3f} MiB/s, capped capacity is "
+                                         f"{cap:.3f} MiB/s"))
+                    break  # first instant per resource is enough to act on
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimits:
+    """max_outbound_per_host, max_inbound_per_host and max_concurrent at every instant."""
+
+    name: ClassVar[str] = "concurrency"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        p = ctx.inventory.policy
+        out_ivs: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        in_ivs: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        all_ivs: list[tuple[float, float, float]] = []
+        for m, _vm in ctx.known:
+            if m.end_s <= m.start_s:
+                continue
+            iv = (m.start_s, m.end_s, 1.0)
+            out_ivs[m.source].append(iv)
+            in_ivs[m.destination].append(iv)
+            all_ivs.append(iv)
+        out: list[Violation] = []
+        for label, groups, limit in (("outbound", out_ivs, p.max_outbound_per_host),
+                                     ("inbound", in_ivs, p.max_inbound_per_host)):
+            if limit <= 0:
+                continue
+            for host, ivs in groups.items():
+                for t, _total, count in _sweep_max(ivs):
+                    if count > limit:
+                        out.append(Violation(self.name, host, t, f"{count} {label} migrations, limit {limit}"))
+                        break
+        if p.max_concurrent > 0:
+            for t, _total, count in _sweep_max(all_ivs):
+                if count > p.max_concurrent:
+                    out.append(Violation(self.name, "plan", t,
+                                         f"{count} concurrent migrations, limit {p.max_concurrent}"))
+                    break
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """CPU, memory and copied-disk room at every instant (a migrating VM counts on both hosts)."""
+
+    name: ClassVar[str] = "capacity"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        inv, p = ctx.inventory, ctx.inventory.policy
+        timeline = simulate(inv, ctx.plan)
+        limits: dict[str, tuple[float, float, float]] = {}
+        for h in inv.hosts:
+            start = timeline.initial.usage.get(h.name, Usage())
+            limits[h.name] = (max(start.vcpus, h.cpus * p.cpu_overcommit),
+                              max(start.memory_mib, h.usable_memory_mib * p.memory_overcommit),
+                              max(start.copied_disk_gib, h.local_disk_free_gib))
+        out: list[Violation] = []
+        blamed: set[tuple[str, str]] = set()
+        for pt in timeline.points:
+            lim = limits.get(pt.host)
+            if lim is None:
+                continue
+            u = pt.usage
+            for what, used, cap in (("vCPUs", u.vcpus, lim[0]), ("memory MiB", u.memory_mib, lim[1]),
+                                    ("copied disk GiB", u.copied_disk_gib, lim[2])):
+                if used > cap + 1e-6 and (pt.host, what) not in blamed:
+                    blamed.add((pt.host, what))
+                    out.append(Violation(self.name, pt.host, pt.time_s, f"{what}: {used:g} held, limit {cap:g}"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AntiAffinity:
+    """Two VMs sharing an anti-affinity group are never on one host at once (nor at the end)."""
+
+    name: ClassVar[str] = "anti-affinity"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        inf = float("inf")
+        moves = {m.vm: m for m, _vm in ctx.known}
+        # (group, host) -> [(start, end, vm, initial)]
+        presence: dict[tuple[str, str], list[tuple[float, float, str, bool]]] = defaultdict(list)
+        for vm in ctx.inventory.vms:
+            if not vm.anti_affinity:
+                continue
+            m = moves.get(vm.name)
+            for g in vm.anti_affinity:
+                if m is None:
+                    presence[(g, vm.host)].append((0.0, inf, vm.name, True))
+                else:
+                    presence[(g, vm.host)].append((0.0, m.end_s, vm.name, True))
+                    presence[(g, m.destination)].append((m.start_s, inf, vm.name, False))
+        out: list[Violation] = []
+        for (g, host), ivs in presence.items():
+            if len(ivs) < 2:
+                continue
+            ivs.sort()
+            active: list[tuple[float, float, str, bool]] = []
+            for iv in ivs:
+                active = [a for a in active if a[1] > iv[0]]
+                for a in active:
+                    if a[2] != iv[2] and not (a[3] and iv[3]):
+                        out.append(Violation(self.name, g, iv[0],
+                                             f"{a[2]} and {iv[2]} are both on {host}"))
+                active.append(iv)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Affinity:
+    """VMs sharing an affinity group end on as few hosts as they started on (at most; one if they moved)."""
+
+    name: ClassVar[str] = "affinity"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        dest = {m.vm: m.destination for m, _vm in ctx.known}
+        before: dict[str, set[str]] = defaultdict(set)
+        after: dict[str, set[str]] = defaultdict(set)
+        for vm in ctx.inventory.vms:
+            for g in vm.affinity:
+                before[g].add(vm.host)
+                after[g].add(dest.get(vm.name, vm.host))
+        return [Violation(self.name, g, None, f"group ends on {len(after[g])} hosts ({', '.join(sorted(after[g]))}),"
+                          f" started on {len(before[g])}")
+                for g in sorted(after) if len(after[g]) > max(1, len(before[g]))]
+
+
+# ---------------------------------------------------------------- the plan as a whole
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTotals:
+    """makespan_s = max end_s; lower_bound_s ≤ makespan_s; the plan is for this inventory; times ≥ 0."""
+
+    name: ClassVar[str] = "totals"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        plan = ctx.plan
+        out: list[Violation] = []
+        makespan = max((m.end_s for m in plan.migrations), default=0.0)
+        if abs(plan.makespan_s - makespan) > TIME_TOL_S:
+            out.append(Violation(self.name, "plan", None,
+                                 f"makespan_s {plan.makespan_s:.3f} but the last migration ends at {makespan:.3f}"))
+        if plan.lower_bound_s > plan.makespan_s + TIME_TOL_S:
+            out.append(Violation(self.name, "plan", None,
+                                 f"lower_bound_s {plan.lower_bound_s:.3f} exceeds makespan_s {plan.makespan_s:.3f}"))
+        if plan.inventory_sha256 != ctx.inventory.sha256:
+            out.append(Violation(self.name, "plan", None, "inventory_sha256 does not match the inventory"))
+        for m in plan.migrations:
+            if m.start_s < 0 or m.end_s < m.start_s:
+                out.append(Violation(self.name, m.vm, m.start_s, f"bad interval [{m.start_s}, {m.end_s})"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class WavesStartTogether:
+    """All migrations of a wave share one start_s, and a higher wave starts strictly later."""
+
+    name: ClassVar[str] = "waves"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        out: list[Violation] = []
+        first: dict[int, float] = {}
+        for w, migs in ctx.plan.waves.items():
+            starts = sorted(m.start_s for m in migs)
+            first[w] = starts[0]
+            if starts[-1] - starts[0] > TIME_TOL_S:
+                out.append(Violation(self.name, f"wave {w}", starts[0],
+                                     f"starts spread from {starts[0]:.3f} to {starts[-1]:.3f} s"))
+        ordered = sorted(first.items())
+        for (w1, s1), (w2, s2) in itertools.pairwise(ordered):
+            if s2 <= s1 + TIME_TOL_S / 2:
+                out.append(Violation(self.name, f"wave {w2}", s2, f"starts at {s2:.3f} s, not after wave {w1} "
+                                     f"({s1:.3f} s)"))
+        return out
+
+
+ALL_RULES: tuple[Rule, ...] = (
+    KnownVMsAndHosts(), DrainedHostsEmptied(), OnlyDrainedMove(), AtMostOnce(), StatusMatchesUnplaced(),
+    MigrationFactsMatch(), BandwidthWithinPathCap(), DurationMatchesModel(), ResourceBandwidth(),
+    ConcurrencyLimits(), Capacity(), AntiAffinity(), Affinity(), PlanTotals(), WavesStartTogether(),
+)
+
