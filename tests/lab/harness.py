@@ -338,8 +338,13 @@ class LabDisk:
 
 @dataclass(frozen=True, slots=True)
 class MigrationResult:
+    """Figures of one finished migration. `stats` (destination, VIR_DOMAIN_JOB_STATS_COMPLETED) has the
+    memory figures and the real downtime; `source_stats` also has `disk_total`/`disk_processed` of a
+    copy-storage migration, but only a persistent guest leaves a source domain to ask (else {})."""
+
     seconds: float  # wall time of the migrate call
-    stats: dict[str, Any]  # completed job stats, read on the destination
+    stats: dict[str, Any]
+    source_stats: dict[str, Any]
 
     @property
     def data_processed_mib(self) -> float:
@@ -357,6 +362,14 @@ class MigrationResult:
     @property
     def downtime_ms(self) -> int:
         return int(self.stats.get("downtime", 0))
+
+
+def _completed_stats(dom: libvirt.virDomain) -> dict[str, Any]:
+    try:
+        stats: dict[str, Any] = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        return stats
+    except libvirt.libvirtError:
+        return {}  # a transient guest leaves no domain on the source
 
 
 HostRef = LabHost | int
@@ -827,11 +840,7 @@ class Lab:
         dom.migrateToURI3(host.peer_uri, params or {}, flags)
         seconds = time.monotonic() - t0
         moved = self.connect(host).lookupByName(name)
-        try:
-            stats = moved.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-        except libvirt.libvirtError:
-            stats = {}
-        return moved, MigrationResult(seconds=seconds, stats=stats)
+        return moved, MigrationResult(seconds, _completed_stats(moved), _completed_stats(dom))
 
     def destroy_all_domains(self) -> None:
         """Destroys and undefines every domain on every host whose daemon runs."""
