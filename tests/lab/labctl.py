@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.lab.harness import (  # noqa: E402  (the repo root must be on sys.path first)
+from tests.lab.harness import (  # after the sys.path line: the repo root must come first
     Lab,
     LabError,
     LabUnavailable,
