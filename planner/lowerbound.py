@@ -1,0 +1,197 @@
+"""A proven lower bound on the makespan, computed without any solver (NOTES §3, plan v1).
+
+`lower_bound` holds for ANY valid plan that moves every VM of the hosts being emptied which has
+at least one eligible destination (VMs with none can only be unplaced; pass `moving=` to bound a
+plan that leaves more VMs unplaced). `placement_lower_bound` holds for any valid schedule of one
+fixed placement: the measure of how good a scheduler was, given its placement.
+
+Why each term is a bound. A plan's migration m holds `bandwidth_mibs` b ≤ cap(path) on every
+resource of its path for its whole [start, end), and end − start ≥ estimate(b).duration_s =
+fixed + estimate(b).transferred_mib / b, so it occupies b·(end − start) ≥ transferred(b) MiB·s of
+each resource's capped capacity. `duration.floor_estimate` at the highest bandwidth the VM can
+ever get (the best capped path over its eligible destinations) is ≤ transferred(b) and
+≤ duration(b) for every allowed b (proof in its docstring). Hence:
+
+* resource term: for a resource r every plan must use for a set S of VMs,
+  makespan ≥ Σ_{v∈S} floor_bytes(v) / (capacity(r) × share). Forced resources: the source NIC
+  (out) of every VM; a link every path to every eligible destination crosses (a cut); the
+  destination NIC (in) of a VM that has exactly one eligible destination;
+* aggregate inbound term: every migration enters exactly one receiving NIC, all of which are
+  among the hosts eligible for some VM, so makespan ≥ Σ floor_bytes / Σ their capped inbound
+  capacity;
+* longest migration: makespan ≥ max floor_duration;
+* slot terms: at most k migrations leave a host at once (max_outbound_per_host), each busy for
+  ≥ floor_duration, so makespan ≥ Σ_{v on host} floor_duration / k; likewise Σ over all / k for
+  max_concurrent and Σ over all / (max_inbound × receivers) for inbound slots. A limit ≤ 0 is
+  "no limit" and gives no term.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.migration_facts import candidate_hosts, drain_set, vm_floor_estimate
+from planner.model import VM, Inventory
+from planner.plan import Plan
+from planner.topology import Resource, Topology
+from planner.units import gbps_to_mibs
+
+
+@dataclass(frozen=True, slots=True)
+class LowerBound:
+    value_s: float
+    binding: str  # which term gives `value_s`, in words
+    terms: Mapping[str, float] = field(default_factory=dict)  # the largest value of each family
+
+
+class _Terms:
+    """Keeps, per family, the largest term and what it was about."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, tuple[float, str]] = {}
+
+    def add(self, family: str, value_s: float, about: str) -> None:
+        if value_s > self.best.get(family, (-1.0, ""))[0]:
+            self.best[family] = (value_s, about)
+
+    def result(self) -> LowerBound:
+        if not self.best:
+            return LowerBound(0.0, "nothing to move", {})
+        family, (value, about) = max(self.best.items(), key=lambda kv: kv[1][0])
+        return LowerBound(value, f"{family}: {about}", {k: v for k, (v, _) in self.best.items()})
+
+
+def _slot_terms(terms: _Terms, inventory: Inventory, durations: Mapping[str, float], vms: Mapping[str, VM],
+                inbound: Mapping[str, float]) -> None:
+    """Longest migration and the concurrency-limit terms; `inbound` maps a description to its term."""
+    p = inventory.policy
+    if not durations:
+        return
+    longest = max(durations, key=lambda v: durations[v])
+    terms.add("longest_migration", durations[longest], f"VM {longest} needs at least {durations[longest]:.1f} s")
+    if p.max_outbound_per_host > 0:
+        per_source: dict[str, float] = defaultdict(float)
+        for v, d in durations.items():
+            per_source[vms[v].host] += d
+        for h, total in per_source.items():
+            terms.add("outbound_slots", total / p.max_outbound_per_host,
+                      f"{total:.1f} s of migrations leave {h}, {p.max_outbound_per_host} at a time")
+    for label, value_s in inbound.items():
+        terms.add("inbound_slots", value_s, label)
+    if p.max_concurrent > 0:
+        total = sum(durations.values())
+        terms.add("max_concurrent", total / p.max_concurrent,
+                  f"{total:.1f} s of migrations, {p.max_concurrent} at a time")
+
+
+def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationModel = DEFAULT_MODEL, *,
+                moving: Collection[str] | None = None, topology: Topology | None = None) -> LowerBound:
+    """A proven lower bound on the makespan of any valid plan draining `drained` (+ maintenance hosts)."""
+    topo = topology if topology is not None else Topology(inventory)
+    p = inventory.policy
+    share = p.migration_share
+    empty = drain_set(inventory, drained)
+    movers = [v for v in inventory.vms if v.host in empty and not v.pinned and (moving is None or v.name in moving)]
+    cands = candidate_hosts(inventory, movers, empty, topo)
+    hosts = inventory.host
+    nic_mibs = {h.name: gbps_to_mibs(h.nic_gbps) for h in inventory.hosts}
+
+    sw_cap: dict[tuple[str, str], tuple[float, tuple[Resource, ...]]] = {}
+
+    def switch_hop(src: str, dst: str) -> tuple[float, tuple[Resource, ...]]:
+        """Smallest link capacity between the two hosts' switches (inf if the same) and the links used."""
+        key = (topo.switch_of[src], topo.switch_of[dst])
+        if key not in sw_cap:
+            path = topo.path(src, dst)
+            res = tuple(itertools.pairwise(path[1:-1])) if path is not None else ()
+            sw_cap[key] = (min((topo.capacity_mibs(r) for r in res), default=float("inf")), res)
+        return sw_cap[key]
+
+    terms = _Terms()
+    bytes_of: dict[str, float] = {}
+    duration_of: dict[str, float] = {}
+    forced: dict[Resource, float] = defaultdict(float)
+    receivers: set[str] = set()
+    for vm in movers:
+        dests = cands.get(vm.name, ())
+        if not dests:
+            continue  # can only be unplaced: no plan moves it
+        src_sw = topo.switch_of[vm.host]
+        best = 0.0
+        common: set[Resource] | None = None
+        for d in dests:
+            cap, res = switch_hop(vm.host, d)
+            best = max(best, min(nic_mibs[vm.host], cap, nic_mibs[d]))
+            if common is None:
+                common = set(res)
+            elif common:
+                common.intersection_update(res)
+        receivers.update(dests)
+        est = vm_floor_estimate(vm, best * share, p, model)
+        bytes_of[vm.name] = est.transferred_mib
+        duration_of[vm.name] = est.duration_s
+        forced[(vm.host, src_sw)] += est.transferred_mib
+        for r in common or ():
+            forced[r] += est.transferred_mib
+        if len(dests) == 1:
+            forced[(topo.switch_of[dests[0]], dests[0])] += est.transferred_mib
+
+    for r, mib in forced.items():
+        cap = topo.capacity_mibs(r) * share
+        family = "source_nic" if r[0] in hosts else "destination_nic" if r[1] in hosts else "link"
+        terms.add(family, mib / cap, f"{mib:.0f} MiB must cross {r[0]}->{r[1]} at {cap:.1f} MiB/s")
+    if receivers:
+        total_mib = sum(bytes_of.values())
+        in_cap = sum(nic_mibs[h] for h in receivers) * share
+        terms.add("destination_nics", total_mib / in_cap,
+                  f"{total_mib:.0f} MiB into {len(receivers)} receiving NICs at {in_cap:.1f} MiB/s in all")
+    inbound: dict[str, float] = {}
+    if receivers and p.max_inbound_per_host > 0:
+        total_s = sum(duration_of.values())
+        k = p.max_inbound_per_host
+        inbound[f"{total_s:.1f} s of migrations into {len(receivers)} hosts, {k} at a time each"] = \
+            total_s / (k * len(receivers))
+    _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
+    return terms.result()
+
+
+def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, str],
+                          model: DurationModel = DEFAULT_MODEL, *, topology: Topology | None = None) -> LowerBound:
+    """A proven lower bound on the makespan of any valid schedule of this placement (VM -> destination).
+
+    Same terms as `lower_bound` with every path known: every resource of every path, every
+    destination's inbound slots.
+    """
+    topo = topology if topology is not None else Topology(inventory)
+    p = inventory.policy
+    share = p.migration_share
+    dest = {m.vm: m.destination for m in placement.migrations} if isinstance(placement, Plan) else dict(placement)
+    terms = _Terms()
+    per_resource: dict[Resource, float] = defaultdict(float)
+    duration_of: dict[str, float] = {}
+    per_dest: dict[str, float] = defaultdict(float)
+    for name, d in dest.items():
+        vm = inventory.vm[name]
+        path = topo.path(vm.host, d)
+        if path is None:
+            continue  # not a valid placement for this VM; the checker says so
+        est = vm_floor_estimate(vm, topo.path_capacity_mibs(path, share), p, model)
+        for r in Topology.resources(path):
+            per_resource[r] += est.transferred_mib
+        duration_of[name] = est.duration_s
+        per_dest[d] += est.duration_s
+    hosts = inventory.host
+    for r, mib in per_resource.items():
+        cap = topo.capacity_mibs(r) * share
+        family = "source_nic" if r[0] in hosts else "destination_nic" if r[1] in hosts else "link"
+        terms.add(family, mib / cap, f"{mib:.0f} MiB cross {r[0]}->{r[1]} at {cap:.1f} MiB/s")
+    inbound: dict[str, float] = {}
+    k = p.max_inbound_per_host
+    if k > 0:
+        inbound = {f"{total:.1f} s of migrations into {h}, {k} at a time": total / k for h, total in per_dest.items()}
+    _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
+    return terms.result()
