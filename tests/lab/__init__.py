@@ -1,0 +1,1 @@
+"""The real libvirt lab for tests and benchmarks: see harness.py."""
