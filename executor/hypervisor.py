@@ -16,6 +16,7 @@ from other threads while it runs, and must be safe to call concurrently.
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -121,6 +122,10 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Waits up to `seconds` of this clock's time for `event`; True if it was set."""
+        return event.wait(max(0.0, seconds))
 
 
 class Hypervisor(ABC):

@@ -1,0 +1,303 @@
+"""The run journal: a write-ahead record of what evac did, in SQLite (NOTES §6).
+
+Invariants:
+1. Before a migrate call, the intent (VM, uuid, source, destination, flags, attempt) is durably
+   committed (WAL mode, synchronous=FULL: the row is on disk when `intent()` returns).
+2. A state is recorded only after it was observed (the runner calls `record()` after looking).
+3. Rows are only ever appended; the latest state row of a VM is its state.
+4. One writer at a time: an exclusive `fcntl` lock on `<journal>.lock`, held while open.
+5. No credentials: URIs are not stored, only host names from the inventory.
+
+`evac run --resume` reopens the journal of the same plan (same digest), reconciles every VM whose
+state is in flight with both hosts, and continues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from executor.states import State
+from planner.errors import EvacError, Problem, UsageError
+from planner.plan import Plan
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    plan_sha256 TEXT NOT NULL,
+    inventory_sha256 TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    plan TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS intent (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    vm TEXT NOT NULL,
+    uuid TEXT,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    attempt INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    vm TEXT NOT NULL,
+    state TEXT NOT NULL,
+    event TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    vm TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS state_vm ON state (vm, id);
+"""
+
+# The journal must never turn into a credential store: flags and event data are checked for these.
+_SECRET_KEYS = ("password", "passwd", "secret", "token", "keyfile", "sshkey")
+
+
+class JournalLocked(EvacError):
+    """Another evac process holds the journal."""
+
+    exit_code = 3
+
+
+def plan_digest(plan: Plan) -> str:
+    canon = json.dumps(plan.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class VMRecord:
+    """What `evac status` shows for one VM."""
+
+    vm: str
+    source: str
+    destination: str
+    state: State
+    attempts: int
+    error: str
+    started_at: float | None
+    ended_at: float | None
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at if self.ended_at is not None else time.time()) - self.started_at
+
+
+class Journal:
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None, run_id: int, plan: Plan) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self.run_id = run_id
+        self.plan = plan
+        self._mutex = threading.Lock()  # one connection shared by the runner's threads
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: str | Path, plan: Plan, *, inventory_sha256: str | None = None,
+             flags: dict[str, Any] | None = None, resume: bool = False) -> Journal:
+        """Opens (creating) the journal for a run of `plan`, taking the single-writer lock.
+
+        A journal that already holds runs is only reopened with `resume=True` and the same plan."""
+        p = Path(path)
+        lock_fd = os.open(f"{p}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise JournalLocked(f"{p}: another evac process is using this journal") from None
+        try:
+            conn = _connect(p)
+            digest = plan_digest(plan)
+            prev = conn.execute("SELECT plan_sha256 FROM run ORDER BY id DESC LIMIT 1").fetchone()
+            if prev is not None and not resume:
+                raise UsageError("journal", [Problem(str(p), "already records a run; pass --resume to continue it "
+                                                              "or choose another --journal file")])
+            if prev is not None and prev[0] != digest:
+                raise UsageError("journal", [Problem(str(p), "records a run of a different plan; "
+                                                              "resume with the plan it was started with")])
+            flags = dict(flags or {})
+            _refuse_secrets(flags)
+            with conn:
+                cur = conn.execute(
+                    "INSERT INTO run (started_at, plan_sha256, inventory_sha256, flags, plan) VALUES (?,?,?,?,?)",
+                    (time.time(), digest, inventory_sha256 or plan.inventory_sha256, json.dumps(flags, sort_keys=True),
+                     plan.to_json(indent=None)))
+            run_id = int(cur.lastrowid or 0)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(p, conn, lock_fd, run_id, plan)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Journal:
+        """Opens a journal read-only, without the lock (for `evac status` while a run goes on)."""
+        p = Path(path)
+        if not p.exists():
+            raise UsageError("journal", [Problem(str(p), "no such file")])
+        try:
+            conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False)
+            row = conn.execute("SELECT id, plan FROM run ORDER BY id DESC LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise UsageError("journal", [Problem(str(p), f"not an evac journal ({e})")]) from None
+        if row is None:
+            raise UsageError("journal", [Problem(str(p), "records no run")])
+        from planner.plan import plan_from_dict
+
+        return cls(p, conn, None, int(row[0]), plan_from_dict(json.loads(row[1]), str(p)))
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing (append only)
+
+    def intent(self, vm: str, uuid: str | None, source: str, destination: str, flags: dict[str, Any],
+               attempt: int) -> None:
+        """Durably records that migrate is about to be called (invariant 1)."""
+        _refuse_secrets(flags)
+        self._write("INSERT INTO intent (run_id, at, vm, uuid, source, destination, flags, attempt) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (self.run_id, time.time(), vm, uuid, source, destination, json.dumps(flags, sort_keys=True),
+                     attempt))
+
+    def record(self, vm: str, state: State, event: str, attempt: int = 0, detail: str = "") -> None:
+        """Records an observed state change of one VM's migration."""
+        self._write("INSERT INTO state (run_id, at, vm, state, event, attempt, detail) VALUES (?,?,?,?,?,?,?)",
+                    (self.run_id, time.time(), vm, state.value, str(event), attempt, detail))
+
+    def event(self, kind: str, vm: str | None = None, **data: Any) -> None:
+        """Anything else worth keeping: escalations, aborts, run end."""
+        _refuse_secrets(data)
+        self._write("INSERT INTO event (run_id, at, kind, vm, data) VALUES (?,?,?,?,?)",
+                    (self.run_id, time.time(), kind, vm, json.dumps(data, sort_keys=True, default=str)))
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        with self._mutex, self._conn:
+            self._conn.execute(sql, args)
+
+    # ------------------------------------------------------------------ reading
+
+    def state_of(self, vm: str) -> State:
+        row = self._one("SELECT state FROM state WHERE vm=? ORDER BY id DESC LIMIT 1", (vm,))
+        return State(row[0]) if row else State.PENDING
+
+    def states(self) -> dict[str, State]:
+        """The latest state of every VM of the plan (pending when never touched)."""
+        out = {m.vm: State.PENDING for m in self.plan.migrations}
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT vm, state FROM state WHERE id IN (SELECT MAX(id) FROM state GROUP BY vm)").fetchall()
+        out.update({vm: State(st) for vm, st in rows})
+        return out
+
+    def attempts_of(self, vm: str) -> int:
+        row = self._one("SELECT COUNT(*) FROM intent WHERE vm=?", (vm,))
+        return int(row[0]) if row else 0
+
+    def in_flight(self) -> list[str]:
+        """VMs whose latest state lies between intent and a verified outcome (reconcile on resume)."""
+        return [vm for vm, st in self.states().items() if st.in_flight]
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(st.value for st in self.states().values())
+        return dict(sorted(counts.items()))
+
+    def flags(self) -> dict[str, Any]:
+        row = self._one("SELECT flags FROM run WHERE id=?", (self.run_id,))
+        return dict(json.loads(row[0])) if row else {}
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT id, started_at, plan_sha256, inventory_sha256, flags FROM run ORDER BY id").fetchall()
+        return [{"id": r[0], "started_at": r[1], "plan_sha256": r[2], "inventory_sha256": r[3],
+                 "flags": json.loads(r[4])} for r in rows]
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT at, kind, vm, data FROM event" + (" WHERE kind=?" if kind else "") + " ORDER BY id"
+        with self._mutex:
+            rows = self._conn.execute(sql, (kind,) if kind else ()).fetchall()
+        return [{"at": r[0], "kind": r[1], "vm": r[2], **json.loads(r[3])} for r in rows]
+
+    def records(self) -> list[VMRecord]:
+        """One row per VM of the plan, for `evac status`."""
+        with self._mutex:
+            states = self._conn.execute("SELECT vm, at, state, detail FROM state ORDER BY id").fetchall()
+            intents = self._conn.execute("SELECT vm, COUNT(*) FROM intent GROUP BY vm").fetchall()
+        attempts = dict(intents)
+        latest: dict[str, tuple[State, str]] = {}
+        first: dict[str, float] = {}
+        last: dict[str, float] = {}
+        error: dict[str, str] = {}
+        for vm, at, st, detail in states:
+            state = State(st)
+            latest[vm] = (state, detail)
+            if state is State.PRECHECKED:
+                first.setdefault(vm, at)
+            last[vm] = at
+            if state in (State.FAILED, State.QUARANTINED, State.RETRY_WAIT, State.ABORTED) and detail:
+                error[vm] = detail
+            elif state is State.DONE:
+                error.pop(vm, None)
+        out = []
+        for m in sorted(self.plan.migrations, key=lambda m: (m.start_s, m.vm)):
+            state, _ = latest.get(m.vm, (State.PENDING, ""))
+            out.append(VMRecord(m.vm, m.source, m.destination, state, int(attempts.get(m.vm, 0)),
+                                error.get(m.vm, ""), first.get(m.vm),
+                                last.get(m.vm) if state.final else None))
+        return out
+
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
+        with self._mutex:
+            return self._conn.execute(sql, args).fetchone()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level="DEFERRED")
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def _refuse_secrets(data: dict[str, Any]) -> None:
+    for key in data:
+        if any(s in key.lower() for s in _SECRET_KEYS):
+            raise ValueError(f"refusing to journal {key!r}: the journal never stores credentials")

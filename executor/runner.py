@@ -1,0 +1,582 @@
+"""Runs a plan: a thin loop over the pure `PlanMonitor` (STYLE §6).
+
+The control thread (the caller of `run_plan`) asks the monitor what may start, gives each started
+migration a worker thread, polls job statistics about every `poll_interval_s` of the hypervisor's
+clock, escalates stalled migrations, calls the reporter, and commits endings to the monitor.
+A worker does for one VM exactly what the virsh guide does by hand, and journals each step:
+
+    precheck → prepare_storage (copy-storage disks) → journal intent → migrate (cap, max downtime,
+    auto-converge) → look the VM up on BOTH hosts → done | retry | failed | aborted | quarantined
+
+After any error the VM is looked up on both hosts and classified (`executor.states.classify`,
+NOTES §5): on the source only → failed or retried (bounded, with backoff, only for errors that can
+succeed on retry); on the destination only → done; anything else → quarantined, touched no more.
+
+Escalation of a stalled migration (no decrease of data_remaining for policy.progress_timeout_s):
+raise the max downtime ×`downtime_step_factor` up to `max_downtime_ceiling_ms`, one step every
+`escalation_interval_s` without progress; then, if it was started with auto-converge, give the
+throttle one more interval; then the operator's timeout action (abort | suspend | postcopy; post-copy
+only with allow_postcopy, otherwise abort). The completion timeout (policy.completion_timeout_per_gib_s
+× GiB of memory + copied disk) goes straight to the timeout action. A suspended migration that still
+does not finish within another interval is aborted (its guest is resumed on the source).
+
+Ctrl-C (`options.cancel` set): no new migration starts, running jobs are aborted (the VMs stay on
+their sources), threads are joined, the journal says `aborted`; `RunResult.cancelled` is True.
+
+Not implemented: re-planning after failures (`--replan`): failed VMs stay where they are and are
+reported; the monitor still starts every migration whose room does not depend on them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from executor.hypervisor import (
+    DomainState,
+    Hypervisor,
+    HypervisorError,
+    MigrationFailed,
+    MigrationSpec,
+)
+from executor.journal import Journal
+from executor.reporter import Reporter
+from executor.states import Event, Placement, State, classify, transition
+from planner.model import Inventory
+from planner.monitor import PlanMonitor
+from planner.plan import Migration, Plan
+
+# libvirt errors that can succeed when tried again (NOTES §5): internal error 1 is not among them,
+# nor CPU incompatible (91), unsafe (81), missing pool (49), unsupported (74, 84), access (88).
+RETRYABLE_CODES = frozenset({9, 38, 39, 68})  # operation failed, system error, RPC, job lock timeout
+
+
+class TimeoutAction(StrEnum):
+    ABORT = "abort"
+    SUSPEND = "suspend"
+    POSTCOPY = "postcopy"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    barrier: bool = False
+    one_at_a_time: bool = False
+    timeout_action: TimeoutAction = TimeoutAction.ABORT
+    allow_postcopy: bool = False
+    unsafe: bool = False  # VIR_MIGRATE_UNSAFE: only from --unsafe, recorded in the journal
+    tls: bool = False
+    retries: int = 2  # extra attempts after the first (3 attempts in all)
+    backoff_s: float = 20.0  # KubeVirt: 20 s, doubling per failure
+    backoff_factor: float = 2.0
+    retryable_codes: frozenset[int] = RETRYABLE_CODES
+    poll_interval_s: float = 0.5
+    downtime_step_factor: float = 2.0
+    max_downtime_ceiling_ms: float = 2000.0
+    escalation_interval_s: float | None = None  # default: progress_timeout_s / 3
+    parallel_connections: int = 0
+    resume: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    @property
+    def mode(self) -> str:
+        return "barrier" if self.barrier else "one-at-a-time" if self.one_at_a_time else "default"
+
+    def journal_flags(self) -> dict[str, Any]:
+        return {"mode": self.mode, "timeout_action": str(self.timeout_action), "allow_postcopy": self.allow_postcopy,
+                "unsafe": self.unsafe, "tls": self.tls, "retries": self.retries, "resume": self.resume}
+
+
+@dataclass
+class MigrationResult:
+    vm: str
+    state: State
+    attempts: int = 0
+    error: str = ""
+    started_s: float | None = None  # run clock: seconds since the run started
+    ended_s: float | None = None
+    downtime_ms: float | None = None
+    escalations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    results: dict[str, MigrationResult]
+    makespan_s: float
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.cancelled and all(r.state is State.DONE for r in self.results.values())
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def count(self, state: State) -> int:
+        return sum(1 for r in self.results.values() if r.state is state)
+
+    def summary(self) -> dict[str, Any]:
+        states: dict[str, int] = {}
+        for r in self.results.values():
+            states[r.state.value] = states.get(r.state.value, 0) + 1
+        return {"ok": self.ok, "cancelled": self.cancelled, "makespan_s": round(self.makespan_s, 3),
+                "planned_makespan_s": round(self.plan.makespan_s, 3), "states": states}
+
+
+def build_spec(migration: Migration, inventory: Inventory, options: RunOptions) -> MigrationSpec:
+    """The one `virsh migrate` of the virsh guide for this migration, as evac will issue it."""
+    vm = inventory.vm[migration.vm]
+    return MigrationSpec(
+        vm=migration.vm,
+        uuid=vm.uuid,
+        source=migration.source,
+        destination=migration.destination,
+        bandwidth_mibs=migration.bandwidth_mibs,
+        max_downtime_ms=inventory.policy.max_downtime_ms,
+        auto_converge=migration.auto_converge,
+        live=migration.live,
+        persistent=vm.persistent,
+        copy_storage=migration.copy_storage,
+        postcopy_allowed=options.allow_postcopy and options.timeout_action is TimeoutAction.POSTCOPY,
+        unsafe=options.unsafe,
+        tls=options.tls,
+        parallel_connections=options.parallel_connections,
+    )
+
+
+def virsh_command(spec: MigrationSpec, destination_uri: str | None = None) -> str:
+    """The equivalent `virsh migrate` command line (for --dry-run and the journal's readers)."""
+    parts = ["virsh", "migrate"]
+    parts += ["--live"] if spec.live else ["--offline"]
+    parts += ["--p2p"]
+    if spec.persistent:
+        parts += ["--persistent", "--undefinesource"]
+    if spec.auto_converge:
+        parts.append("--auto-converge")
+    if spec.postcopy_allowed:
+        parts.append("--postcopy")
+    if spec.copy_storage:
+        parts += ["--copy-storage-all", "--migrate-disks", ",".join(spec.copy_storage)]
+    if spec.tls:
+        parts.append("--tls")
+    if spec.unsafe:
+        parts.append("--unsafe")
+    if spec.parallel_connections:
+        parts += ["--parallel", "--parallel-connections", str(spec.parallel_connections)]
+    parts += ["--bandwidth", f"{max(1, round(spec.bandwidth_mibs))}"]
+    parts += [spec.vm, destination_uri or f"qemu+tcp://{spec.destination}/system"]
+    return " ".join(parts) + f"   # then: virsh migrate-setmaxdowntime {spec.vm} {spec.max_downtime_ms:g}"
+
+
+def spec_flags(spec: MigrationSpec) -> dict[str, Any]:
+    return {"live": spec.live, "bandwidth_mibs": spec.bandwidth_mibs, "max_downtime_ms": spec.max_downtime_ms,
+            "auto_converge": spec.auto_converge, "copy_storage": list(spec.copy_storage),
+            "postcopy_allowed": spec.postcopy_allowed, "unsafe": spec.unsafe, "tls": spec.tls,
+            "persistent": spec.persistent, "parallel_connections": spec.parallel_connections}
+
+
+# ---------------------------------------------------------------- one migration's worker
+
+
+class _Worker:
+    """Runs one VM's migration (with its retries) in its own thread; talks to the control thread
+    through `events` only, so the reporter and the monitor are used from one thread."""
+
+    def __init__(self, runner: _Runner, migration: Migration, state: State, attempts: int) -> None:
+        self.r = runner
+        self.m = migration
+        self.spec = build_spec(migration, runner.inventory, runner.options)
+        self.state = state
+        self.attempt = attempts
+        self.migrating = False  # migrate() is running: progress polling and escalation apply
+        self.migrate_started_s = 0.0
+        self.best_remaining_mib = float("inf")
+        self.last_progress_s = 0.0
+        self.last_escalation_s = 0.0
+        self.downtime_ms = self.spec.max_downtime_ms
+        self.ladder_done: list[str] = []
+        self.final_action: str | None = None  # the timeout action taken, if any
+        self.suspended = False
+        self.abort_reason = ""
+        self.abort_sent = False
+        self.thread = threading.Thread(target=self._main, name=f"evac-{migration.vm}", daemon=True)
+
+    # -- journal + state helpers
+
+    def _move(self, event: Event, detail: str = "") -> None:
+        self.state = transition(self.state, event)
+        self.r.journal.record(self.m.vm, self.state, event, self.attempt, detail)
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        self.r.events.put((kind, self.m.vm, data))
+        self.r.wake.set()
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except Exception as e:  # a bug or an unexpected hypervisor error: never leave the control loop hanging
+            detail = f"unexpected error: {type(e).__name__}: {e}"
+            self.r.journal.event("worker_crashed", self.m.vm, error=detail)
+            self._emit("ended", state=State.QUARANTINED, error=detail)
+
+    def _run(self) -> None:
+        hv, opts = self.r.hv, self.r.options
+        while True:
+            if opts.cancel.is_set() and self.state in (State.PRECHECKED, State.RETRY_WAIT):
+                self._move(Event.ON_SOURCE_ABORTED, "cancelled before migrate")
+                self._emit("ended", state=self.state, error="cancelled")
+                return
+            problems = hv.precheck(self.spec)
+            if problems:
+                self._move(Event.PRECHECK_FAILED, "; ".join(problems))
+                self._emit("ended", state=self.state, error="precheck: " + "; ".join(problems))
+                return
+            self._move(Event.PRECHECK_OK)
+            if opts.cancel.is_set():
+                continue
+            self.attempt += 1
+            created: list[str] = []
+            error: MigrationFailed | None = None
+            outcome = None
+            try:
+                if self.spec.copy_storage:
+                    created = hv.prepare_storage(self.spec)
+            except HypervisorError as e:
+                error = MigrationFailed(self.m.vm, self.m.destination, e.code, f"prepare_storage: {e.message}")
+            if error is None and opts.cancel.is_set():
+                if created:
+                    hv.cleanup_storage(self.spec, created)
+                self._move(Event.ON_SOURCE_ABORTED, "cancelled before migrate")
+                self._emit("ended", state=self.state, error="cancelled")
+                return
+            if error is None:
+                self.r.journal.intent(self.m.vm, self.spec.uuid, self.m.source, self.m.destination,
+                                      spec_flags(self.spec), self.attempt)
+                self._move(Event.MIGRATE)
+                now = self.r.clock_s()
+                self.migrate_started_s = self.last_progress_s = self.last_escalation_s = now
+                self.best_remaining_mib = float("inf")
+                self._emit("started", attempt=self.attempt, now_s=now)
+                self.migrating = True
+                try:
+                    outcome = hv.migrate(self.spec)
+                except MigrationFailed as e:
+                    error = e
+                except HypervisorError as e:
+                    error = MigrationFailed(self.m.vm, self.m.destination, e.code, e.message)
+                finally:
+                    self.migrating = False
+                self._move(Event.RETURNED if error is None else Event.ERROR,
+                           "" if error is None else str(error))
+            else:
+                self._move(Event.ERROR, str(error))
+            verdict = self._verify(error)
+            if verdict == "retry":
+                if created:
+                    hv.cleanup_storage(self.spec, created)
+                delay = opts.backoff_s * opts.backoff_factor ** (self.attempt - 1)
+                self._emit("retry", attempt=self.attempt + 1, delay_s=delay, error=str(error))
+                self.r.clock.wait(opts.cancel, delay)
+                continue
+            if verdict in ("failed", "aborted") and created:
+                hv.cleanup_storage(self.spec, created)
+            downtime = outcome.downtime_ms if outcome is not None else None
+            self._emit("ended", state=self.state, error="" if self.state is State.DONE else self._error_text(error),
+                       downtime_ms=downtime)
+            return
+
+    def _error_text(self, error: MigrationFailed | None) -> str:
+        last = self.r.journal_detail(self.m.vm)
+        if self.abort_reason:
+            return f"{self.abort_reason}" + (f" ({error})" if error else "")
+        return str(error) if error else last
+
+    def _verify(self, error: MigrationFailed | None) -> str:
+        """Looks at both hosts and moves to done / retry_wait / failed / aborted / quarantined."""
+        hv, opts = self.r.hv, self.r.options
+        src = hv.domain_status(self.m.source, self.m.vm, self.spec.uuid)
+        dst = hv.domain_status(self.m.destination, self.m.vm, self.spec.uuid)
+        placement, why = classify(src, dst, live=self.spec.live, persistent=self.spec.persistent)
+        if placement is Placement.ON_DESTINATION:
+            if self.suspended and dst.state is DomainState.PAUSED:
+                hv.resume(self.m.destination, self.m.vm, self.spec.uuid)  # we paused it: give it back running
+            self._move(Event.VERIFIED, why)
+            return "done"
+        if placement is Placement.SPLIT:
+            self._move(Event.SPLIT, why + (f"; migrate said: {error}" if error else ""))
+            return "quarantined"
+        # On the source only.
+        if self.suspended and src.state is DomainState.PAUSED:
+            hv.resume(self.m.source, self.m.vm, self.spec.uuid)
+        if error is None:
+            self._move(Event.ON_SOURCE_FINAL, f"migrate returned but the VM is still on {self.m.source}")
+            return "failed"
+        if self.abort_reason or opts.cancel.is_set():
+            self._move(Event.ON_SOURCE_ABORTED, self.abort_reason or "cancelled")
+            return "aborted"
+        if error.libvirt_code in opts.retryable_codes and self.attempt <= opts.retries:
+            self._move(Event.ON_SOURCE_RETRY, str(error))
+            return "retry"
+        self._move(Event.ON_SOURCE_FINAL, str(error))
+        return "failed"
+
+
+# ---------------------------------------------------------------- the control loop
+
+
+class _Runner:
+    def __init__(self, plan: Plan, inventory: Inventory, hv: Hypervisor, journal: Journal, reporter: Reporter,
+                 options: RunOptions) -> None:
+        self.plan = plan
+        self.inventory = inventory
+        self.hv = hv
+        self.clock = hv.clock
+        self.journal = journal
+        self.reporter = reporter
+        self.options = options
+        self.monitor = PlanMonitor(plan, inventory, barrier=options.barrier, one_at_a_time=options.one_at_a_time)
+        self.events: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
+        self.wake = threading.Event()
+        self.workers: dict[str, _Worker] = {}
+        self.results: dict[str, MigrationResult] = {m.vm: MigrationResult(m.vm, State.PENDING)
+                                                    for m in plan.migrations}
+        self.queued_reason: dict[str, str] = {}
+        self.t0 = self.clock.now()
+        p = inventory.policy
+        self.escalation_interval_s = options.escalation_interval_s or max(p.progress_timeout_s / 3.0, 1.0)
+
+    def clock_s(self) -> float:
+        return self.clock.now() - self.t0
+
+    def journal_detail(self, vm: str) -> str:
+        return self.results[vm].error
+
+    # -- resume
+
+    def reconcile(self) -> dict[str, State]:
+        """Brings the journal's view in line with both hosts before continuing (NOTES §6.3)."""
+        start_states: dict[str, State] = {}
+        for vm, state in self.journal.states().items():
+            if vm not in self.results:
+                continue
+            m = self.monitor.migration(vm)
+            res = self.results[vm]
+            res.attempts = self.journal.attempts_of(vm)
+            if state.in_flight:
+                spec = build_spec(m, self.inventory, self.options)
+                state = transition(state, Event.RECONCILE)
+                self.journal.record(vm, state, Event.RECONCILE, res.attempts, "resume: looking at both hosts")
+                src = self.hv.domain_status(m.source, vm, spec.uuid)
+                dst = self.hv.domain_status(m.destination, vm, spec.uuid)
+                placement, why = classify(src, dst, live=spec.live, persistent=spec.persistent)
+                event = {Placement.ON_DESTINATION: Event.VERIFIED, Placement.SPLIT: Event.SPLIT,
+                         Placement.ON_SOURCE: Event.ON_SOURCE_RETRY}[placement]
+                state = transition(state, event)
+                self.journal.record(vm, state, event, res.attempts, f"resume: {why}")
+            elif state in (State.FAILED, State.ABORTED):
+                state = transition(state, Event.REQUEUE)
+                self.journal.record(vm, state, Event.REQUEUE, res.attempts, "resume: trying again")
+            res.state = state
+            if state is State.DONE:
+                self.monitor.commit(vm)
+            elif state is State.QUARANTINED:
+                self.monitor.quarantine(vm)
+            start_states[vm] = state
+        return start_states
+
+    # -- main loop
+
+    def run(self) -> RunResult:
+        start_states = self.reconcile() if self.options.resume else {}
+        self.reporter.run_started(self.plan, self.options.mode)
+        self.journal.event("run_started", mode=self.options.mode, resume=self.options.resume)
+        cancelling = False
+        last_poll = -1e9
+        while True:
+            self._drain_events()
+            if self.options.cancel.is_set() and not cancelling:
+                cancelling = True
+                self.journal.event("cancel_requested")
+                for w in list(self.workers.values()):
+                    self._abort(w, "cancelled by the operator")
+            if not cancelling:
+                self._start_ready(start_states)
+                self._fail_blocked()
+            if not self.workers and (cancelling or self.monitor.finished):
+                break
+            now = self.clock_s()
+            if now - last_poll >= self.options.poll_interval_s * 0.999:
+                last_poll = now
+                self._poll()
+            self.clock.wait(self.wake, self.options.poll_interval_s)
+            self.wake.clear()
+        ended = [r.ended_s for r in self.results.values() if r.ended_s is not None]
+        result = RunResult(self.plan, self.results, max(ended, default=0.0), cancelled=cancelling)
+        self.journal.event("run_finished", **result.summary())
+        self.reporter.run_finished(result)
+        return result
+
+    def _start_ready(self, start_states: dict[str, State]) -> None:
+        for m in self.monitor.startable(self.clock_s()):
+            self.monitor.start(m.vm)
+            self.queued_reason.pop(m.vm, None)
+            state = start_states.pop(m.vm, State.PENDING)
+            if state is State.PENDING and self.journal.state_of(m.vm) is State.RETRY_WAIT:
+                state = State.RETRY_WAIT
+            w = _Worker(self, m, state, self.results[m.vm].attempts)
+            self.workers[m.vm] = w
+            w.thread.start()
+        for m in self.monitor.pending:
+            reason = self.monitor.why_waiting(m.vm)
+            if reason and self.queued_reason.get(m.vm) != reason:
+                self.queued_reason[m.vm] = reason
+                self.reporter.migration_queued(m, reason)
+
+    def _fail_blocked(self) -> None:
+        for vm, reason in self.monitor.blocked().items():
+            state = self.journal.state_of(vm)
+            if state is State.RETRY_WAIT:  # a resumed VM whose room never came: it stays on its source
+                state = State.PENDING
+            new = transition(State.PENDING, Event.BLOCKED)
+            self.journal.record(vm, new, Event.BLOCKED, self.results[vm].attempts, reason)
+            self.monitor.fail(vm)
+            res = self.results[vm]
+            res.state, res.error = new, f"never started: {reason}"
+            self.reporter.migration_failed(self.monitor.migration(vm), new.value, res.error, self.clock_s())
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                kind, vm, data = self.events.get_nowait()
+            except queue.Empty:
+                return
+            m = self.monitor.migration(vm)
+            res = self.results[vm]
+            if kind == "started":
+                res.attempts = data["attempt"]
+                if res.started_s is None:
+                    res.started_s = data["now_s"]
+                in_flight = tuple(x.vm for x in self.monitor.in_flight)
+                self.reporter.migration_started(m, data["attempt"], data["now_s"], in_flight)
+            elif kind == "retry":
+                self.reporter.migration_retry(m, data["attempt"], data["delay_s"], data["error"])
+            elif kind == "ended":
+                w = self.workers.pop(vm)
+                w.thread.join()
+                res.state = data["state"]
+                res.error = data.get("error", "")
+                res.downtime_ms = data.get("downtime_ms")
+                res.ended_s = self.clock_s()
+                res.escalations = list(w.ladder_done)
+                if res.state is State.DONE:
+                    self.monitor.commit(vm)
+                    self.reporter.migration_done(m, res.ended_s - (res.started_s or 0.0), res.ended_s)
+                elif res.state is State.QUARANTINED:
+                    self.monitor.quarantine(vm)
+                    self.reporter.migration_failed(m, res.state.value, res.error, res.ended_s)
+                else:
+                    self.monitor.fail(vm)
+                    self.reporter.migration_failed(m, res.state.value, res.error, res.ended_s)
+
+    # -- progress, timeouts, escalation
+
+    def _poll(self) -> None:
+        policy = self.inventory.policy
+        for w in list(self.workers.values()):
+            if not w.migrating:
+                continue
+            if self.options.cancel.is_set() and not w.abort_sent:
+                self._abort(w, "cancelled by the operator")  # it started migrating after the first abort round
+                continue
+            try:
+                p = self.hv.job_progress(w.m.source, w.m.vm, w.spec.uuid)
+            except HypervisorError:
+                continue
+            if p is None:
+                continue
+            self.reporter.migration_progress(w.m, p)
+            now = self.clock_s()
+            if p.data_remaining_mib < w.best_remaining_mib - 1e-6:
+                w.best_remaining_mib = p.data_remaining_mib
+                w.last_progress_s = now
+            size_gib = (w.m.memory_mib or self.inventory.vm[w.m.vm].memory_mib) / 1024.0 + w.m.disk_mib / 1024.0
+            completion_limit_s = policy.completion_timeout_per_gib_s * max(size_gib, 1.0 / 1024.0)
+            if now - w.migrate_started_s > completion_limit_s and w.final_action is None:
+                self._final_action(w, f"completion timeout: running {now - w.migrate_started_s:.0f} s > "
+                                      f"{completion_limit_s:.0f} s")
+                continue
+            stalled_s = now - w.last_progress_s
+            if stalled_s < policy.progress_timeout_s:
+                continue
+            if now - w.last_escalation_s < self.escalation_interval_s and w.ladder_done:
+                continue
+            self._escalate(w, stalled_s)
+
+    def _escalate(self, w: _Worker, stalled_s: float) -> None:
+        w.last_escalation_s = self.clock_s()
+        why = f"no progress for {stalled_s:.0f} s"
+        opts = self.options
+        if w.final_action is not None:
+            if w.final_action == "suspend":  # even paused it does not finish: give up, resume on source
+                self._abort(w, f"still stalled after suspend ({why})")
+            return
+        if w.downtime_ms * opts.downtime_step_factor <= opts.max_downtime_ceiling_ms + 1e-9:
+            w.downtime_ms *= opts.downtime_step_factor
+            try:
+                self.hv.set_max_downtime(w.m.source, w.m.vm, w.downtime_ms, w.spec.uuid)
+            except HypervisorError as e:
+                self._note(w, "max_downtime", f"could not raise max downtime: {e}")
+                return
+            self._note(w, "max_downtime", f"{why}: max downtime raised to {w.downtime_ms:g} ms")
+            return
+        if w.spec.auto_converge and "auto_converge" not in w.ladder_done:
+            self._note(w, "auto_converge", f"{why}: auto-converge is throttling the guest, one more interval")
+            return
+        self._final_action(w, why)
+
+    def _final_action(self, w: _Worker, why: str) -> None:
+        action = self.options.timeout_action
+        if action is TimeoutAction.POSTCOPY and not w.spec.postcopy_allowed:
+            action = TimeoutAction.ABORT
+            why += " (post-copy not allowed: pass --allow-postcopy)"
+        w.final_action = action.value
+        w.last_escalation_s = self.clock_s()
+        try:
+            if action is TimeoutAction.SUSPEND:
+                self.hv.suspend(w.m.source, w.m.vm, w.spec.uuid)
+                w.suspended = True
+                self._note(w, "suspend", f"{why}: guest suspended so the migration completes")
+            elif action is TimeoutAction.POSTCOPY:
+                self.hv.start_postcopy(w.m.source, w.m.vm, w.spec.uuid)
+                self._note(w, "postcopy", f"{why}: switched to post-copy")
+            else:
+                self._abort(w, f"timeout: {why}")
+        except HypervisorError as e:
+            self._note(w, action.value, f"{why}: {action.value} failed: {e}")
+
+    def _abort(self, w: _Worker, reason: str) -> None:
+        w.abort_reason = reason
+        if w.migrating:
+            try:
+                self.hv.abort(w.m.source, w.m.vm, w.spec.uuid)
+                w.abort_sent = True
+            except HypervisorError as e:
+                self.journal.event("abort_failed", w.m.vm, error=str(e))
+        self._note(w, "abort", reason)
+
+    def _note(self, w: _Worker, step: str, detail: str) -> None:
+        w.ladder_done.append(step)
+        self.journal.event("escalation", w.m.vm, step=step, detail=detail)
+        self.reporter.migration_escalated(w.m, step, detail)
+
+
+def run_plan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, journal: Journal, reporter: Reporter,
+             options: RunOptions | None = None) -> RunResult:
+    """Executes `plan` on `hypervisor`; blocks until every migration ended (or Ctrl-C aborted them).
+
+    Returns what happened to each VM; never raises for a failed migration (see `RunResult.ok`)."""
+    return _Runner(plan, inventory, hypervisor, journal, reporter, options or RunOptions()).run()

@@ -1,0 +1,323 @@
+"""Which migrations of a plan may start now: the pure monitor the executor loops over (STYLE §6).
+
+Modelled on BtrPlace's `ReconfigurationPlanMonitor`: the monitor knows the plan, the inventory and
+what has started, finished or failed; it never calls libvirt and never reads a clock. The runner
+asks `startable()`, marks what it launched with `start(vm)`, and reports endings with
+`commit(vm)` (done) or `fail(vm)`; both return what became startable.
+
+Default mode: follow the plan's order (start_s, then higher priority first, then name) and start a
+migration as soon as the resources it needs are free GIVEN WHAT IS ACTUALLY IN FLIGHT, not when the
+plan's clock says so; there is no straggler barrier. "Free" means, with the candidate added to the
+migrations in flight (a migrating VM counts on both its source and its destination):
+
+* at most `max_outbound_per_host` leave its source, `max_inbound_per_host` enter its destination,
+  `max_concurrent` run in total (0 = no limit);
+* on every NIC direction and link direction of its path, Σ bandwidth_mibs ≤ capacity × migration_share;
+* its destination keeps Σ vcpus ≤ cpus × cpu_overcommit, Σ memory_mib ≤ usable × memory_overcommit,
+  Σ copied local disk ≤ local_disk_free_gib, and no two VMs of an anti-affinity group.
+
+Ordering rule (why the monitor cannot deadlock when nothing fails): a migration m to host D waits
+(1) for every migration leaving D that the plan finishes by m's planned start (end_s ≤ m.start_s):
+    the plan counted on the room they free, and a VM frees its source only once it is done; and
+(2) for every earlier-planned migration into D to have started (no overtaking into one host): a
+    later VM must not take room the plan gave to an earlier one.
+With (1) and (2), the VMs on D when m starts are a subset of those the plan has on D at m.start_s,
+so the plan's own validity guarantees m fits once the network and slot limits allow. Migrations
+to other hosts are never held back by a slow one (only by shared network and slot limits).
+
+`barrier=True`: wave k+1 starts only when every migration of waves ≤ k has ended (Watcher-style).
+`one_at_a_time=True`: strictly one migration at a time, in plan order (the `virsh migrate` loop).
+
+A failed migration releases its destination (its VM stays on the source). Migrations that can then
+never start (e.g. their destination waits for room a failed VM never freed) are reported by
+`blocked()` once nothing is in flight, with the reason, instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from planner.model import VM, Inventory
+from planner.plan import Migration, Plan
+from planner.topology import Resource, Topology
+
+_EPS = 1e-6
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"  # the VM may be on both hosts: it keeps room on both, moves nothing
+
+
+def plan_order(migrations: Iterable[Migration]) -> list[Migration]:
+    """The order the executor considers migrations in: planned start, then priority, then name."""
+    return sorted(migrations, key=lambda m: (m.start_s, -m.priority, m.vm))
+
+
+def copied_disk_gib(vm: VM, migration: Migration) -> float:
+    """Local disk space the migration needs on its destination (copy-storage disks)."""
+    wanted = set(migration.copy_storage)
+    return sum((d.allocation_gib for d in vm.disks if d.target in wanted), 0.0)
+
+
+@dataclass
+class _Context:
+    """What is in flight (plus what `startable` has already chosen in this call), tallied once."""
+
+    running: list[Migration] = field(default_factory=list)
+    chosen: set[str] = field(default_factory=set)
+    outbound: Counter[str] = field(default_factory=Counter)
+    inbound: Counter[str] = field(default_factory=Counter)
+    used: defaultdict[Resource, float] = field(default_factory=lambda: defaultdict(float))
+    first_open_wave: int = 0
+
+    def add(self, m: Migration, path: tuple[Resource, ...]) -> None:
+        self.running.append(m)
+        self.chosen.add(m.vm)
+        self.outbound[m.source] += 1
+        self.inbound[m.destination] += 1
+        for r in path:
+            self.used[r] += m.bandwidth_mibs
+
+
+@dataclass(frozen=True, slots=True)
+class _Load:
+    vcpus: float
+    memory_mib: float
+    disk_gib: float
+
+
+class PlanMonitor:
+    def __init__(self, plan: Plan, inventory: Inventory, *, barrier: bool = False, one_at_a_time: bool = False,
+                 topology: Topology | None = None) -> None:
+        if barrier and one_at_a_time:
+            raise ValueError("barrier and one_at_a_time are exclusive")
+        self.plan = plan
+        self.inventory = inventory
+        self.barrier = barrier
+        self.one_at_a_time = one_at_a_time
+        self.order: list[Migration] = plan_order(plan.migrations)
+        self._index = {m.vm: i for i, m in enumerate(self.order)}
+        self._by_vm = {m.vm: m for m in self.order}
+        self.phase: dict[str, Phase] = {m.vm: Phase.PENDING for m in self.order}
+        self._topology = topology or Topology(inventory)
+        self._paths: dict[str, tuple[Resource, ...]] = {}
+        for m in self.order:
+            path = m.path if len(m.path) >= 2 else self._topology.path(m.source, m.destination)
+            self._paths[m.vm] = tuple(Topology.resources(path)) if path else ()
+        p = inventory.policy
+        self._share = p.migration_share
+        # Where every VM is, as the monitor sees it: residents, minus nothing until a move is done.
+        # VMs in flight or quarantined count on both hosts.
+        self._on_host: dict[str, set[str]] = defaultdict(set)
+        for v in inventory.vms:
+            self._on_host[v.host].add(v.name)
+        self._arrived_disk_gib: dict[str, float] = defaultdict(float)
+        # Rule (1): for each migration, the migrations leaving its destination it must wait for.
+        leaving: dict[str, list[Migration]] = defaultdict(list)
+        for m in self.order:
+            leaving[m.source].append(m)
+        self._wait_for_done: dict[str, tuple[str, ...]] = {
+            m.vm: tuple(e.vm for e in leaving[m.destination] if e.vm != m.vm and e.end_s <= m.start_s + _EPS)
+            for m in self.order
+        }
+        # Rule (2): the earlier-planned migrations into the same destination.
+        into: dict[str, list[str]] = defaultdict(list)
+        self._earlier_into: dict[str, tuple[str, ...]] = {}
+        for m in self.order:
+            self._earlier_into[m.vm] = tuple(into[m.destination])
+            into[m.destination].append(m.vm)
+
+    # ------------------------------------------------------------------ state
+
+    def migration(self, vm: str) -> Migration:
+        return self._by_vm[vm]
+
+    def in_phase(self, phase: Phase) -> list[Migration]:
+        return [m for m in self.order if self.phase[m.vm] is phase]
+
+    @property
+    def in_flight(self) -> list[Migration]:
+        return self.in_phase(Phase.IN_FLIGHT)
+
+    @property
+    def pending(self) -> list[Migration]:
+        return self.in_phase(Phase.PENDING)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing pending and nothing in flight."""
+        return all(ph not in (Phase.PENDING, Phase.IN_FLIGHT) for ph in self.phase.values())
+
+    def start(self, vm: str) -> None:
+        """Marks a migration as launched; it must be startable now."""
+        m = self._by_vm[vm]
+        if self.phase[vm] is not Phase.PENDING:
+            raise ValueError(f"{vm} is {self.phase[vm]}, not pending")
+        reason = self.why_waiting(vm)
+        if reason:
+            raise ValueError(f"{vm} cannot start now: {reason}")
+        self.phase[vm] = Phase.IN_FLIGHT
+        self._on_host[m.destination].add(vm)
+        self._arrived_disk_gib[m.destination] += self._disk_gib(m)
+
+    def commit(self, vm: str) -> list[Migration]:
+        """The VM runs on its destination (verified). Returns the migrations that became startable.
+
+        May also be called for a pending migration found already done (resume)."""
+        m = self._by_vm[vm]
+        before = {x.vm for x in self.startable()}
+        if self.phase[vm] is Phase.PENDING:
+            self._on_host[m.destination].add(vm)
+            self._arrived_disk_gib[m.destination] += self._disk_gib(m)
+        elif self.phase[vm] not in (Phase.IN_FLIGHT, Phase.QUARANTINED):
+            raise ValueError(f"{vm} is {self.phase[vm]}: cannot be committed")
+        self.phase[vm] = Phase.DONE
+        self._on_host[m.source].discard(vm)
+        return [x for x in self.startable() if x.vm not in before]
+
+    def fail(self, vm: str) -> list[Migration]:
+        """The migration ended and the VM is (still) on its source: its destination room is released."""
+        m = self._by_vm[vm]
+        before = {x.vm for x in self.startable()}
+        if self.phase[vm] in (Phase.IN_FLIGHT, Phase.QUARANTINED):
+            self._on_host[m.destination].discard(vm)
+            self._arrived_disk_gib[m.destination] -= self._disk_gib(m)
+        elif self.phase[vm] is not Phase.PENDING:
+            raise ValueError(f"{vm} is {self.phase[vm]}: cannot fail")
+        self.phase[vm] = Phase.FAILED
+        return [x for x in self.startable() if x.vm not in before]
+
+    def quarantine(self, vm: str) -> list[Migration]:
+        """The VM's whereabouts are unclear: it keeps room on both hosts and frees its slot."""
+        m = self._by_vm[vm]
+        before = {x.vm for x in self.startable()}
+        if self.phase[vm] is Phase.PENDING:
+            self._on_host[m.destination].add(vm)
+            self._arrived_disk_gib[m.destination] += self._disk_gib(m)
+        elif self.phase[vm] is not Phase.IN_FLIGHT:
+            raise ValueError(f"{vm} is {self.phase[vm]}: cannot be quarantined")
+        self.phase[vm] = Phase.QUARANTINED
+        return [x for x in self.startable() if x.vm not in before]
+
+    # ------------------------------------------------------------------ decisions
+
+    def startable(self, now_s: float = 0.0) -> list[Migration]:
+        """Pending migrations that may start now, together, in plan order.
+
+        `now_s` (seconds since the run started) is accepted for symmetry with the plan's times; the
+        default mode deliberately does not wait for planned start times (resources decide)."""
+        del now_s
+        ctx = self._context()
+        chosen: list[Migration] = []
+        limit = self.inventory.policy.max_concurrent
+        for m in self.order:
+            if self.phase[m.vm] is not Phase.PENDING:
+                continue
+            if self.one_at_a_time:
+                if not ctx.running and not self._why_waiting(m, ctx):
+                    chosen.append(m)
+                break
+            if limit and len(ctx.running) >= limit:
+                break
+            if not self._why_waiting(m, ctx):
+                chosen.append(m)
+                ctx.add(m, self._paths[m.vm])
+        return chosen
+
+    def why_waiting(self, vm: str) -> str:
+        """Why a pending migration cannot start now ("" = it can)."""
+        m = self._by_vm[vm]
+        if self.phase[vm] is not Phase.PENDING:
+            return f"it is {self.phase[vm]}"
+        ctx = self._context()
+        if self.one_at_a_time:
+            if ctx.running:
+                return "one at a time: another migration is running"
+            first = next(x for x in self.order if self.phase[x.vm] is Phase.PENDING)
+            if first.vm != vm:
+                return f"one at a time: {first.vm} goes first"
+        return self._why_waiting(m, ctx)
+
+    def blocked(self) -> dict[str, str]:
+        """Pending migrations that can never start: nothing is in flight and none of them may start.
+        Empty while anything runs or anything can start."""
+        if self.in_flight or self.startable():
+            return {}
+        return {m.vm: self.why_waiting(m.vm) or "blocked" for m in self.pending}
+
+    def _context(self) -> _Context:
+        ctx = _Context()
+        unfinished_waves = [m.wave for m in self.order if self.phase[m.vm] in (Phase.PENDING, Phase.IN_FLIGHT)]
+        ctx.first_open_wave = min(unfinished_waves, default=0)
+        for m in self.order:
+            if self.phase[m.vm] is Phase.IN_FLIGHT:
+                ctx.add(m, self._paths[m.vm])
+        ctx.chosen.clear()
+        return ctx
+
+    def _why_waiting(self, m: Migration, ctx: _Context) -> str:
+        if self.barrier and m.wave > ctx.first_open_wave:
+            return f"barrier: wave {ctx.first_open_wave} has not ended"
+        for other in self._wait_for_done[m.vm]:
+            if self.phase[other] is not Phase.DONE:
+                return f"waits for {other} to leave {m.destination} ({self.phase[other]})"
+        for other in self._earlier_into[m.vm]:
+            if self.phase[other] is Phase.PENDING and other not in ctx.chosen:
+                return f"{other} goes to {m.destination} first"
+        p = self.inventory.policy
+        if p.max_concurrent and len(ctx.running) >= p.max_concurrent:
+            return f"max_concurrent={p.max_concurrent} migrations in flight"
+        out = ctx.outbound[m.source]
+        if out >= p.max_outbound_per_host:
+            return f"{m.source} already has {out} outbound (max_outbound_per_host={p.max_outbound_per_host})"
+        inb = ctx.inbound[m.destination]
+        if inb >= p.max_inbound_per_host:
+            return f"{m.destination} already has {inb} inbound (max_inbound_per_host={p.max_inbound_per_host})"
+        for r in self._paths[m.vm]:
+            cap = self._topology.capacity_mibs(r) * self._share
+            if ctx.used[r] + m.bandwidth_mibs > cap * (1 + _EPS) + _EPS:
+                return f"link {r[0]}→{r[1]}: {ctx.used[r]:.0f} of {cap:.0f} MiB/s in use"
+        return self._destination_problem(m, ctx)
+
+    def _destination_problem(self, m: Migration, ctx: _Context) -> str:
+        host = self.inventory.host[m.destination]
+        vms = self.inventory.vm
+        also = [self._by_vm[v] for v in ctx.chosen]
+        residents = set(self._on_host[m.destination]) | {x.vm for x in also if x.destination == m.destination}
+        load = self._load(residents)
+        vm = vms[m.vm]
+        p = self.inventory.policy
+        if load.vcpus + vm.vcpus > host.cpus * p.cpu_overcommit + _EPS:
+            return f"{m.destination}: not enough CPU now ({load.vcpus:g}+{vm.vcpus} vcpus)"
+        if load.memory_mib + vm.memory_mib > host.usable_memory_mib * p.memory_overcommit + _EPS:
+            return f"{m.destination}: not enough memory now ({load.memory_mib:g}+{vm.memory_mib} MiB)"
+        disk = self._arrived_disk_gib[m.destination] + sum(
+            self._disk_gib(x) for x in also if x.destination == m.destination)
+        need = self._disk_gib(m)
+        if need and disk + need > host.local_disk_free_gib + _EPS:
+            return f"{m.destination}: not enough local disk now ({disk:g}+{need:g} GiB)"
+        if vm.anti_affinity:
+            for other in residents:
+                shared = vm.anti_affinity & vms[other].anti_affinity
+                if other != m.vm and shared:
+                    return f"{m.destination}: anti-affinity group {sorted(shared)[0]} with {other}"
+        return ""
+
+    def _load(self, names: Iterable[str]) -> _Load:
+        vms: Mapping[str, VM] = self.inventory.vm
+        cpu = mem = 0.0
+        for n in names:
+            v = vms[n]
+            cpu += v.vcpus
+            mem += v.memory_mib
+        return _Load(cpu, mem, 0.0)
+
+    def _disk_gib(self, m: Migration) -> float:
+        return copied_disk_gib(self.inventory.vm[m.vm], m)
