@@ -1,0 +1,40 @@
+"""Small hand-built inventories for the planner's solver-free tests (no loader needed)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from planner.model import VM, Disk, Host, Inventory, Link, Policy
+
+
+def host(name: str, **kw: Any) -> Host:
+    base: dict[str, Any] = {"cpus": 16, "memory_mib": 65536, "nic_gbps": 10.0, "local_disk_free_gib": 500.0}
+    base.update(kw)
+    return Host(name=name, **base)
+
+
+def vm(name: str, on: str, **kw: Any) -> VM:
+    base: dict[str, Any] = {"vcpus": 2, "memory_mib": 1024}
+    base.update(kw)
+    return VM(name=name, host=on, **base)
+
+
+def local_disk(target: str = "vdb", alloc_gib: float = 1.0) -> Disk:
+    return Disk(target=target, storage=None, capacity_gib=alloc_gib * 2, allocation_gib=alloc_gib)
+
+
+def shared_disk(target: str = "vda", storage: str = "nfs-1") -> Disk:
+    return Disk(target=target, storage=storage, capacity_gib=20, allocation_gib=5)
+
+
+def flat(hosts: list[Host], vms: list[VM], **policy: Any) -> Inventory:
+    return Inventory(hosts=tuple(hosts), vms=tuple(vms), policy=replace(Policy(), **policy))
+
+
+def two_racks(per_rack: int = 2, uplink_gbps: float = 10.0, vms: list[VM] | None = None, **policy: Any) -> Inventory:
+    """Hosts a1..aN on tor-a, b1..bN on tor-b, both ToRs on a spine."""
+    hosts = [host(f"a{i}", switch="tor-a") for i in range(1, per_rack + 1)]
+    hosts += [host(f"b{i}", switch="tor-b") for i in range(1, per_rack + 1)]
+    links = (Link("tor-a", "spine", uplink_gbps), Link("tor-b", "spine", uplink_gbps))
+    return Inventory(hosts=tuple(hosts), vms=tuple(vms or ()), links=links, policy=replace(Policy(), **policy))
