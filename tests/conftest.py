@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,18 +53,30 @@ def lab() -> Iterator[Lab]:
                     pytrace=False)
     _reap_stale_test_labs()
     lab_dir = Path(os.environ.get("EVAC_TEST_LAB") or f"/tmp/evac-lab-pytest-{os.getpid()}")
+    # A CI runner stops jobs with SIGTERM, which by default ends Python without finalizers or atexit:
+    # handle it like Ctrl-C (pytest stops the session and runs the finalizers) so the lab is stopped.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     started = Lab.up(hosts=LAB_TEST_HOSTS, lab_dir=lab_dir)
     atexit.register(started.down)  # also if the session ends without running finalizers
     try:
         yield started
     finally:
         started.down()
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupt_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
 
 
 @pytest.fixture(autouse=True)
 def _lab_reset_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
     """Gives every lab test a clean lab, whatever the previous one left behind."""
     yield
-    used: Lab | None = request.node.funcargs.get("lab")  # absent if the lab failed to start
+    funcargs = getattr(request.node, "funcargs", None) or {}  # None once an interrupted session unwinds
+    used: Lab | None = funcargs.get("lab")  # absent if the lab failed to start
     if used is not None:
         used.reset()

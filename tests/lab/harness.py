@@ -484,6 +484,13 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, symlinks=True)
 
 
+def _tree_differs(a: Path, b: Path) -> bool:
+    files_a = {p.relative_to(a): p for p in a.rglob("*") if p.is_file()}
+    files_b = {p.relative_to(b): p for p in b.rglob("*") if p.is_file()}
+    return files_a.keys() != files_b.keys() or any(p.read_bytes() != files_b[k].read_bytes()
+                                                   for k, p in files_a.items())
+
+
 def _state_path(lab_dir: Path) -> Path:
     return lab_dir / "state.json"
 
@@ -547,8 +554,17 @@ def down_lab(lab_dir: Path | None = None) -> float:
     left += [f"mount {m}" for m in _lab_mounts(lab_dir)] if lab_dir.exists() else []
     if left:
         raise LabError(f"lab at {lab_dir} not fully stopped: {', '.join(left)}")
-    shutil.rmtree(lab_dir, ignore_errors=True)
+    if lab_dir.exists():
+        if not _looks_like_lab(lab_dir):
+            raise LabError(f"refusing to delete {lab_dir}: it does not look like a lab directory (check LAB)")
+        shutil.rmtree(lab_dir, ignore_errors=True)
     return time.monotonic() - t0
+
+
+def _looks_like_lab(lab_dir: Path) -> bool:
+    """A directory the lab made (it writes state.json first, then passwd/group), or an empty one."""
+    marks = (lab_dir / "state.json", lab_dir / "passwd", lab_dir / "group")
+    return any(m.exists() for m in marks) or not any(lab_dir.iterdir())
 
 
 # ----------------------------------------------------------------------------------------- the lab
@@ -633,12 +649,15 @@ class Lab:
         # stalls that long): probe once on h1 (or reuse an earlier lab's probe) and seed the others.
         cache = _caps_cache_dir()
         h1_cache = hosts[0].dir / "var-up" / "cache" / "libvirt" / "qemu"
+        seeded = False
         if cache is not None and cache.is_dir():
-            _copy_tree(cache, h1_cache)
+            with contextlib.suppress(OSError):  # another run may be replacing it: then probe afresh
+                _copy_tree(cache, h1_cache)
+                seeded = True
         self._start_daemon(hosts[0])
         self.connect(hosts[0]).getDomainCapabilities(None, "x86_64", None, "qemu", 0)
-        if cache is not None and h1_cache.is_dir():
-            with contextlib.suppress(OSError):
+        if cache is not None and h1_cache.is_dir() and (not seeded or _tree_differs(h1_cache, cache)):
+            with contextlib.suppress(OSError):  # build aside, swap in: concurrent runs never see half a cache
                 tmp = cache.with_name(f"{cache.name}.{os.getpid()}")
                 _copy_tree(h1_cache, tmp)
                 shutil.rmtree(cache, ignore_errors=True)
