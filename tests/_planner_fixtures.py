@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from planner.migration_facts import migration_facts, vm_estimate
 from planner.model import VM, Disk, Host, Inventory, Link, Policy
+from planner.plan import Migration, Plan, PlanStatus, Unplaced
+from planner.topology import Topology
 
 
 def host(name: str, **kw: Any) -> Host:
@@ -38,3 +41,25 @@ def two_racks(per_rack: int = 2, uplink_gbps: float = 10.0, vms: list[VM] | None
     hosts += [host(f"b{i}", switch="tor-b") for i in range(1, per_rack + 1)]
     links = (Link("tor-a", "spine", uplink_gbps), Link("tor-b", "spine", uplink_gbps))
     return Inventory(hosts=tuple(hosts), vms=tuple(vms or ()), links=links, policy=replace(Policy(), **policy))
+
+
+def move(inv: Inventory, name: str, dest: str, start_s: float = 0.0, bandwidth_mibs: float | None = None,
+         wave: int = 0) -> Migration:
+    """A migration that is right in every respect (facts, duration, flags) for these times."""
+    v = inv.vm[name]
+    facts = migration_facts(v, dest, inv, Topology(inv))
+    assert facts is not None
+    bw = facts.cap_mibs if bandwidth_mibs is None else bandwidth_mibs
+    est = vm_estimate(v, bw, inv.policy)
+    return Migration(vm=name, source=v.host, destination=dest, wave=wave, start_s=start_s,
+                     end_s=start_s + est.duration_s, bandwidth_mibs=bw, path=facts.path,
+                     copy_storage=facts.copy_storage, live=v.live, converges=est.converges,
+                     auto_converge=est.throttled, predicted_downtime_ms=est.downtime_ms)
+
+
+def plan_of(inv: Inventory, migs: list[Migration], drained: tuple[str, ...] = ("h1",),
+            unplaced: tuple[Unplaced, ...] = ()) -> Plan:
+    return Plan(inventory_sha256=inv.sha256, drained=drained,
+                status=PlanStatus.INFEASIBLE if unplaced else PlanStatus.FEASIBLE,
+                makespan_s=max((m.end_s for m in migs), default=0.0), lower_bound_s=0.0, solve_s=0.0,
+                migrations=tuple(migs), unplaced=unplaced)

@@ -9,33 +9,11 @@ import pytest
 from planner.baselines import sequential_plan
 from planner.checker import assert_plan_valid, check_plan
 from planner.errors import InconsistentPlanError
-from planner.migration_facts import migration_facts, vm_estimate
+from planner.migration_facts import migration_facts
 from planner.model import HostState, Inventory, VMState
-from planner.plan import Migration, Plan, PlanStatus, Unplaced
+from planner.plan import Plan, PlanStatus, Unplaced
 from planner.topology import Topology
-from tests._planner_fixtures import flat, host, local_disk, shared_disk, two_racks, vm
-
-
-def move(inv: Inventory, name: str, dest: str, start_s: float = 0.0, bandwidth_mibs: float | None = None,
-         wave: int = 0) -> Migration:
-    """A migration that is right in every respect (facts, duration, flags) for these times."""
-    v = inv.vm[name]
-    facts = migration_facts(v, dest, inv, Topology(inv))
-    assert facts is not None
-    bw = facts.cap_mibs if bandwidth_mibs is None else bandwidth_mibs
-    est = vm_estimate(v, bw, inv.policy)
-    return Migration(vm=name, source=v.host, destination=dest, wave=wave, start_s=start_s,
-                     end_s=start_s + est.duration_s, bandwidth_mibs=bw, path=facts.path,
-                     copy_storage=facts.copy_storage, live=v.live, converges=est.converges,
-                     auto_converge=est.throttled, predicted_downtime_ms=est.downtime_ms)
-
-
-def plan_of(inv: Inventory, migs: list[Migration], drained: tuple[str, ...] = ("h1",),
-            unplaced: tuple[Unplaced, ...] = ()) -> Plan:
-    return Plan(inventory_sha256=inv.sha256, drained=drained,
-                status=PlanStatus.INFEASIBLE if unplaced else PlanStatus.FEASIBLE,
-                makespan_s=max((m.end_s for m in migs), default=0.0), lower_bound_s=0.0, solve_s=0.0,
-                migrations=tuple(migs), unplaced=unplaced)
+from tests._planner_fixtures import flat, host, local_disk, move, plan_of, shared_disk, two_racks, vm
 
 
 def rules_broken(inv: Inventory, plan: Plan, **kw: object) -> set[str]:
