@@ -203,12 +203,14 @@ class _Worker:
         self.suspended = False
         self.abort_reason = ""
         self.abort_sent = False
+        self.last_detail = ""
         self.thread = threading.Thread(target=self._main, name=f"evac-{migration.vm}", daemon=True)
 
     # -- journal + state helpers
 
     def _move(self, event: Event, detail: str = "") -> None:
         self.state = transition(self.state, event)
+        self.last_detail = detail
         self.r.journal.record(self.m.vm, self.state, event, self.attempt, detail)
 
     def _emit(self, kind: str, **data: Any) -> None:
@@ -290,10 +292,9 @@ class _Worker:
             return
 
     def _error_text(self, error: MigrationFailed | None) -> str:
-        last = self.r.journal_detail(self.m.vm)
-        if self.abort_reason:
-            return f"{self.abort_reason}" + (f" ({error})" if error else "")
-        return str(error) if error else last
+        if self.state is State.ABORTED:
+            return self.last_detail + (f" ({error})" if error else "")
+        return self.last_detail
 
     def _verify(self, error: MigrationFailed | None) -> str:
         """Looks at both hosts and moves to done / retry_wait / failed / aborted / quarantined."""
@@ -351,9 +352,6 @@ class _Runner:
 
     def clock_s(self) -> float:
         return self.clock.now() - self.t0
-
-    def journal_detail(self, vm: str) -> str:
-        return self.results[vm].error
 
     # -- resume
 

@@ -24,11 +24,14 @@ storage pools in `precheck`, and real downtime measurement (the model's figure i
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from executor.hypervisor import (
     Clock,
@@ -147,7 +150,8 @@ class _Job:
 
 class SimulatedHypervisor(Hypervisor):
     def __init__(self, inventory: Inventory, *, speedup: float = 100.0, faults: Iterable[Fault] = (),
-                 model: DurationModel = DEFAULT_MODEL, jitter: float = 0.0, seed: int = 0) -> None:
+                 model: DurationModel = DEFAULT_MODEL, jitter: float = 0.0, seed: int = 0,
+                 state_path: str | Path | None = None, complete_inflight: bool = True) -> None:
         self.inventory = inventory
         self.clock: SimClock = SimClock(speedup)
         self.model = model
@@ -165,6 +169,35 @@ class SimulatedHypervisor(Hypervisor):
         self._attempts: dict[str, int] = {}
         self.volumes: dict[str, set[str]] = {h.name: set() for h in inventory.hosts}
         self.migrate_calls: list[MigrationSpec] = []
+        # `state_path`: the fleet outlives the process (crash tests): domains are saved at every change
+        # and loaded here. Jobs that were in flight when the process died either completed (p2p: the
+        # source daemon drives the migration without the client, `complete_inflight`) or failed.
+        self.state_path = Path(state_path) if state_path is not None else None
+        if self.state_path is not None and self.state_path.exists():
+            self._load(complete_inflight)
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        doc = {h: [asdict(d) for d in doms.values()] for h, doms in self._domains.items()}
+        jobs = {vm: [j.spec.source, j.spec.destination] for vm, j in self._jobs.items()}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"domains": doc, "jobs": jobs}))
+        os.replace(tmp, self.state_path)
+
+    def _load(self, complete_inflight: bool) -> None:
+        assert self.state_path is not None
+        doc = json.loads(self.state_path.read_text())
+        self._domains = {h: {d["name"]: _Domain(**{**d, "state": DomainState(d["state"])}) for d in doms}
+                         for h, doms in doc["domains"].items()}
+        for vm, (src, dst) in doc["jobs"].items():
+            source_dom = self._domains[src].get(vm)
+            if source_dom is not None:
+                source_dom.job_active = False
+            self._domains[dst].pop(vm, None)
+            if complete_inflight and source_dom is not None:
+                del self._domains[src][vm]
+                self._domains[dst][vm] = _Domain(vm, source_dom.uuid, DomainState.RUNNING, source_dom.persistent)
 
     # ------------------------------------------------------------------ faults and inspection
 
@@ -265,6 +298,7 @@ class SimulatedHypervisor(Hypervisor):
                 src = self._find(spec.source, spec.vm, spec.uuid)
                 if src is not None:
                     src.job_active = False
+                self._save()
 
     def _begin(self, spec: MigrationSpec, memory_mib: float, dirty_rate_mibs: float) -> _Job:
         with self._lock:
@@ -302,6 +336,7 @@ class SimulatedHypervisor(Hypervisor):
                 self._domains[spec.destination][spec.vm] = _Domain(spec.vm, spec.uuid, DomainState.PAUSED, False,
                                                                    PAUSED_MIGRATION)
             self._jobs[spec.vm] = job
+            self._save()
             return job
 
     def _run(self, job: _Job) -> MigrationOutcome:

@@ -61,9 +61,8 @@ def plan_order(migrations: Iterable[Migration]) -> list[Migration]:
 
 
 def copied_disk_gib(vm: VM, migration: Migration) -> float:
-    """Local disk space the migration needs on its destination (copy-storage disks)."""
-    wanted = set(migration.copy_storage)
-    return sum((d.allocation_gib for d in vm.disks if d.target in wanted), 0.0)
+    """Local disk space the migration needs on its destination (as planner.simulate counts it)."""
+    return vm.local_disk_alloc_gib if migration.copy_storage else 0.0
 
 
 @dataclass
@@ -119,6 +118,14 @@ class PlanMonitor:
         for v in inventory.vms:
             self._on_host[v.host].add(v.name)
         self._arrived_disk_gib: dict[str, float] = defaultdict(float)
+        # Limits as the checker applies them: a host already above a limit before the run keeps its
+        # starting level as its limit (the plan cannot be blamed for it, and must not deadlock on it).
+        self._cpu_limit: dict[str, float] = {}
+        self._mem_limit: dict[str, float] = {}
+        for h in inventory.hosts:
+            start = self._load(self._on_host[h.name])
+            self._cpu_limit[h.name] = max(start.vcpus, h.cpus * p.cpu_overcommit)
+            self._mem_limit[h.name] = max(start.memory_mib, h.usable_memory_mib * p.memory_overcommit)
         # Rule (1): for each migration, the migrations leaving its destination it must wait for.
         leaving: dict[str, list[Migration]] = defaultdict(list)
         for m in self.order:
@@ -293,10 +300,9 @@ class PlanMonitor:
         residents = set(self._on_host[m.destination]) | {x.vm for x in also if x.destination == m.destination}
         load = self._load(residents)
         vm = vms[m.vm]
-        p = self.inventory.policy
-        if load.vcpus + vm.vcpus > host.cpus * p.cpu_overcommit + _EPS:
+        if load.vcpus + vm.vcpus > self._cpu_limit[host.name] + _EPS:
             return f"{m.destination}: not enough CPU now ({load.vcpus:g}+{vm.vcpus} vcpus)"
-        if load.memory_mib + vm.memory_mib > host.usable_memory_mib * p.memory_overcommit + _EPS:
+        if load.memory_mib + vm.memory_mib > self._mem_limit[host.name] + _EPS:
             return f"{m.destination}: not enough memory now ({load.memory_mib:g}+{vm.memory_mib} MiB)"
         disk = self._arrived_disk_gib[m.destination] + sum(
             self._disk_gib(x) for x in also if x.destination == m.destination)

@@ -1,0 +1,324 @@
+"""The runner on the simulated fleet: modes, limits at every instant, faults, Ctrl-C, resume.
+
+Every test ends with the executor's invariant: nothing is lost (each VM runs exactly once, on its
+source or its planned destination; quarantined VMs are left untouched on both hosts).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from executor.hypervisor import DomainState
+from executor.journal import Journal
+from executor.reporter import RecordingReporter
+from executor.runner import RunOptions, RunResult, TimeoutAction, build_spec, run_plan, virsh_command
+from executor.sim_hv import FailMigration, Hang, HostDown, NeverConverges, SimulatedHypervisor, Slow, SplitBrain
+from executor.states import State
+from planner.model import Inventory, Policy
+from planner.plan import Plan
+from planner.topology import Topology
+from tests.fleet import assert_nothing_lost, greedy_plan, make_inventory
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(120)
+
+FAST = dict(backoff_s=2.0, poll_interval_s=0.5)
+
+
+def _fleet(**kw: object) -> tuple[Inventory, Plan]:
+    policy = kw.pop("policy", Policy(max_outbound_per_host=2, max_inbound_per_host=2, max_concurrent=4,
+                                     progress_timeout_s=20, completion_timeout_per_gib_s=600))
+    inv = make_inventory(**{"n_hosts": 5, "vms_per_host": 4, "drained": ("h0", "h1"), "anti_affinity_every": 7,
+                            "local_disk_every": 5, "policy": policy, **kw})  # type: ignore[arg-type]
+    return inv, greedy_plan(inv)
+
+
+def _run(tmp_path: Path, inv: Inventory, plan: Plan, *, faults: tuple = (), speedup: float = 400,
+         journal_name: str = "j.db", sim: SimulatedHypervisor | None = None,
+         **opts: object) -> tuple[RunResult, SimulatedHypervisor, RecordingReporter, Journal]:
+    sim = sim or SimulatedHypervisor(inv, speedup=speedup, faults=faults)
+    options = RunOptions(**{**FAST, **opts})  # type: ignore[arg-type]
+    journal = Journal.open(tmp_path / journal_name, plan, flags=options.journal_flags(), resume=options.resume)
+    rep = RecordingReporter()
+    try:
+        result = run_plan(plan, inv, sim, journal, rep, options)
+    finally:
+        journal.close()
+    return result, sim, rep, Journal.read(tmp_path / journal_name)
+
+
+def _assert_limits(inv: Inventory, plan: Plan, rep: RecordingReporter) -> None:
+    """At every start (when concurrency peaks), slot and bandwidth limits held for what was in flight."""
+    p, topo = inv.policy, Topology(inv)
+    by_vm = {m.vm: m for m in plan.migrations}
+    assert rep.in_flight_sets
+    for names in rep.in_flight_sets:
+        ms = [by_vm[n] for n in names]
+        assert not p.max_concurrent or len(ms) <= p.max_concurrent
+        assert max(Counter(m.source for m in ms).values()) <= p.max_outbound_per_host
+        assert max(Counter(m.destination for m in ms).values()) <= p.max_inbound_per_host
+        used: dict[tuple[str, str], float] = defaultdict(float)
+        for m in ms:
+            for r in Topology.resources(m.path):
+                used[r] += m.bandwidth_mibs
+        for r, u in used.items():
+            assert u <= topo.capacity_mibs(r) * p.migration_share + 1e-6
+
+
+@pytest.mark.parametrize("mode", ["default", "barrier", "one_at_a_time"])
+def test_full_run_in_every_mode(tmp_path: Path, mode: str) -> None:
+    inv, plan = _fleet()
+    result, sim, rep, journal = _run(tmp_path, inv, plan, barrier=mode == "barrier",
+                                     one_at_a_time=mode == "one_at_a_time")
+    assert result.ok and result.exit_code == 0, result.summary()
+    assert journal.summary() == {"done": len(plan.migrations)}
+    _assert_limits(inv, plan, rep)
+    if mode == "one_at_a_time":
+        assert max(len(s) for s in rep.in_flight_sets) == 1
+    if mode == "barrier":  # nothing of wave k+1 started before every migration of wave k had ended
+        done: set[str] = set()
+        waves = {m.vm: m.wave for m in plan.migrations}
+        for hook, data in rep.calls:
+            if hook == "migration_started":
+                assert all(v in done for v, w in waves.items() if w < waves[data["vm"]])
+            elif hook == "migration_done":
+                done.add(data["vm"])
+    assert all(not s.unsafe for s in sim.migrate_calls)  # never unless asked
+    assert {s.vm for s in sim.migrate_calls if s.copy_storage} == {m.vm for m in plan.migrations if m.copy_storage}
+    assert sim.volumes and any(sim.volumes.values())
+    assert_nothing_lost(sim, plan)
+
+
+def test_default_mode_does_not_wait_for_stragglers(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    slow_vm = plan.migrations[0].vm
+    result, sim, _, _ = _run(tmp_path, inv, plan, faults=(Slow(slow_vm, 4.0),))
+    assert result.ok
+    others_end = max(r.ended_s or 0 for v, r in result.results.items() if v != slow_vm)
+    assert result.results[slow_vm].ended_s is not None
+    assert others_end < result.results[slow_vm].ended_s + 1e-9 or others_end <= plan.makespan_s * 1.5
+    assert_nothing_lost(sim, plan)
+
+
+def test_retryable_error_then_success(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    vm = plan.migrations[1].vm
+    result, sim, rep, journal = _run(tmp_path, inv, plan, faults=(FailMigration(vm, 68, frozenset({1, 2})),))
+    assert result.ok
+    assert result.results[vm].attempts == 3
+    assert [d["attempt"] for h, d in rep.calls if h == "migration_retry"] == [2, 3]
+    assert journal.attempts_of(vm) == 3
+    assert_nothing_lost(sim, plan)
+
+
+def test_retries_are_bounded(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    vm = plan.migrations[1].vm
+    result, sim, _, _ = _run(tmp_path, inv, plan, faults=(FailMigration(vm, 39, frozenset(range(1, 9))),),
+                             retries=1)
+    assert result.results[vm].state is State.FAILED and result.results[vm].attempts == 2
+    assert "39" in result.results[vm].error
+    assert_nothing_lost(sim, plan)
+
+
+def test_non_retryable_error_fails_that_vm_only(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    vm = plan.migrations[0].vm
+    result, sim, _, journal = _run(tmp_path, inv, plan, faults=(FailMigration(vm, 91, message="CPU incompatible"),))
+    assert not result.ok and result.exit_code == 1
+    r = result.results[vm]
+    assert r.state is State.FAILED and r.attempts == 1 and "91" in r.error and "CPU incompatible" in r.error
+    others = [x for v, x in result.results.items() if v != vm]
+    assert sum(x.state is State.DONE for x in others) >= len(others) - 1  # at most one blocked by it
+    assert journal.state_of(vm) is State.FAILED
+    assert_nothing_lost(sim, plan)
+
+
+def test_destination_down(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    down = plan.migrations[0].destination
+    result, sim, _, _ = _run(tmp_path, inv, plan, faults=(HostDown(down),))
+    for m in plan.migrations:
+        r = result.results[m.vm]
+        if m.destination == down:
+            assert r.state is State.FAILED and "does not answer" in r.error
+        else:
+            assert r.state in (State.DONE, State.FAILED)
+    assert_nothing_lost(sim, plan)
+
+
+def test_destination_dies_mid_migration(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    m0 = plan.migrations[0]
+    sim = SimulatedHypervisor(inv, speedup=200, faults=(Slow(m0.vm, 10.0),))
+    threading.Timer(0.3, sim.set_host_down, args=(m0.destination,)).start()
+    result, sim, _, _ = _run(tmp_path, inv, plan, sim=sim)
+    r = result.results[m0.vm]
+    # RPC error 39, and the destination cannot say whether it holds the VM: never act on UNKNOWN.
+    assert r.state is State.QUARANTINED and "39" in r.error and "did not answer" in r.error
+    assert sim.where(m0.vm) == [(m0.source, DomainState.RUNNING)]  # untouched, still running
+    assert_nothing_lost(sim, plan)
+
+
+def _non_converging(**kw: object) -> tuple[Inventory, Plan]:
+    return _fleet(policy=Policy(max_outbound_per_host=2, max_inbound_per_host=2, max_concurrent=4,
+                                progress_timeout_s=10, completion_timeout_per_gib_s=100000), **kw)
+
+
+@pytest.mark.parametrize(("action", "allow", "expected"), [
+    (TimeoutAction.ABORT, False, State.ABORTED),
+    (TimeoutAction.SUSPEND, False, State.DONE),
+    (TimeoutAction.POSTCOPY, True, State.DONE),
+    (TimeoutAction.POSTCOPY, False, State.ABORTED),  # post-copy needs --allow-postcopy: falls back to abort
+])
+def test_never_converging_vm_and_each_timeout_action(tmp_path: Path, action: TimeoutAction, allow: bool,
+                                                     expected: State) -> None:
+    inv, plan = _non_converging()
+    vm = plan.migrations[0].vm
+    result, sim, rep, journal = _run(tmp_path, inv, plan, faults=(NeverConverges(vm),), timeout_action=action,
+                                     allow_postcopy=allow, escalation_interval_s=3.0, max_downtime_ceiling_ms=2000)
+    r = result.results[vm]
+    assert r.state is expected, (r, [c for c in rep.calls if c[0] == "migration_escalated"])
+    steps = [d["step"] for h, d in rep.calls if h == "migration_escalated" and d["vm"] == vm]
+    assert steps[:2] == ["max_downtime", "max_downtime"]  # 500 → 1000 → 2000 ms first
+    assert steps[-1] == ("abort" if expected is State.ABORTED else action.value)
+    assert journal.events("escalation")
+    where = sim.where(vm)
+    assert len(where) == 1 and where[0][1] is DomainState.RUNNING  # suspended guests are resumed
+    assert where[0][0] == (plan.migrations[0].destination if expected is State.DONE else plan.migrations[0].source)
+    assert all(x.state is State.DONE for v, x in result.results.items() if v != vm)
+    assert_nothing_lost(sim, plan)
+
+
+def test_hung_migration_hits_the_progress_timeout(tmp_path: Path) -> None:
+    inv, plan = _non_converging()
+    vm = plan.migrations[0].vm
+    result, sim, _, _ = _run(tmp_path, inv, plan, faults=(Hang(vm),), escalation_interval_s=3.0)
+    assert result.results[vm].state is State.ABORTED
+    assert "no progress" in result.results[vm].error
+    assert_nothing_lost(sim, plan)
+
+
+def test_completion_timeout_goes_straight_to_the_action(tmp_path: Path) -> None:
+    inv, plan = _fleet(policy=Policy(max_outbound_per_host=2, max_inbound_per_host=2, progress_timeout_s=10000,
+                                     completion_timeout_per_gib_s=15))
+    vm = plan.migrations[0].vm
+    result, sim, _, _ = _run(tmp_path, inv, plan, faults=(Slow(vm, 20.0),))
+    assert result.results[vm].state is State.ABORTED
+    assert "completion timeout" in result.results[vm].error
+    assert_nothing_lost(sim, plan)
+
+
+def test_split_brain_is_quarantined_and_untouched(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    m0 = plan.migrations[0]
+    result, sim, _, journal = _run(tmp_path, inv, plan, faults=(SplitBrain(m0.vm),))
+    assert result.results[m0.vm].state is State.QUARANTINED
+    assert sorted(sim.where(m0.vm)) == sorted([(m0.source, DomainState.PAUSED),
+                                               (m0.destination, DomainState.PAUSED)])
+    assert journal.state_of(m0.vm) is State.QUARANTINED
+    assert_nothing_lost(sim, plan, quarantined=[m0.vm])
+
+
+def test_ctrl_c_aborts_in_flight_and_resume_finishes(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    cancel = threading.Event()
+    sim = SimulatedHypervisor(inv, speedup=100)
+    threading.Timer(0.3, cancel.set).start()
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, cancel=cancel)
+    assert result.cancelled and result.exit_code == 1
+    states = journal.summary()
+    assert states.get("aborted", 0) >= 1 and "running" not in states and "prechecked" not in states
+    assert_nothing_lost(sim, plan)
+    journal.close()
+    result2, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result2.ok, result2.summary()
+    assert journal.summary() == {"done": len(plan.migrations)}
+    assert_nothing_lost(sim, plan)
+
+
+def test_unsafe_only_when_asked_and_recorded(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    result, sim, _, journal = _run(tmp_path, inv, plan, unsafe=True)
+    assert result.ok
+    assert sim.migrate_calls and all(s.unsafe for s in sim.migrate_calls)
+    assert journal.flags()["unsafe"] is True
+
+
+def test_virsh_command_equivalent() -> None:
+    inv, plan = _fleet()
+    m = next(m for m in plan.migrations if m.copy_storage)
+    cmd = virsh_command(build_spec(m, inv, RunOptions()))
+    assert cmd.startswith("virsh migrate --live --p2p --persistent --undefinesource")
+    assert "--copy-storage-all --migrate-disks vda" in cmd and "--unsafe" not in cmd
+    assert f"--bandwidth {round(m.bandwidth_mibs)}" in cmd
+
+
+@pytest.mark.parametrize("complete_inflight", [True, False])
+def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool) -> None:
+    """SIGKILL the executor mid-run; --resume reconciles in-flight VMs with both hosts and finishes:
+    no VM lost or duplicated, no VM migrated again once done."""
+    state = tmp_path / "fleet.json"
+    journal_path = tmp_path / "j.db"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from executor.journal import Journal
+        from executor.reporter import Reporter
+        from executor.runner import RunOptions, run_plan
+        from executor.sim_hv import SimulatedHypervisor
+        from tests.test_runner import _fleet
+        inv, plan = _fleet()
+        sim = SimulatedHypervisor(inv, speedup=20, state_path={str(state)!r})
+        j = Journal.open({str(journal_path)!r}, plan)
+        run_plan(plan, inv, sim, j, Reporter(), RunOptions(backoff_s=2.0))
+        print("finished", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if not journal_path.exists():
+            continue
+        try:
+            ro = Journal.read(journal_path)
+            states = ro.summary()
+            ro.close()
+        except Exception:
+            continue
+        if states.get("done", 0) >= 1 and states.get("running", 0) >= 1:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+    proc.wait()
+    assert killed, "the run ended before it could be killed mid-flight"
+    inv, plan = _fleet()
+    before = Journal.read(journal_path)
+    done_before = {vm for vm, s in before.states().items() if s is State.DONE}
+    in_flight_before = set(before.in_flight())
+    intents_before = {vm: before.attempts_of(vm) for vm in done_before}
+    before.close()
+    assert in_flight_before
+    sim = SimulatedHypervisor(inv, speedup=400, state_path=state, complete_inflight=complete_inflight)
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.ok, result.summary()
+    assert journal.summary() == {"done": len(plan.migrations)}
+    for vm in done_before:  # never migrated twice
+        assert journal.attempts_of(vm) == intents_before[vm]
+    assert not {s.vm for s in sim.migrate_calls} & done_before
+    if complete_inflight:  # the source daemon finished them: reconciled as done without a new attempt
+        assert not {s.vm for s in sim.migrate_calls} & in_flight_before
+    else:
+        assert in_flight_before <= {s.vm for s in sim.migrate_calls}
+    assert_nothing_lost(sim, plan)
