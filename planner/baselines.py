@@ -5,8 +5,8 @@ placement; only the scheduling differs (NOTES §4):
 
 * `sequential`: the virsh guide's one-at-a-time loop, each migration at its path's capped capacity;
 * `watcher`: OpenStack Watcher, chunks of 2 with a barrier, each at its capped capacity (two
-  capped migrations can fit one NIC only because migration_share ≤ 0.5; this baseline does not
-  check: it measures, it is not a plan);
+  migrations of a chunk leaving one NIC use up to twice the share: with the default share 0.5
+  that is the whole NIC; this baseline does not check, it measures, it is not a plan);
 * `kubevirt`: 2 outbound per node, 5 in the cluster, no inbound limit, no bandwidth cap;
 * `nova-evacuate-live`: `nova host-evacuate-live`, everything at once, no limit, no cap.
 

@@ -1,0 +1,139 @@
+"""The lower bound: hand-computed terms, and never above the makespan of any schedule we can build."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.baselines import ffd_placement, run_baselines, sequential_plan
+from planner.checker import check_plan
+from planner.lowerbound import lower_bound, placement_lower_bound
+from planner.model import VM, Host, Inventory, Link, Policy, VMState
+from planner.units import gbps_to_mibs
+from tests._planner_fixtures import flat, host, local_disk, two_racks, vm
+
+CAP = gbps_to_mibs(10) * 0.5  # a 10 Gb/s NIC at migration_share 0.5
+FIXED = 1.75
+
+
+def test_nothing_to_move() -> None:
+    lb = lower_bound(flat([host("h1"), host("h2")], []), ["h1"])
+    assert lb.value_s == 0.0 and lb.terms == {}
+
+
+def test_hand_computed_flat_drain() -> None:
+    inv = flat([host("h1"), host("h2"), host("h3")], [vm(f"v{i}", "h1", memory_mib=1024) for i in range(3)])
+    lb = lower_bound(inv, ["h1"])
+    one = FIXED + 1024 / CAP
+    assert lb.terms["source_nic"] == pytest.approx(3 * 1024 / CAP)
+    assert lb.terms["longest_migration"] == pytest.approx(one)
+    assert lb.terms["outbound_slots"] == pytest.approx(3 * one / 2)  # max_outbound_per_host = 2
+    assert lb.terms["destination_nics"] == pytest.approx(3 * 1024 / (2 * CAP))
+    assert lb.value_s == pytest.approx(3 * one / 2) and lb.binding.startswith("outbound_slots")
+    unlimited = replace(inv, policy=replace(inv.policy, max_outbound_per_host=0, max_inbound_per_host=0))
+    lb2 = lower_bound(unlimited, ["h1"])
+    assert lb2.value_s == pytest.approx(3 * 1024 / CAP) and lb2.binding.startswith("source_nic")
+
+
+def test_max_concurrent_term() -> None:
+    inv = flat([host(f"h{i}") for i in range(1, 5)], [vm(f"v{i}{j}", f"h{i}") for i in (1, 2, 3) for j in (1, 2)],
+               max_concurrent=1)
+    lb = lower_bound(inv, ["h1", "h2", "h3"])
+    assert lb.terms["max_concurrent"] == pytest.approx(6 * (FIXED + 1024 / CAP))
+
+
+def test_rack_uplink_is_a_cut_when_every_destination_is_behind_it() -> None:
+    vms = [vm(f"v{i}", "a1", networks=frozenset({"n"}), memory_mib=2048) for i in range(4)]
+    inv = two_racks(uplink_gbps=1.0, vms=vms)
+    inv = replace(inv, hosts=tuple(replace(h, networks=frozenset({"n"})) if h.name.startswith("b") else h
+                                   for h in inv.hosts))
+    lb = lower_bound(inv, ["a1"])
+    uplink = gbps_to_mibs(1.0) * 0.5
+    # every path crosses the 1 Gb/s uplink, so each VM's best bandwidth is the uplink's cap as well
+    assert lb.terms["link"] == pytest.approx(4 * 2048 / uplink)
+    assert lb.binding.startswith("link") and ("tor-a->spine" in lb.binding or "spine->tor-b" in lb.binding)
+    # with a receiver in its own rack, the uplink is no longer forced
+    inv2 = replace(inv, hosts=tuple(replace(h, networks=frozenset({"n"})) for h in inv.hosts))
+    assert "link" not in lower_bound(inv2, ["a1"]).terms
+
+
+def test_single_destination_nic_is_forced() -> None:
+    inv = flat([host("h1"), host("h2", networks=frozenset({"n"})), host("h3"), host("h4")],
+               [vm(f"v{i}", "h1", networks=frozenset({"n"})) for i in range(2)]
+               + [vm(f"w{i}", "h3", networks=frozenset({"n"})) for i in range(2)])
+    lb = lower_bound(inv, ["h1", "h3"])
+    assert lb.terms["destination_nic"] == pytest.approx(4 * 1024 / CAP)
+
+
+def test_vms_without_destination_are_left_out() -> None:
+    inv = flat([host("h1"), host("h2")], [vm("big", "h1", memory_mib=10**7), vm("ok", "h1")])
+    lb = lower_bound(inv, ["h1"])
+    assert lb.terms["longest_migration"] == pytest.approx(FIXED + 1024 / CAP)
+    assert lower_bound(inv, ["h1"], moving=set()).value_s == 0.0
+
+
+# ---------------------------------------------------------------- random fleets
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> tuple[Inventory, list[str]]:
+    racks = draw(st.integers(1, 2))
+    n_hosts = draw(st.integers(3, 6))
+    hosts = []
+    for i in range(n_hosts):
+        hosts.append(Host(
+            name=f"h{i}", cpus=draw(st.integers(4, 32)), memory_mib=draw(st.sampled_from([8192, 16384, 65536])),
+            nic_gbps=draw(st.sampled_from([1.0, 10.0, 25.0])), local_disk_free_gib=draw(st.sampled_from([0, 10, 500])),
+            networks=frozenset(draw(st.sets(st.sampled_from(["n1", "n2"])))),
+            switch=f"tor{i % racks}" if racks > 1 else None))
+    links = tuple(Link(f"tor{r}", "spine", draw(st.sampled_from([1.0, 10.0, 40.0]))) for r in range(racks)) \
+        if racks > 1 else ()
+    drained = ["h0"] + (["h1"] if draw(st.booleans()) else [])
+    vms = []
+    for i in range(draw(st.integers(1, 7))):
+        vms.append(VM(
+            name=f"v{i}", host=draw(st.sampled_from([*drained, f"h{n_hosts - 1}"])),
+            vcpus=draw(st.integers(1, 8)), memory_mib=draw(st.integers(128, 8192)),
+            dirty_rate_mibs=draw(st.sampled_from([0.0, 5.0, 50.0, 400.0, 3000.0])),
+            state=draw(st.sampled_from([VMState.RUNNING, VMState.RUNNING, VMState.SHUTOFF])),
+            disks=(local_disk("vdb", draw(st.sampled_from([0.5, 4.0]))),) if draw(st.booleans()) else (),
+            networks=frozenset(draw(st.sets(st.sampled_from(["n1", "n2"]), max_size=1))),
+            anti_affinity=frozenset({"g"}) if draw(st.booleans()) else frozenset()))
+    policy = Policy(migration_share=draw(st.sampled_from([0.3, 0.5, 1.0])), auto_converge=draw(st.booleans()),
+                    max_downtime_ms=draw(st.sampled_from([50, 300, 500])),
+                    max_outbound_per_host=draw(st.integers(1, 3)), max_inbound_per_host=draw(st.integers(1, 3)),
+                    max_concurrent=draw(st.integers(0, 3)))
+    return Inventory(hosts=tuple(hosts), vms=tuple(vms), links=links, policy=policy), drained
+
+
+def _relaxed(inv: Inventory, share: float | None = None) -> Inventory:
+    """The same fleet without the limits a baseline ignores (and, for uncapped ones, without the cap)."""
+    p = replace(inv.policy, max_outbound_per_host=0, max_inbound_per_host=0, max_concurrent=0)
+    if share is not None:
+        p = replace(p, migration_share=share)
+    return replace(inv, policy=p)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleets())
+def test_lower_bound_never_exceeds_a_valid_plan_or_any_baseline(case: tuple[Inventory, list[str]]) -> None:
+    inv, drained = case
+    placement = ffd_placement(inv, drained)
+    placed = set(placement.destination)
+    # the sequential plan is a valid plan v1: the bound must hold for it with every limit of the policy
+    plan = sequential_plan(inv, drained)
+    assert check_plan(inv, plan) == []
+    lb = lower_bound(inv, drained, moving=placed)
+    assert lb.value_s <= plan.makespan_s * (1 + 1e-9)
+    plb = placement_lower_bound(inv, placement.destination)
+    assert lb.value_s <= plb.value_s * (1 + 1e-9) <= plan.makespan_s * (1 + 1e-9)
+    share = inv.policy.migration_share
+    # what each baseline respects: sequential the cap; watcher the cap per migration, 2 at a time (so up
+    # to twice the share on one NIC); the uncapped ones the full capacity
+    respected = {"sequential": share, "watcher": 2 * share, "kubevirt": 1.0, "nova-evacuate-live": 1.0}
+    for result in run_baselines(inv, drained):
+        bound = lower_bound(_relaxed(inv, respected[result.name]), drained, moving=placed)
+        assert bound.value_s <= result.makespan_s * (1 + 1e-9), (result.name, bound, result.makespan_s)
