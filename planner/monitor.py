@@ -327,3 +327,29 @@ class PlanMonitor:
 
     def _disk_gib(self, m: Migration) -> float:
         return copied_disk_gib(self.inventory.vm[m.vm], m)
+
+
+def dispatch_times(plan: Plan, inventory: Inventory, *, barrier: bool = False, one_at_a_time: bool = False,
+                   duration_s: Mapping[str, float] | None = None) -> dict[str, tuple[float, float]]:
+    """When each migration would start and end if every one took its planned duration (or
+    `duration_s[vm]`) and the executor dispatched them with this monitor: `evac run --dry-run`'s
+    prediction for the chosen mode. Migrations that could never start are left out."""
+    import heapq
+
+    mon = PlanMonitor(plan, inventory, barrier=barrier, one_at_a_time=one_at_a_time)
+    t = 0.0
+    ends: list[tuple[float, str]] = []
+    out: dict[str, tuple[float, float]] = {}
+    while not mon.finished:
+        for m in mon.startable(t):
+            mon.start(m.vm)
+            d = duration_s[m.vm] if duration_s and m.vm in duration_s else m.duration_s
+            out[m.vm] = (t, t + d)
+            heapq.heappush(ends, (t + d, m.vm))
+        if not ends:
+            for vm in mon.blocked():
+                mon.fail(vm)
+            continue
+        t, vm = heapq.heappop(ends)
+        mon.commit(vm)
+    return out

@@ -208,3 +208,20 @@ def test_reality_slower_or_faster_than_the_plan_never_breaks_limits_or_deadlocks
         else:
             on_host[m.source].discard(vm)
             mon.commit(vm)
+
+
+def test_dispatch_times_follow_the_mode() -> None:
+    from planner.monitor import dispatch_times
+
+    inv = make_inventory(5, 4, drained=("h0", "h1"))
+    plan = greedy_plan(inv)
+    times = dispatch_times(plan, inv)
+    assert set(times) == {m.vm for m in plan.migrations}
+    for m in plan.migrations:
+        assert times[m.vm][1] - times[m.vm][0] == pytest.approx(m.duration_s)
+    serial = dispatch_times(plan, inv, one_at_a_time=True)
+    assert max(e for _, e in serial.values()) == pytest.approx(sum(m.duration_s for m in plan.migrations))
+    barrier = dispatch_times(plan, inv, barrier=True)
+    waves = {m.vm: m.wave for m in plan.migrations}
+    for vm, (start, _) in barrier.items():
+        assert all(end <= start + 1e-9 for other, (_, end) in barrier.items() if waves[other] < waves[vm])
