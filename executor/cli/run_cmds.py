@@ -1,9 +1,349 @@
-"""evac commands: placeholder until this family of commands is implemented."""
+"""`evac run`, `evac status` and `evac demo`: execute a plan, look at a run, show the whole job.
+
+`evac run PLAN --inventory INV` executes through libvirt (`executor.libvirt_hv.LibvirtHypervisor`),
+or through the simulated fleet with `--simulate`; `--dry-run` calls no hypervisor at all and prints
+what would happen. `evac status JOURNAL` reads a run's journal (also while the run goes on).
+`evac demo` plans and runs the bundled sample fleet on the simulated hypervisor.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from planner.errors import EnvironmentProblem, Problem, UsageError
+from planner.model import Inventory
+from planner.plan import Plan, load_plan
+
+if TYPE_CHECKING:
+    from executor.hypervisor import Hypervisor
+    from executor.runner import RunOptions, RunResult
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _load_inventory(path: Path) -> Inventory:
+    try:  # imported by name: the loader lives in planner.inventory (written alongside this module)
+        loader = importlib.import_module("planner.inventory")
+    except ImportError as e:
+        raise EnvironmentProblem(f"cannot load inventories: {e}") from None
+    inventory: Inventory = loader.load_inventory(path).inventory
+    return inventory
+
+
+def check_plan_matches(plan: Plan, inventory: Inventory, plan_path: str, inventory_path: str) -> None:
+    """Refuses a plan made for another inventory (exit 2), naming what differs."""
+    problems = []
+    if plan.inventory_sha256 != inventory.sha256:
+        problems.append(Problem("inventory_sha256", f"the plan was made for inventory {plan.inventory_sha256[:12]}…, "
+                                                    f"{inventory_path} is {inventory.sha256[:12]}…; re-plan"))
+    for i, m in enumerate(plan.migrations):
+        vm = inventory.vm.get(m.vm)
+        if vm is None:
+            problems.append(Problem(f"migrations[{i}].vm", f"{m.vm!r} is not in the inventory"))
+        elif vm.host != m.source:
+            problems.append(Problem(f"migrations[{i}].source", f"{m.vm} is on {vm.host}, not {m.source}"))
+        if m.destination not in inventory.host:
+            problems.append(Problem(f"migrations[{i}].destination", f"unknown host {m.destination!r}"))
+    if problems:
+        raise UsageError(f"plan {plan_path} does not fit inventory {inventory_path}", problems)
+
+
+def _hypervisor(inventory: Inventory, simulate: bool, speedup: float, tls: bool) -> Hypervisor:
+    if simulate:
+        from executor.sim_hv import SimulatedHypervisor
+
+        return SimulatedHypervisor(inventory, speedup=speedup)
+    try:  # lazily: libvirt-python is only needed against real hosts
+        from executor.libvirt_hv import LibvirtHypervisor
+    except ImportError as e:
+        raise EnvironmentProblem(f"the libvirt hypervisor is not available: {e}") from None
+    return LibvirtHypervisor(inventory, tls=tls)
+
+
+class _CtrlC:
+    """First Ctrl-C: abort the running migrations cleanly (their VMs stay on their sources), journal,
+    exit 1. A second Ctrl-C interrupts at once."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self._old: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.cancel.is_set():
+            raise KeyboardInterrupt
+        self.cancel.set()
+        err_console.print("[yellow]Ctrl-C: aborting running migrations (VMs stay on their sources); "
+                          "press again to quit at once[/]")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def result_table(result: RunResult, title: str = "result") -> Table:
+    """Planned vs executed, per VM."""
+    t = Table(title=title)
+    for col in ("vm", "move", "state", "tries", "planned start–end s", "executed start–end s", "error"):
+        t.add_column(col, overflow="fold")
+    plan = result.plan
+    for m in sorted(plan.migrations, key=lambda m: (m.start_s, m.vm)):
+        r = result.results[m.vm]
+        ran = f"{r.started_s:.1f}–{r.ended_s:.1f}" if r.started_s is not None and r.ended_s is not None else "–"
+        colour = {"done": "green", "failed": "red", "quarantined": "magenta", "aborted": "yellow"}.get(r.state, "")
+        t.add_row(m.vm, f"{m.source} → {m.destination}", f"[{colour}]{r.state}[/]" if colour else r.state,
+                  str(r.attempts), f"{m.start_s:.1f}–{m.end_s:.1f}", ran, r.error[:120])
+    return t
+
+
+def _print_summary(result: RunResult) -> None:
+    s = result.summary()
+    states = ", ".join(f"{v} {k}" for k, v in sorted(s["states"].items()))
+    console.print(f"makespan {s['makespan_s']:.1f} s (planned {s['planned_makespan_s']:.1f} s): {states}"
+                  + (" — cancelled" if result.cancelled else ""))
+
+
+def dry_run(plan: Plan, inventory: Inventory, options: RunOptions) -> None:
+    """What `evac run` would do, without a single hypervisor call."""
+    from executor.runner import build_spec, virsh_command
+    from planner.monitor import dispatch_times
+
+    times = dispatch_times(plan, inventory, barrier=options.barrier, one_at_a_time=options.one_at_a_time)
+    t = Table(title=f"dry run ({options.mode} mode): {len(plan.migrations)} migrations")
+    for col in ("#", "vm", "move", "start s", "end s", "MiB/s", "virsh equivalent"):
+        t.add_column(col, overflow="fold")
+    order = sorted(plan.migrations, key=lambda m: (times.get(m.vm, (float("inf"), 0))[0], m.vm))
+    for i, m in enumerate(order, 1):
+        spec = build_spec(m, inventory, options)
+        host = inventory.host[m.destination]
+        start, end = times.get(m.vm, (float("nan"), float("nan")))
+        t.add_row(str(i), m.vm, f"{m.source} → {m.destination}", f"{start:.1f}", f"{end:.1f}",
+                  f"{m.bandwidth_mibs:.0f}", virsh_command(spec, host.uri))
+    console.print(t)
+    never = [m.vm for m in plan.migrations if m.vm not in times]
+    makespan = max((e for _, e in times.values()), default=0.0)
+    console.print(f"predicted makespan {makespan:.1f} s (plan: {plan.makespan_s:.1f} s, lower bound "
+                  f"{plan.lower_bound_s:.1f} s)" + (f"; never startable: {', '.join(never)}" if never else ""))
+    if options.unsafe:
+        console.print("[yellow]--unsafe: VIR_MIGRATE_UNSAFE would be passed (skips libvirt's safety checks)[/]")
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the evac app."""
+    """Adds `run`, `status` and `demo` to the evac app."""
+
+    @app.command("run")
+    def run(
+        plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="plan v1 JSON (evac plan -o)")],
+        inventory_path: Annotated[Path, typer.Option("--inventory", "-i", help="the inventory the plan was made for")],
+        journal: Annotated[Path | None, typer.Option(help="run journal (SQLite); default PLAN.journal")] = None,
+        barrier: Annotated[bool, typer.Option("--barrier", help="wave k+1 waits for all of wave k")] = False,
+        one_at_a_time: Annotated[bool, typer.Option("--one-at-a-time", help="one migration at a time")] = False,
+        resume: Annotated[bool, typer.Option("--resume", help="continue the run recorded in the journal")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="one JSON event per line on stdout")] = False,
+        timeout_action: Annotated[str, typer.Option(help="stalled migration: abort | suspend | postcopy")] = "abort",
+        allow_postcopy: Annotated[bool, typer.Option("--allow-postcopy", help="permit post-copy")] = False,
+        unsafe: Annotated[bool, typer.Option("--unsafe", help="pass VIR_MIGRATE_UNSAFE (skips safety checks)")]
+        = False,
+        tls: Annotated[bool, typer.Option("--tls", help="VIR_MIGRATE_TLS")] = False,
+        retries: Annotated[int, typer.Option(help="retries of a retryable error, per VM")] = 2,
+        simulate: Annotated[bool, typer.Option("--simulate", help="run on the simulated fleet")] = False,
+        speedup: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 50.0,
+        dry: Annotated[bool, typer.Option("--dry-run", help="print what would happen; no hypervisor calls")]
+        = False,
+    ) -> None:
+        """Execute a plan: live-migrate every VM, within the limits, journaled, resumable."""
+        from executor.runner import RunOptions, TimeoutAction
+
+        problems = []
+        if barrier and one_at_a_time:
+            problems.append(Problem("--barrier/--one-at-a-time", "choose one"))
+        try:
+            action = TimeoutAction(timeout_action)
+        except ValueError:
+            problems.append(Problem("--timeout-action", f"must be abort, suspend or postcopy, got {timeout_action!r}"))
+            action = TimeoutAction.ABORT
+        if action is TimeoutAction.POSTCOPY and not allow_postcopy:
+            problems.append(Problem("--timeout-action postcopy", "needs --allow-postcopy"))
+        if retries < 0:
+            problems.append(Problem("--retries", "must be >= 0"))
+        if speedup <= 0:
+            problems.append(Problem("--speedup", "must be positive"))
+        if problems:
+            raise UsageError("evac run", problems)
+        plan = load_plan(plan_path)
+        inventory = _load_inventory(inventory_path)
+        check_plan_matches(plan, inventory, str(plan_path), str(inventory_path))
+        options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
+                             allow_postcopy=allow_postcopy, unsafe=unsafe, tls=tls, retries=retries, resume=resume)
+        if dry:
+            dry_run(plan, inventory, options)
+            return
+        hv = _hypervisor(inventory, simulate, speedup, tls)
+        result = execute(plan, inventory, hv, options, journal or Path(f"{plan_path}.journal"), json_out,
+                         simulated=simulate)
+        raise typer.Exit(result.exit_code)
+
+    @app.command("status")
+    def status(
+        journal: Annotated[Path, typer.Argument(metavar="JOURNAL", help="a run journal")],
+        json_out: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    ) -> None:
+        """Show a run's journal: every VM's state, attempts, last error, elapsed time."""
+        from executor.journal import Journal
+
+        j = Journal.read(journal)
+        try:
+            records = j.records()
+            summary = j.summary()
+            runs = j.runs()
+        finally:
+            j.close()
+        if json_out:
+            console.print_json(json.dumps({"summary": summary, "runs": runs, "vms": [
+                {"vm": r.vm, "source": r.source, "destination": r.destination, "state": r.state.value,
+                 "attempts": r.attempts, "error": r.error, "elapsed_s": r.elapsed_s} for r in records]}))
+            return
+        t = Table(title=f"{journal}: {len(records)} VMs, {len(runs)} run(s)")
+        for col in ("vm", "move", "state", "attempts", "elapsed s", "error"):
+            t.add_column(col, overflow="fold")
+        for r in records:
+            el = f"{r.elapsed_s:.1f}" if r.elapsed_s is not None else ""
+            t.add_row(r.vm, f"{r.source} → {r.destination}", r.state.value, str(r.attempts), el, r.error[:160])
+        console.print(t)
+        console.print(", ".join(f"{v} {k}" for k, v in summary.items()))
+        if runs and runs[-1]["flags"].get("unsafe"):
+            console.print("[yellow]this run passed --unsafe[/]")
+
+    @app.command("demo")
+    def demo(
+        inventory_path: Annotated[Path, typer.Argument(metavar="INVENTORY", help="inventory to evacuate")]
+        = Path("data/small.json"),
+        drain: Annotated[list[str] | None, typer.Option("--drain", help="host to empty (default: hosts in "
+                                                                         "maintenance)")] = None,
+        speedup: Annotated[float | None, typer.Option(help="simulated time speed-up (default: fit ~15 s)")] = None,
+        out: Annotated[Path, typer.Option("--out", help="where the Gantt chart and journal go")]
+        = Path("evac-demo-out"),
+        time_limit_s: Annotated[float, typer.Option(help="planner time limit")] = 10.0,
+    ) -> None:
+        """The whole job on sample data: plan a drain, run it on the simulated fleet, compare, chart."""
+        run_demo(inventory_path, drain or [], speedup, out, time_limit_s)
+
+
+def execute(plan: Plan, inventory: Inventory, hv: Hypervisor, options: RunOptions, journal_path: Path,
+            json_out: bool, *, simulated: bool = False) -> RunResult:
+    from executor.journal import Journal
+    from executor.reporter import JsonReporter, Reporter, RichReporter
+    from executor.runner import run_plan
+
+    flags = {**options.journal_flags(), "simulated": simulated}
+    journal = Journal.open(journal_path, plan, inventory_sha256=inventory.sha256, flags=flags, resume=options.resume)
+    reporter: Reporter = JsonReporter() if json_out else RichReporter(err_console)
+    try:
+        with _CtrlC(options.cancel):
+            result = run_plan(plan, inventory, hv, journal, reporter, options)
+    finally:
+        journal.close()
+        hv.close()
+    if not json_out:
+        console.print(result_table(result))
+        _print_summary(result)
+        console.print(f"journal: {journal_path}  (evac status {journal_path})")
+    return result
+
+
+def _make_plan(inventory: Inventory, drained: list[str], time_limit_s: float) -> Plan:
+    try:
+        solve = importlib.import_module("planner.solve")
+    except ImportError:  # no CP-SAT planner in this tree: the sequential baseline is a valid plan
+        from planner.baselines import sequential_plan
+
+        return sequential_plan(inventory, drained)
+    plan: Plan = solve.make_plan(inventory, drained, time_limit_s=time_limit_s, workers=2)
+    return plan
+
+
+def run_demo(inventory_path: Path, drain: list[str], speedup: float | None, out: Path, time_limit_s: float) -> None:
+    from executor.runner import RunOptions
+    from executor.sim_hv import SimulatedHypervisor
+    from planner.model import HostState
+
+    inventory = _load_inventory(inventory_path)
+    unknown = [h for h in drain if h not in inventory.host]
+    if unknown:
+        raise UsageError("evac demo", [Problem("--drain", f"unknown host {h!r}") for h in unknown])
+    drained = drain or [h.name for h in inventory.hosts if h.state is HostState.MAINTENANCE]
+    if not drained:
+        raise UsageError("evac demo", [Problem("--drain", "no host in maintenance in the inventory: name one")])
+    console.print(f"[bold]evac demo[/]: {len(inventory.hosts)} hosts, {len(inventory.vms)} VMs; "
+                  f"draining {', '.join(drained)}")
+    t0 = time.monotonic()
+    plan = _make_plan(inventory, drained, time_limit_s)
+    console.print(f"plan ({plan.solver}, {plan.status}, {time.monotonic() - t0:.1f} s): {len(plan.migrations)} "
+                  f"migrations, makespan {plan.makespan_s:.1f} s, lower bound {plan.lower_bound_s:.1f} s, "
+                  f"gap {plan.gap:.2f}" + (f", {len(plan.unplaced)} VMs cannot move" if plan.unplaced else ""))
+    for u in plan.unplaced:
+        console.print(f"  [red]{u.vm}[/]: {'; '.join(u.reasons)}")
+    if not plan.migrations:
+        console.print("nothing to migrate")
+        raise typer.Exit(0 if not plan.unplaced else 1)
+    sp = speedup or max(20.0, plan.makespan_s / 15.0)
+    out.mkdir(parents=True, exist_ok=True)
+    journal_path = out / "journal.db"
+    for stale in (journal_path, Path(f"{journal_path}-wal"), Path(f"{journal_path}-shm")):
+        stale.unlink(missing_ok=True)
+    (out / "plan.json").write_text(plan.to_json())
+    console.print(f"running on the simulated fleet at {sp:g}× speed")
+    hv = SimulatedHypervisor(inventory, speedup=sp, jitter=0.15, seed=1)
+    result = execute(plan, inventory, hv, RunOptions(backoff_s=5.0), journal_path, False, simulated=True)
+    chart = out / "gantt.png"
+    gantt_png(result, chart)
+    console.print(f"Gantt chart (planned vs executed): {chart}")
+    raise typer.Exit(0 if result.ok and not plan.unplaced else 1)
+
+
+def gantt_png(result: RunResult, path: Path) -> None:
+    """Planned vs executed, one row per VM (planned: light bar, executed: coloured by outcome)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    migs = sorted(result.plan.migrations, key=lambda m: (m.start_s, m.vm))
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.28 * len(migs) + 1.2)))
+    colours = {"done": "tab:green", "failed": "tab:red", "aborted": "tab:orange", "quarantined": "tab:purple"}
+    for i, m in enumerate(migs):
+        ax.barh(i, m.end_s - m.start_s, left=m.start_s, height=0.8, color="lightsteelblue",
+                label="planned" if i == 0 else None)
+        r = result.results[m.vm]
+        if r.started_s is not None and r.ended_s is not None:
+            ax.barh(i, r.ended_s - r.started_s, left=r.started_s, height=0.4,
+                    color=colours.get(r.state.value, "grey"), label=f"executed ({r.state.value})")
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles, strict=False))
+    ax.legend(uniq.values(), uniq.keys(), loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(migs)), [f"{m.vm} ({m.source}→{m.destination})" for m in migs], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the start of the run")
+    ax.set_title(f"planned makespan {result.plan.makespan_s:.0f} s vs executed {result.makespan_s:.0f} s "
+                 f"(simulated fleet)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
