@@ -1,0 +1,611 @@
+"""`evac collect`: read every host over libvirt, in parallel, into an inventory v1.
+
+Two halves. `read_host` talks to one libvirt daemon (one connection, in its own thread) and
+returns a `HostSnapshot` of parsed XML and numbers. `assemble` is pure: it turns the snapshots of
+all hosts plus the site configuration (executor/site.py) into an `Inventory`, deciding which
+storage is shared, which disks are local, each host's NIC speed and CPU offer. A host that could
+not be read is a `HostFailure` and an inventory `missing_hosts` entry, never silently dropped.
+
+Decisions (docs/collect.md says why):
+* CPU compatibility is checked on expanded feature sets: a host offers the features of its
+  host-model CPU (domain capabilities) expanded with `baselineHypervisorCPU`, a guest needs the
+  expanded features of its own CPU. Named custom models are therefore not compared by name (the
+  VM's `cpu_model` stays empty); host-passthrough / maximum / host-model guests need the source
+  host's model and features, because that is the CPU they were given.
+* NIC speed: hosts/topology file, else the fastest link-up NIC libvirt's node devices report,
+  else 1 Gbit/s with a warning (an under-estimate only makes the plan slower, never unsafe).
+* Dirty rate: QEMU's calc-dirty-rate (page sampling) for every running VM at once, off by default.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from executor import domain_xml as dx
+from executor.connection import DEFAULT_TIMEOUT_S, ConnectError, ConnectFailure, open_connection
+from executor.site import DeclaredStorage, SiteConfig, load_site_config
+from executor.uri import validate_uris
+from planner.errors import Problem
+from planner.model import VM, Disk, Host, HostState, Inventory, MissingHost, VMState
+
+GIB = 1024**3
+DEFAULT_NIC_GBPS = 1.0
+_DIRTY_RATE_MARGIN_S = 10.0  # beyond the measuring period, before a measurement counts as lost
+_LIVE_STATES = {
+    libvirt.VIR_DOMAIN_RUNNING: VMState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: VMState.RUNNING,
+    libvirt.VIR_DOMAIN_SHUTDOWN: VMState.RUNNING,  # shutting down, still running
+    libvirt.VIR_DOMAIN_NOSTATE: VMState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: VMState.PAUSED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: VMState.PAUSED,
+}
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True, slots=True)
+class HostFailure:
+    uri: str
+    name: str  # the hosts-file name when known, else the URI's host part
+    code: str  # unreachable, auth, timeout, other, read
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.uri}): {self.code}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    inventory: Inventory
+    failures: tuple[HostFailure, ...]
+    warnings: tuple[Problem, ...] = ()
+    host_seconds: Mapping[str, float] = field(default_factory=dict)  # per URI: connect + read (+ dirty rate)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 all hosts read, 1 some failed (inventory written), 3 none reachable."""
+        if not self.failures:
+            return 0
+        return 3 if not self.inventory.hosts else 1
+
+
+class CollectReporter:
+    """Progress hooks with no-op defaults; called from worker threads, so implementations must lock."""
+
+    def host_started(self, uri: str) -> None:
+        """Connecting to the host."""
+
+    def host_connected(self, uri: str, name: str, seconds: float) -> None:
+        """Connected; reading domains and pools."""
+
+    def dirty_rate_started(self, uri: str, name: str, vms: int, seconds: float) -> None:
+        """Measuring the dirty rate of `vms` running VMs for `seconds`."""
+
+    def host_done(self, uri: str, name: str, vms: int, seconds: float) -> None:
+        """The host was read completely."""
+
+    def host_failed(self, failure: HostFailure, seconds: float) -> None:
+        """The host could not be read."""
+
+
+# ------------------------------------------------------------------------------------------ snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSnapshot:
+    definition: dx.DomainDefinition
+    state: VMState
+    persistent: bool
+    disk_sizes: Mapping[str, tuple[int, int]]  # target -> (capacity, allocation) in bytes
+    cpu_features: frozenset[str] | None  # expanded by libvirt; None when the host cannot expand
+    dirty_rate_mibs: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    definition: dx.PoolDefinition
+    active: bool
+    available_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostSnapshot:
+    uri: str
+    hostname: str
+    cpus: int
+    memory_mib: int
+    free_memory_mib: int
+    capabilities: dx.HostCapabilities
+    host_cpu: dx.HostModelCPU | None
+    host_cpu_features: frozenset[str] | None  # expanded host-model features
+    pools: tuple[PoolSnapshot, ...]
+    networks: frozenset[str]
+    nics: tuple[dx.NetDevice, ...]
+    domains: tuple[DomainSnapshot, ...]
+    warnings: tuple[Problem, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------ reading one host
+
+
+class _CPUExpander:
+    """Expands a CPU definition to its full feature list on one host, caching by definition."""
+
+    def __init__(self, conn: Any, arch: str | None, virttype: str | None) -> None:
+        self.conn, self.arch, self.virttype = conn, arch, virttype
+        self.cache: dict[str, frozenset[str] | None] = {}
+        self.works = True
+
+    def expand(self, cpu_xml: str) -> frozenset[str] | None:
+        if not self.works:
+            return None
+        if cpu_xml not in self.cache:
+            try:
+                out = self.conn.baselineHypervisorCPU(None, self.arch, None, self.virttype, [cpu_xml],
+                                                      libvirt.VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES)
+            except libvirt.libvirtError:
+                if not self.cache:  # the driver cannot do it at all (test driver, old daemon)
+                    self.works = False
+                self.cache[cpu_xml] = None
+            else:
+                self.cache[cpu_xml] = dx.parse_domain_capabilities_cpu_features(out)
+        return self.cache[cpu_xml]
+
+
+def _virttype(caps_xml: str) -> str | None:
+    """kvm when the host offers it, else qemu (TCG), else None: the guest type domcapabilities should describe."""
+    if "type='kvm'" in caps_xml or 'type="kvm"' in caps_xml:
+        return "kvm"
+    return "qemu" if "type='qemu'" in caps_xml or 'type="qemu"' in caps_xml else None
+
+
+def _disk_sizes(conn: Any, dom: Any, d: dx.DomainDefinition, active: bool) -> tuple[dict[str, tuple[int, int]],
+                                                                                     list[str]]:
+    sizes: dict[str, tuple[int, int]] = {}
+    missing: list[str] = []
+    for disk in d.disks:
+        if disk.device not in ("disk", "lun"):
+            continue
+        try:
+            if active or disk.type != "network":
+                capacity, allocation, _physical = dom.blockInfo(disk.target)
+                sizes[disk.target] = (int(capacity), int(allocation))
+                continue
+        except libvirt.libvirtError:
+            pass
+        try:  # inactive domains whose disk the daemon cannot open: ask the pool that holds the file
+            if disk.path:
+                _type, capacity, allocation = conn.storageVolLookupByPath(disk.path).info()
+                sizes[disk.target] = (int(capacity), int(allocation))
+                continue
+        except libvirt.libvirtError:
+            pass
+        missing.append(disk.target)
+    return sizes, missing
+
+
+def read_host(uri: str, timeout_s: float = DEFAULT_TIMEOUT_S, *, dirty_rate: bool = False,
+              dirty_rate_seconds: int = 1, virt_type: str | None = None,
+              reporter: CollectReporter | None = None) -> HostSnapshot:
+    """Everything evac needs from one host; raises `ConnectError` if it cannot be reached.
+
+    `virt_type` (kvm or qemu) picks the guest type whose CPU offer is read; by default kvm when the
+    host has it. Use qemu for TCG hosts (the lab): CPU features differ between the two.
+    """
+    reporter = reporter or CollectReporter()
+    t0 = time.monotonic()
+    # Read-write: domain capabilities, CPU expansion and dirty-rate calculation are refused read-only.
+    conn = open_connection(uri, timeout_s=timeout_s)
+    try:
+        hostname = conn.getHostname()
+        reporter.host_connected(uri, hostname, time.monotonic() - t0)
+        return _read_connected(conn, uri, hostname, dirty_rate, dirty_rate_seconds, virt_type, reporter)
+    finally:
+        conn.close()
+
+
+def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_rate_seconds: int,
+                    virt_type: str | None, reporter: CollectReporter) -> HostSnapshot:
+    warnings: list[Problem] = []
+    info = conn.getInfo()  # [arch, memory MiB, active cpus, MHz, nodes, sockets, cores, threads]
+    caps_xml = conn.getCapabilities()
+    caps = dx.parse_capabilities(caps_xml)
+    virttype = virt_type or _virttype(caps_xml)
+    arch = caps.arch or info[0]
+    host_cpu: dx.HostModelCPU | None = None
+    try:
+        host_cpu = dx.parse_domain_capabilities(conn.getDomainCapabilities(None, arch, None, virttype))
+    except libvirt.libvirtError as exc:
+        warnings.append(Problem(hostname, f"no domain capabilities ({exc.get_error_message()}): "
+                                          "CPU model and features of this host are unknown", "warning"))
+    expander = _CPUExpander(conn, arch, virttype)
+    host_cpu_features = None
+    if host_cpu is not None and host_cpu.supported and host_cpu.model:
+        host_cpu_features = expander.expand(dx.host_model_cpu_xml(host_cpu))
+
+    pools = []
+    for p in conn.listAllStoragePools():
+        try:
+            pdef = dx.parse_pool(p.XMLDesc())
+            active = bool(p.isActive())
+            available = int(p.info()[3]) if active else 0
+        except libvirt.libvirtError as exc:
+            warnings.append(Problem(hostname, f"pool {p.name()}: {exc.get_error_message()}", "warning"))
+            continue
+        pools.append(PoolSnapshot(pdef, active, available))
+
+    networks = {n.name() for n in conn.listAllNetworks() if n.isActive()}
+    try:
+        for iface in conn.listAllInterfaces():
+            parsed = dx.parse_interface(iface.XMLDesc())
+            if parsed.type == "bridge":
+                networks.add(parsed.name)
+    except libvirt.libvirtError:
+        pass  # no interface driver on this daemon: bridges are then only known from libvirt networks
+    nics = []
+    try:
+        for dev in conn.listAllDevices(libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_NET):
+            nic = dx.parse_node_device_net(dev.XMLDesc())
+            if nic is not None:
+                nics.append(nic)
+    except libvirt.libvirtError:
+        pass
+
+    domains: list[DomainSnapshot] = []
+    live_doms: list[Any] = []
+    for dom in conn.listAllDomains():
+        try:
+            d = dx.parse_domain(dom.XMLDesc())
+            state_code = dom.state()[0]
+            state = _LIVE_STATES.get(state_code, VMState.SHUTOFF)
+            sizes, missing = _disk_sizes(conn, dom, d, dom.isActive() == 1)
+            cpu_features = expander.expand(dx.domain_cpu_xml(d.cpu)) if d.cpu.model else None
+            persistent = dom.isPersistent() == 1
+        except (libvirt.libvirtError, dx.XMLParseError) as exc:
+            warnings.append(Problem(f"{hostname}: domain {dom.name()}", f"not read: {exc}", "error"))
+            continue
+        for target in missing:
+            warnings.append(Problem(f"{hostname}: {d.name}.{target}", "disk size unknown, recorded as 0", "warning"))
+        domains.append(DomainSnapshot(d, state, persistent, sizes, cpu_features))
+        if state is VMState.RUNNING:
+            live_doms.append(dom)
+
+    if dirty_rate and live_doms:
+        reporter.dirty_rate_started(uri, hostname, len(live_doms), dirty_rate_seconds)
+        rates, problems = measure_dirty_rates(conn, live_doms, dirty_rate_seconds)
+        warnings.extend(Problem(f"{hostname}: {p.where}", p.message, p.severity) for p in problems)
+        domains = [replace(s, dirty_rate_mibs=rates.get(s.definition.name)) for s in domains]
+
+    return HostSnapshot(
+        uri=uri, hostname=hostname, cpus=int(info[2]), memory_mib=int(info[1]),
+        free_memory_mib=int(conn.getFreeMemory()) // 2**20, capabilities=caps, host_cpu=host_cpu,
+        host_cpu_features=host_cpu_features, pools=tuple(pools), networks=frozenset(networks), nics=tuple(nics),
+        domains=tuple(domains), warnings=tuple(warnings),
+    )
+
+
+def measure_dirty_rates(conn: Any, doms: Sequence[Any], seconds: int) -> tuple[dict[str, float], list[Problem]]:
+    """QEMU's dirty-rate calculation for all `doms` at once: {name: MiB/s}, and a problem per VM it failed for.
+
+    libvirt reports `dirtyrate.megabytes_per_second`; QEMU computes it in units of 2^20 bytes, so
+    it is MiB/s. Page sampling misses pages dirtied and re-dirtied between samples: a lower bound.
+    """
+    problems: list[Problem] = []
+    started = []
+    for dom in doms:
+        try:
+            dom.startDirtyRateCalc(seconds, 0)
+            started.append(dom)
+        except libvirt.libvirtError as exc:
+            problems.append(Problem(dom.name(), f"dirty rate not measured ({exc.get_error_message()}); "
+                                                "recorded as 0", "warning"))
+    rates: dict[str, float] = {}
+    deadline = time.monotonic() + seconds + _DIRTY_RATE_MARGIN_S
+    pending = list(started)
+    time.sleep(seconds)
+    while pending and time.monotonic() < deadline:
+        try:
+            stats = conn.domainListGetStats(pending, libvirt.VIR_DOMAIN_STATS_DIRTYRATE)
+        except libvirt.libvirtError as exc:
+            for dom in pending:
+                problems.append(Problem(dom.name(), f"dirty rate not read ({exc.get_error_message()})", "warning"))
+            return rates, problems
+        still = []
+        for dom, st in stats:
+            if st.get("dirtyrate.calc_status") == libvirt.VIR_DOMAIN_DIRTYRATE_MEASURED:
+                rates[dom.name()] = float(st.get("dirtyrate.megabytes_per_second", 0))
+            else:
+                still.append(dom)
+        pending = still
+        if pending:
+            time.sleep(0.1)
+    for dom in pending:
+        problems.append(Problem(dom.name(), f"dirty rate not measured within {seconds + _DIRTY_RATE_MARGIN_S:g} s; "
+                                            "recorded as 0", "warning"))
+    return rates, problems
+
+
+# ------------------------------------------------------------------------------------------ assembling
+
+
+@dataclass(frozen=True, slots=True)
+class _StorageMap:
+    """Which storage id a pool or a network server belongs to, over all hosts."""
+
+    pool_ids: Mapping[str, str]  # pool source key -> storage id
+    declared: tuple[DeclaredStorage, ...]
+
+    def for_pool(self, pool: dx.PoolDefinition) -> str | None:
+        key = pool.source_key
+        if key is not None:
+            return self.pool_ids[key]
+        for st in self.declared:
+            if pool.target_path and st.holds_path(pool.target_path):
+                return st.id
+        return None
+
+    def for_network_disk(self, disk: dx.DomainDisk) -> str:
+        servers = {h.name for h in disk.hosts}
+        for st in self.declared:
+            if servers & set(st.servers):
+                return st.id
+        return network_disk_storage_id(disk)
+
+
+def network_disk_storage_id(disk: dx.DomainDisk) -> str:
+    """A stable id of the server a network disk lives on: `nbd:10.0.9.2`, `rbd:mon1,mon2/pool`."""
+    hosts = ",".join(sorted(h.name for h in disk.hosts)) or "?"
+    if disk.protocol == "rbd":
+        return f"rbd:{hosts}/{(disk.network_name or '').split('/')[0]}"
+    return f"{disk.protocol}:{hosts}"
+
+
+def _storage_map(snapshots: Sequence[HostSnapshot], declared: tuple[DeclaredStorage, ...]) -> _StorageMap:
+    names_by_key: dict[str, set[str]] = {}
+    for snap in snapshots:
+        for p in snap.pools:
+            if (key := p.definition.source_key) is not None:
+                names_by_key.setdefault(key, set()).add(p.definition.name)
+    # The pool name when every host calls it the same, else the id derived from its source.
+    ids = {key: (next(iter(names)) if len(names) == 1 else key) for key, names in names_by_key.items()}
+    return _StorageMap(ids, declared)
+
+
+def _disk_storage(disk: dx.DomainDisk, pools: Sequence[dx.PoolDefinition], smap: _StorageMap) -> str | None:
+    if disk.is_network:
+        return smap.for_network_disk(disk)
+    if disk.pool:
+        pool = next((p for p in pools if p.name == disk.pool), None)
+        return smap.for_pool(pool) if pool is not None else None
+    if disk.path is None:
+        return None
+    for st in smap.declared:
+        if st.holds_path(disk.path):
+            return st.id
+    # The pool whose target directory holds the file, deepest first.
+    holders = [p for p in pools if p.target_path and disk.path.startswith(p.target_path.rstrip("/") + "/")]
+    holders.sort(key=lambda p: -len(p.target_path or ""))
+    return smap.for_pool(holders[0]) if holders else None
+
+
+def _nic_gbps(snap: HostSnapshot, explicit: float | None, where: str,
+              warnings: list[Problem]) -> float:
+    if explicit is not None:
+        return float(explicit)
+    candidates = [n for n in snap.nics if n.link_up and n.speed_gbps and n.interface != "lo"]
+    physical = [n for n in candidates if n.physical]
+    best = max(physical or candidates, key=lambda n: n.speed_gbps or 0.0, default=None)
+    if best is not None and best.speed_gbps:
+        if len({n.speed_mbps for n in physical or candidates}) > 1:
+            warnings.append(Problem(where, f"NICs of different speeds; using the fastest ({best.interface}, "
+                                           f"{best.speed_gbps:g} Gbit/s): set nic_gbps in the hosts file if "
+                                           "migration uses another", "warning"))
+        return best.speed_gbps
+    warnings.append(Problem(where, f"NIC speed unknown (no link speed from libvirt, none in the hosts/topology "
+                                   f"file): assuming {DEFAULT_NIC_GBPS:g} Gbit/s", "warning"))
+    return DEFAULT_NIC_GBPS
+
+
+def _vm_cpu(snap: HostSnapshot, host: Host, dom: DomainSnapshot) -> tuple[str | None, frozenset[str]]:
+    cpu = dom.definition.cpu
+    if cpu.mode in ("host-passthrough", "maximum", "host-model"):
+        # The guest got this host's CPU: a destination must offer the same model and every feature.
+        return host.cpu_model, host.cpu_features
+    if cpu.model is None:
+        return None, frozenset()  # hypervisor default model: runs on any host of the arch
+    if dom.cpu_features is not None:
+        return None, dom.cpu_features  # the model is represented by its expanded features
+    return cpu.model, cpu.features_required  # cannot expand: compare the model by name
+
+
+def _assemble_host(snap: HostSnapshot, name: str, site: SiteConfig, smap: _StorageMap,
+                   warnings: list[Problem]) -> Host:
+    override = site.override_for(snap.uri, snap.hostname)
+    topo = site.hosts.get(name)
+    explicit_nic = (override.nic_gbps if override else None) or (topo.nic_gbps if topo else None)
+    local_pools = [p for p in snap.pools if p.active and smap.for_pool(p.definition) is None
+                   and p.definition.type in ("dir", "fs", "logical", "zfs", "disk")]
+    default = next((p for p in local_pools if p.definition.name == "default"), None)
+    holder = default or max(local_pools, key=lambda p: p.available_bytes, default=None)
+    if holder is None:
+        warnings.append(Problem(name, "no active local storage pool: local_disk_free_gib = 0 (this host cannot "
+                                      "receive copied disks)", "warning"))
+    storage: set[str] = set()
+    storage_free: dict[str, float] = {}
+    for p in snap.pools:
+        sid = smap.for_pool(p.definition)
+        if sid is not None and p.active:
+            storage.add(sid)
+            storage_free[sid] = round(p.available_bytes / GIB, 3)
+    for st in site.storage:
+        if st.servers and (st.hosts is None or name in st.hosts):
+            storage.add(st.id)
+    caps = snap.capabilities
+    cpu_features = snap.host_cpu_features
+    if cpu_features is None and snap.host_cpu is not None:
+        cpu_features = snap.host_cpu.features
+    return Host(
+        name=name, uri=snap.uri, cpus=snap.cpus, memory_mib=snap.memory_mib,
+        nic_gbps=_nic_gbps(snap, explicit_nic, name, warnings),
+        migration_address=override.migration_address if override else None,
+        reserved_memory_mib=(override.reserved_memory_mib or 0) if override else 0,
+        arch=caps.arch,
+        cpu_model=(snap.host_cpu.model if snap.host_cpu and snap.host_cpu.supported else None) or caps.cpu_model,
+        cpu_features=cpu_features if cpu_features is not None else caps.cpu_features,
+        switch=(override.switch if override else None) or (topo.switch if topo else None),
+        local_disk_free_gib=round(holder.available_bytes / GIB, 3) if holder else 0.0,
+        storage=frozenset(storage), networks=snap.networks,
+        labels=dict(override.labels) if override else {},
+        state=(override.state or HostState.UP) if override else HostState.UP,
+        storage_free_gib=storage_free,
+    )
+
+
+def _assemble_vm(snap: HostSnapshot, host: Host, dom: DomainSnapshot, smap: _StorageMap,
+                 auto_storage: set[str]) -> VM:
+    d = dom.definition
+    pools = [p.definition for p in snap.pools]
+    disks = []
+    for disk in d.disks:
+        if disk.device not in ("disk", "lun"):
+            continue  # cdrom/floppy media: not copied by a migration
+        storage = _disk_storage(disk, pools, smap)
+        if disk.is_network and storage is not None and storage not in {s.id for s in smap.declared}:
+            auto_storage.add(storage)
+        capacity, allocation = dom.disk_sizes.get(disk.target, (0, 0))
+        disks.append(Disk(target=disk.target, source=disk.source, format=disk.format or "raw", storage=storage,
+                          capacity_gib=round(capacity / GIB, 6), allocation_gib=round(allocation / GIB, 6),
+                          cache=disk.cache))
+    cpu_model, cpu_features = _vm_cpu(snap, host, dom)
+    return VM(
+        name=d.name, host=host.name, vcpus=d.vcpus, memory_mib=d.memory_mib, uuid=d.uuid, state=dom.state,
+        dirty_rate_mibs=dom.dirty_rate_mibs or 0.0, cpu_model=cpu_model, cpu_features=cpu_features,
+        disks=tuple(disks), networks=frozenset(i.source for i in d.interfaces if i.source),
+        persistent=dom.persistent,
+    )
+
+
+def _host_names(snapshots: Sequence[HostSnapshot], site: SiteConfig, warnings: list[Problem]) -> list[str]:
+    names = []
+    for snap in snapshots:
+        override = site.override_for(snap.uri, snap.hostname)
+        names.append(override.name if override else snap.hostname)
+    for i, n in enumerate(names):
+        if names.count(n) > 1:
+            warnings.append(Problem(snapshots[i].uri, f"libvirt hostname {n!r} is not unique: named {n}@{i + 1} "
+                                                      "(give names in the hosts file)", "warning"))
+            names[i] = f"{n}@{i + 1}"
+    return names
+
+
+def assemble(snapshots: Sequence[HostSnapshot], failures: Sequence[HostFailure], site: SiteConfig | None = None,
+             ) -> tuple[Inventory, list[Problem]]:
+    """The inventory of everything read; pure (no libvirt), so it is tested on hand-made snapshots."""
+    site = site or SiteConfig()
+    warnings: list[Problem] = [w for s in snapshots for w in s.warnings]
+    smap = _storage_map(snapshots, site.storage)
+    names = _host_names(snapshots, site, warnings)
+    hosts = [_assemble_host(s, n, site, smap, warnings) for s, n in zip(snapshots, names, strict=True)]
+    auto_storage: set[str] = set()
+    by_uuid: dict[str, VM] = {}
+    by_name: dict[str, VM] = {}
+    for snap, host in zip(snapshots, hosts, strict=True):
+        for dom in snap.domains:
+            vm = _assemble_vm(snap, host, dom, smap, auto_storage)
+            seen = by_uuid.get(vm.uuid or "") or by_name.get(vm.name)
+            if seen is not None:
+                # The same guest defined on two hosts (a migration that kept the source definition):
+                # the running copy is the VM; the other is reported, not moved.
+                keep, drop = (vm, seen) if seen.state is VMState.SHUTOFF and vm.live else (seen, vm)
+                warnings.append(Problem(f"vms.{vm.name}", f"defined on {seen.host} and {vm.host}: keeping the copy "
+                                        f"on {keep.host} ({keep.state.value}), ignoring the one on {drop.host}",
+                                        "warning"))
+                by_name.pop(seen.name, None)
+                by_uuid.pop(seen.uuid or "", None)
+                vm = keep
+            by_name[vm.name] = vm
+            if vm.uuid:
+                by_uuid[vm.uuid] = vm
+    vms = sorted(by_name.values(), key=lambda v: (v.host, v.name))
+    # Network storage found only through disks: the hosts that use it reach it; others are unknown.
+    for sid in sorted(auto_storage):
+        users = {v.host for v in vms if sid in v.shared_storage}
+        hosts = [replace(h, storage=h.storage | {sid}) if h.name in users else h for h in hosts]
+        warnings.append(Problem(f"storage {sid}", f"network storage seen only in disks of {', '.join(sorted(users))}; "
+                                "declare it under shared_storage in the hosts file if other hosts reach it too",
+                                "warning"))
+    missing = tuple(MissingHost(f.name, f.uri, f"{f.code}: {f.reason}") for f in failures)
+    return Inventory(hosts=tuple(hosts), vms=tuple(vms), links=site.links, missing_hosts=missing), warnings
+
+
+# ------------------------------------------------------------------------------------------ driving it all
+
+
+def _failure_name(uri: str, site: SiteConfig) -> str:
+    override = site.override_for(uri, None)
+    if override is not None:
+        return override.name
+    from urllib.parse import urlsplit
+
+    return urlsplit(uri).hostname or uri
+
+
+def collect(uris: Iterable[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, dirty_rate: bool = False,
+            dirty_rate_seconds: int = 1, topology: Path | None = None, hosts_file: Path | None = None,
+            allow_insecure_transport: bool = False, reporter: CollectReporter | None = None,
+            virt_type: str | None = None, max_workers: int = 32) -> CollectResult:
+    """Reads every host in parallel (one thread and one connection each, `timeout_s` to connect).
+
+    Raises `UsageError` (exit 2) for a bad URI or site file before connecting to anything.
+    """
+    uri_list = list(dict.fromkeys(uris))
+    validate_uris(uri_list, allow_insecure_transport)
+    site = load_site_config(hosts_file, topology)
+    reporter = reporter or CollectReporter()
+    t0 = time.monotonic()
+    lock = threading.Lock()
+    seconds: dict[str, float] = {}
+
+    def one(uri: str) -> HostSnapshot | HostFailure:
+        start = time.monotonic()
+        reporter.host_started(uri)
+        try:
+            snap = read_host(uri, timeout_s, dirty_rate=dirty_rate, dirty_rate_seconds=dirty_rate_seconds,
+                             virt_type=virt_type, reporter=reporter)
+        except ConnectError as exc:
+            failure = HostFailure(uri, _failure_name(uri, site), exc.code.value, exc.reason)
+        except (libvirt.libvirtError, dx.XMLParseError) as exc:
+            # Connected, then lost: reported like an unreachable host, with what failed.
+            failure = HostFailure(uri, _failure_name(uri, site), "read", str(exc))
+        else:
+            with lock:
+                seconds[uri] = time.monotonic() - start
+            reporter.host_done(uri, snap.hostname, len(snap.domains), seconds[uri])
+            return snap
+        with lock:
+            seconds[uri] = time.monotonic() - start
+        reporter.host_failed(failure, seconds[uri])
+        return failure
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(uri_list)))) as pool:
+        results = list(pool.map(one, uri_list))
+    snapshots = [r for r in results if isinstance(r, HostSnapshot)]
+    failures = [r for r in results if isinstance(r, HostFailure)]
+    inventory, warnings = assemble(snapshots, failures, site)
+    return CollectResult(inventory, tuple(failures), tuple(warnings), seconds, time.monotonic() - t0)
+
+
+__all__ = [
+    "CollectReporter", "CollectResult", "ConnectFailure", "HostFailure", "HostSnapshot", "assemble", "collect",
+    "measure_dirty_rates", "read_host",
+]

@@ -1,0 +1,221 @@
+"""What libvirt cannot tell the collector: host names, reserved memory, switches, shared storage.
+
+Two small files, YAML or JSON, both optional (docs/collect.md has examples):
+
+`--hosts-file`::
+
+    hosts:
+      h01:                              # the host's name in the inventory
+        uri: qemu+ssh://h01.example/system   # optional: matches by URI, else by libvirt's hostname
+        reserved_memory_mib: 8192
+        migration_address: 10.0.0.1
+        nic_gbps: 25
+        switch: tor-a
+        labels: {rack: r1}
+        state: up                       # up | maintenance | down
+    shared_storage:
+      nfs-1: {paths: [/mnt/nfs]}        # file/block disks under these paths are on shared storage nfs-1
+      san-nbd: {servers: [10.0.9.2]}    # network disks served by these hosts (nbd, rbd monitors, iscsi...)
+      # optional `hosts: [h01, h02]`: only these hosts reach it (default: every collected host)
+
+`--topology`::
+
+    {"hosts": {"h01": {"switch": "tor-a", "nic_gbps": 25}}, "links": [{"a": "tor-a", "b": "spine", "gbps": 100}]}
+
+Explicit values here win over what the collector detects (the operator knows which NIC carries
+migration traffic; libvirt only knows link speeds).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from planner.errors import Problem, UsageError
+from planner.model import HostState, Link
+
+_HOST_KEYS = frozenset({"uri", "reserved_memory_mib", "migration_address", "nic_gbps", "switch", "labels", "state"})
+_STORAGE_KEYS = frozenset({"paths", "servers", "hosts"})
+
+
+@dataclass(frozen=True, slots=True)
+class HostOverride:
+    name: str
+    uri: str | None = None
+    reserved_memory_mib: int | None = None
+    migration_address: str | None = None
+    nic_gbps: float | None = None
+    switch: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    state: HostState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredStorage:
+    id: str
+    paths: tuple[str, ...] = ()
+    servers: tuple[str, ...] = ()
+    hosts: tuple[str, ...] | None = None  # None: every collected host reaches it
+
+    def holds_path(self, path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.paths)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    hosts: Mapping[str, HostOverride] = field(default_factory=dict)
+    storage: tuple[DeclaredStorage, ...] = ()
+    links: tuple[Link, ...] = ()
+
+    def override_for(self, uri: str, hostname: str | None) -> HostOverride | None:
+        """The hosts-file entry for a collected host: by URI first, then by libvirt's hostname."""
+        for o in self.hosts.values():
+            if o.uri is not None and o.uri == uri:
+                return o
+        if hostname is not None and hostname in self.hosts and self.hosts[hostname].uri in (None, uri):
+            return self.hosts[hostname]
+        return None
+
+
+def _read(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(what, [Problem(str(path), f"cannot read: {exc.strerror or exc}")]) from exc
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(what, [Problem(str(path), f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                                                   f"{exc}")]) from exc
+
+
+def _number(value: Any, where: str, problems: list[Problem], *, integer: bool = False) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or value < 0:
+        problems.append(Problem(where, f"must be a non-negative {'integer' if integer else 'number'}, not {value!r}"))
+        return None
+    return value
+
+
+def _host_entries(doc: Any, source: str, problems: list[Problem]) -> dict[str, dict[str, Any]]:
+    hosts = doc.get("hosts", {}) if isinstance(doc, dict) else None
+    if not isinstance(hosts, dict):
+        problems.append(Problem(f"{source}: hosts", "must be a mapping of host name to settings"))
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in hosts.items():
+        where = f"{source}: hosts.{name}"
+        if not isinstance(entry, dict):
+            problems.append(Problem(where, "must be a mapping"))
+            continue
+        for key in sorted(set(entry) - _HOST_KEYS):
+            problems.append(Problem(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(_HOST_KEYS))})"))
+        out[str(name)] = entry
+    return out
+
+
+def _override(name: str, entry: Mapping[str, Any], where: str, problems: list[Problem]) -> HostOverride:
+    state = None
+    if "state" in entry:
+        try:
+            state = HostState(entry["state"])
+        except ValueError:
+            problems.append(Problem(f"{where}.state", f"must be up, maintenance or down, not {entry['state']!r}"))
+    labels = entry.get("labels", {})
+    if not isinstance(labels, dict):
+        problems.append(Problem(f"{where}.labels", "must be a mapping"))
+        labels = {}
+    reserved = entry.get("reserved_memory_mib")
+    nic = entry.get("nic_gbps")
+    return HostOverride(
+        name=name,
+        uri=str(entry["uri"]) if entry.get("uri") else None,
+        reserved_memory_mib=_number(reserved, f"{where}.reserved_memory_mib", problems, integer=True)
+        if reserved is not None else None,
+        migration_address=str(entry["migration_address"]) if entry.get("migration_address") else None,
+        nic_gbps=_number(nic, f"{where}.nic_gbps", problems) if nic is not None else None,
+        switch=str(entry["switch"]) if entry.get("switch") else None,
+        labels={str(k): str(v) for k, v in labels.items()},
+        state=state,
+    )
+
+
+def _storage(doc: Any, source: str, problems: list[Problem]) -> tuple[DeclaredStorage, ...]:
+    raw = doc.get("shared_storage", {}) if isinstance(doc, dict) else {}
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"{source}: shared_storage", "must be a mapping of storage id to settings"))
+        return ()
+    out = []
+    for sid, entry in raw.items():
+        where = f"{source}: shared_storage.{sid}"
+        if not isinstance(entry, dict):
+            problems.append(Problem(where, "must be a mapping with `paths` and/or `servers`"))
+            continue
+        for key in sorted(set(entry) - _STORAGE_KEYS):
+            problems.append(Problem(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(_STORAGE_KEYS))})"))
+        lists: dict[str, tuple[str, ...]] = {}
+        for key in ("paths", "servers", "hosts"):
+            value = entry.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                problems.append(Problem(f"{where}.{key}", "must be a list of strings"))
+                value = []
+            lists[key] = tuple(value)
+        for p in lists["paths"]:
+            if not p.startswith("/"):
+                problems.append(Problem(f"{where}.paths", f"{p!r} must be an absolute path"))
+        if not lists["paths"] and not lists["servers"]:
+            problems.append(Problem(where, "needs `paths` or `servers`"))
+        out.append(DeclaredStorage(str(sid), lists["paths"], lists["servers"],
+                                   lists["hosts"] if "hosts" in entry else None))
+    return tuple(out)
+
+
+def _links(doc: Any, source: str, problems: list[Problem]) -> tuple[Link, ...]:
+    raw = doc.get("links", []) if isinstance(doc, dict) else []
+    if not isinstance(raw, list):
+        problems.append(Problem(f"{source}: links", "must be a list of {a, b, gbps}"))
+        return ()
+    out = []
+    for i, lk in enumerate(raw):
+        where = f"{source}: links[{i}]"
+        if not isinstance(lk, dict) or not {"a", "b", "gbps"} <= set(lk):
+            problems.append(Problem(where, "must be {a, b, gbps}"))
+            continue
+        gbps = _number(lk["gbps"], f"{where}.gbps", problems)
+        if gbps is not None:
+            out.append(Link(str(lk["a"]), str(lk["b"]), float(gbps)))
+    return tuple(out)
+
+
+def load_site_config(hosts_file: Path | None = None, topology: Path | None = None) -> SiteConfig:
+    """Reads both files (either may be None); one `UsageError` names every problem in them."""
+    problems: list[Problem] = []
+    merged: dict[str, dict[str, Any]] = {}
+    storage: tuple[DeclaredStorage, ...] = ()
+    links: tuple[Link, ...] = ()
+    for path, what in ((hosts_file, "hosts file"), (topology, "topology")):
+        if path is None:
+            continue
+        doc = _read(path, what) or {}
+        if not isinstance(doc, dict):
+            problems.append(Problem(str(path), "must be a mapping at the top level"))
+            continue
+        for name, entry in _host_entries(doc, str(path), problems).items():
+            merged.setdefault(name, {}).update(entry)
+        if what == "hosts file":
+            storage = _storage(doc, str(path), problems)
+            unknown = set(doc) - {"hosts", "shared_storage"}
+        else:
+            links = _links(doc, str(path), problems)
+            unknown = set(doc) - {"hosts", "links"}
+        for key in sorted(unknown):
+            problems.append(Problem(f"{path}: {key}", "unknown top-level key"))
+    hosts = {name: _override(name, entry, f"hosts.{name}", problems) for name, entry in merged.items()}
+    if problems:
+        raise UsageError("site configuration", problems)
+    return SiteConfig(hosts=hosts, storage=storage, links=links)
