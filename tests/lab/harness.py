@@ -34,7 +34,13 @@ API summary (hosts may be given as a `LabHost` or its 1-based index everywhere):
   `down_lab(lab_dir)` also cleans a half-started or crashed lab. `lab_dir` defaults to env LAB or
   /tmp/evac-lab.
 * `lab.hosts: list[LabHost]`; `LabHost(index, name, uri, peer_uri, address, host_uuid, pool_dir, ...)`:
-  `uri` is for this process (unix socket), `peer_uri` for another lab host (p2p migration, no auth).
+  `uri` (unix socket) is for this process; `peer_uri` (tcp, no auth) is for another lab host. Every lab
+  host sees /tmp, so `uri` also works as the p2p destination URI (migration data still crosses the lab
+  network: qemu.conf sets migration_host to the host's address), i.e. an inventory may give `uri` only.
+* In an inventory, lab hosts offer storage `lab-nbd` (network disks served by 10.77.0.2) and
+  `lab-shared` (files under /var/lib/libvirt/shared); /var/lib/libvirt/images is local (storage null).
+  Lab links are veths (unlimited, ~200 MiB/s of migration under TCG) unless `shape()`d.
+* `with Lab.up(hosts=2) as lab:` stops the lab on exit (scripts, benchmarks).
 * `lab.connect(host) -> virConnect` (cached, reopened after a daemon restart).
 * `lab.define_guest(host, name, memory_mib, dirty_rate_mibs, wss_mib, persistent=True, disks=(),
   start=True) -> virDomain`; `lab.wait_ready(dom)`, `lab.guest_status(dom) -> GuestStatus`,
@@ -50,7 +56,13 @@ API summary (hosts may be given as a `LabHost` or its 1-based index everywhere):
   `lab.shape(host, mbit=... | gbps=...)` (tbf both directions on the host's link), `lab.unshape(host)`.
 * Reset: `lab.destroy_all_domains()`, `lab.reset()`.
 
-Figures and pitfalls behind the choices here: /work/shared/reference/NOTES.md §1.
+Figures and pitfalls behind the choices here: /work/shared/reference/NOTES.md §1. One correction
+measured here: the "fixed cost ~1.5-2 s per migration" there was mostly this machine's PID 1 reaping
+QEMU zombies lazily; libvirtd runs under subreaper.py, and wall - job time is ~0.2 s (destroy 0.2 s).
+
+Processes per host: a namespace holder (`sleep infinity` in the mount/UTS namespaces, so a killed
+libvirtd restarts into the same mounts), subreaper.py and its child libvirtd, the QEMUs. All PIDs are
+in files under $LAB; `down` stops them by PID, then anything left in the lab's network namespaces.
 """
 
 from __future__ import annotations
@@ -63,6 +75,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -75,6 +88,7 @@ import libvirt
 import libvirt_qemu
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SUBREAPER = Path(__file__).resolve().parent / "subreaper.py"
 GUEST_SOURCE_DIR = Path(__file__).resolve().parent / "guest"
 DEFAULT_BUILD_DIR = REPO_ROOT / "build"
 DEFAULT_LAB_DIR = Path("/tmp/evac-lab")
@@ -282,8 +296,8 @@ def guest_xml(name: str, memory_mib: int, dirty_rate_mibs: int, wss_mib: int, ke
 class LabHost:
     index: int  # 1-based
     name: str  # "h1", also its hostname and its name in the lab's /etc/hosts
-    uri: str  # for this process: qemu+unix:///system?socket=...
-    peer_uri: str  # for another lab host (p2p migration): qemu+tcp://10.77.0.11/system, no auth
+    uri: str  # qemu+unix:///system?socket=$LAB/h<i>/...: for this process, and for the other hosts too
+    peer_uri: str  # qemu+tcp://10.77.0.(10+i)/system, no auth: what another lab host dials (p2p)
     address: str  # 10.77.0.(10+index): libvirtd and migration traffic
     host_uuid: str
     netns: str
@@ -512,6 +526,8 @@ def _lab_pids(lab_dir: Path) -> dict[int, str]:
                 pids[pid] = "qemu-system"
         if (pid := _read_pid(host_dir / "libvirtd.pid")) is not None:
             pids[pid] = "libvirtd"
+        for line in (host_dir / "reapers").read_text().split() if (host_dir / "reapers").exists() else []:
+            pids[int(line)] = "subreaper"
         if (pid := _read_pid(host_dir / "holder.pid")) is not None:
             pids[pid] = "sleep"
     for pidfile in (lab_dir / "nbd").glob("*.pid"):
@@ -584,6 +600,12 @@ class Lab:
         self._nbd_lock = threading.Lock()
         self._stopped = False
 
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.down()
+
     # ---- life cycle
 
     @classmethod
@@ -655,6 +677,8 @@ class Lab:
                 _copy_tree(cache, h1_cache)
                 seeded = True
         self._start_daemon(hosts[0])
+        # Host capabilities probe every installed emulator (qemu-system-x86_64 and -i386): ~3.5 s each.
+        self.connect(hosts[0]).getCapabilities()
         self.connect(hosts[0]).getDomainCapabilities(None, "x86_64", None, "qemu", 0)
         if cache is not None and h1_cache.is_dir() and (not seeded or _tree_differs(h1_cache, cache)):
             with contextlib.suppress(OSError):  # build aside, swap in: concurrent runs never see half a cache
@@ -715,10 +739,15 @@ class Lab:
         holder = _read_pid(host.dir / "holder.pid")
         if holder is None or not _alive(holder):
             raise LabError(f"{host.name}: its namespace holder is gone; restart the lab")
-        # nsenter execs libvirtd itself (no fork for net/mount/uts), so the PID we record is libvirtd's.
-        self._spawn(host.dir / "libvirtd.pid", host.dir / "libvirtd.out",
-                    ["nsenter", "-t", str(holder), "-m", "-u", "-n", "--",
-                     "libvirtd", "-f", "/etc/libvirt/libvirtd.conf", "--listen"])
+        (host.dir / "libvirtd.pid").unlink(missing_ok=True)
+        # nsenter execs (no fork for net/mount/uts namespaces) the subreaper, which starts libvirtd and
+        # writes libvirtd's PID; see subreaper.py for why QEMU orphans must not go to PID 1.
+        reaper = self._spawn(host.dir / "reaper.pid", host.dir / "libvirtd.out",
+                             ["nsenter", "-t", str(holder), "-m", "-u", "-n", "--", sys.executable,
+                              str(SUBREAPER), str(host.dir / "libvirtd.pid"), "--",
+                              "libvirtd", "-f", "/etc/libvirt/libvirtd.conf", "--listen"])
+        with open(host.dir / "reapers", "a") as reapers:  # all of them, for down(): old ones reap old QEMUs
+            reapers.write(f"{reaper}\n")
 
     def _wait_daemon(self, host: LabHost) -> None:
         def answers() -> bool:
@@ -728,7 +757,7 @@ class Lab:
             except libvirt.libvirtError:
                 return False
 
-        self._wait_for(answers, f"libvirtd of {host.name}", host.dir / "libvirtd.pid", host.dir / "libvirtd.out")
+        self._wait_for(answers, f"libvirtd of {host.name}", host.dir / "reaper.pid", host.dir / "libvirtd.out")
 
     def _start_daemon(self, host: LabHost) -> None:
         self._spawn_daemon(host)
@@ -850,13 +879,15 @@ class Lab:
         return False
 
     def migrate(self, dom: libvirt.virDomain, dst: HostRef, flags: int = DEFAULT_FLAGS,
-                params: dict[str, Any] | None = None) -> tuple[libvirt.virDomain, MigrationResult]:
-        """Peer-to-peer migration of dom to dst (the source daemon dials dst.peer_uri); returns the
-        domain on dst and the job's figures. libvirtError propagates (e.g. code 81 MIGRATE_UNSAFE)."""
+                params: dict[str, Any] | None = None,
+                dest_uri: str | None = None) -> tuple[libvirt.virDomain, MigrationResult]:
+        """Peer-to-peer migration of dom to dst: the source daemon dials `dest_uri` (default dst.peer_uri;
+        dst.uri works too). Returns the domain on dst and the job's figures; libvirtError propagates
+        (e.g. code 81 VIR_ERR_MIGRATE_UNSAFE)."""
         host = self.host(dst)
         name = dom.name()
         t0 = time.monotonic()
-        dom.migrateToURI3(host.peer_uri, params or {}, flags)
+        dom.migrateToURI3(dest_uri or host.peer_uri, params or {}, flags)
         seconds = time.monotonic() - t0
         moved = self.connect(host).lookupByName(name)
         return moved, MigrationResult(seconds, _completed_stats(moved), _completed_stats(dom))
