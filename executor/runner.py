@@ -393,15 +393,17 @@ class _Runner:
         self.reporter.run_started(self.plan, self.options.mode)
         self.journal.event("run_started", mode=self.options.mode, resume=self.options.resume)
         cancelling = False
+        first = True
         last_poll = -1e9
         while True:
-            self._drain_events()
+            changed = self._drain_events() or first
+            first = False
             if self.options.cancel.is_set() and not cancelling:
                 cancelling = True
                 self.journal.event("cancel_requested")
                 for w in list(self.workers.values()):
                     self._abort(w, "cancelled by the operator")
-            if not cancelling:
+            if not cancelling and changed:  # the monitor's answer only changes when something ended
                 self._start_ready(start_states)
                 self._fail_blocked()
             if not self.workers and (cancelling or self.monitor.finished):
@@ -428,11 +430,10 @@ class _Runner:
             w = _Worker(self, m, state, self.results[m.vm].attempts)
             self.workers[m.vm] = w
             w.thread.start()
-        for m in self.monitor.pending:
-            reason = self.monitor.why_waiting(m.vm)
-            if reason and self.queued_reason.get(m.vm) != reason:
-                self.queued_reason[m.vm] = reason
-                self.reporter.migration_queued(m, reason)
+        for vm, reason in self.monitor.waiting_reasons().items():
+            if reason and self.queued_reason.get(vm) != reason:
+                self.queued_reason[vm] = reason
+                self.reporter.migration_queued(self.monitor.migration(vm), reason)
 
     def _fail_blocked(self) -> None:
         for vm, reason in self.monitor.blocked().items():
@@ -446,12 +447,14 @@ class _Runner:
             res.state, res.error = new, f"never started: {reason}"
             self.reporter.migration_failed(self.monitor.migration(vm), new.value, res.error, self.clock_s())
 
-    def _drain_events(self) -> None:
+    def _drain_events(self) -> bool:
+        """Handles what the workers reported; True when a migration ended (the monitor changed)."""
+        ended = False
         while True:
             try:
                 kind, vm, data = self.events.get_nowait()
             except queue.Empty:
-                return
+                return ended
             m = self.monitor.migration(vm)
             res = self.results[vm]
             if kind == "started":
@@ -463,6 +466,7 @@ class _Runner:
             elif kind == "retry":
                 self.reporter.migration_retry(m, data["attempt"], data["delay_s"], data["error"])
             elif kind == "ended":
+                ended = True
                 w = self.workers.pop(vm)
                 w.thread.join()
                 res.state = data["state"]

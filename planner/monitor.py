@@ -252,6 +252,22 @@ class PlanMonitor:
                 return f"one at a time: {first.vm} goes first"
         return self._why_waiting(m, ctx)
 
+    def waiting_reasons(self) -> dict[str, str]:
+        """Why each pending migration waits right now (one pass; "" for those that may start)."""
+        ctx = self._context()
+        out: dict[str, str] = {}
+        first = True
+        for m in self.order:
+            if self.phase[m.vm] is not Phase.PENDING:
+                continue
+            if self.one_at_a_time and (ctx.running or not first):
+                out[m.vm] = "one at a time: another migration is running" if ctx.running else \
+                    "one at a time: waits for its turn"
+            else:
+                out[m.vm] = self._why_waiting(m, ctx)
+            first = False
+        return out
+
     def blocked(self) -> dict[str, str]:
         """Pending migrations that can never start: nothing is in flight and none of them may start.
         Empty while anything runs or anything can start."""

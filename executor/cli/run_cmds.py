@@ -336,7 +336,7 @@ def gantt_png(result: RunResult, path: Path) -> None:
                     color=colours.get(r.state.value, "grey"), label=f"executed ({r.state.value})")
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=False))
-    ax.legend(uniq.values(), uniq.keys(), loc="lower right", fontsize=8)
+    ax.legend(uniq.values(), uniq.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.set_yticks(range(len(migs)), [f"{m.vm} ({m.source}→{m.destination})" for m in migs], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the start of the run")
