@@ -169,28 +169,45 @@ def _virttype(caps_xml: str) -> str | None:
     return "qemu" if "type='qemu'" in caps_xml or 'type="qemu"' in caps_xml else None
 
 
-def _disk_sizes(conn: Any, dom: Any, d: dx.DomainDefinition, active: bool) -> tuple[dict[str, tuple[int, int]],
-                                                                                     list[str]]:
+def _volume_info(conn: Any, pools: Sequence[tuple[Any, dx.PoolDefinition]], path: str) -> tuple[int, int] | None:
+    """(capacity, allocation) of the pool volume at `path`, or None if no pool holds it."""
+    try:
+        _type, capacity, allocation = conn.storageVolLookupByPath(path).info()
+        return int(capacity), int(allocation)
+    except libvirt.libvirtError:
+        pass
+    directory, _, name = path.rpartition("/")
+    for pool, pdef in pools:  # drivers whose lookup by path is incomplete: by name in the pool of the directory
+        if pdef.target_path and pdef.target_path.rstrip("/") == directory:
+            try:
+                _type, capacity, allocation = pool.storageVolLookupByName(name).info()
+                return int(capacity), int(allocation)
+            except libvirt.libvirtError:
+                continue
+    return None
+
+
+def _disk_sizes(conn: Any, dom: Any, d: dx.DomainDefinition, active: bool,
+                pools: Sequence[tuple[Any, dx.PoolDefinition]]) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Capacity and allocation per disk: the pool's volume info when a pool holds the file (authoritative
+    for running and shut-off guests alike), else `blockInfo` (what QEMU sees; needs a running guest for
+    network disks)."""
     sizes: dict[str, tuple[int, int]] = {}
     missing: list[str] = []
     for disk in d.disks:
         if disk.device not in ("disk", "lun"):
             continue
-        try:
-            if active or disk.type != "network":
+        found = _volume_info(conn, pools, disk.path) if disk.path else None
+        if found is None and (active or not disk.is_network):
+            try:
                 capacity, allocation, _physical = dom.blockInfo(disk.target)
-                sizes[disk.target] = (int(capacity), int(allocation))
-                continue
-        except libvirt.libvirtError:
-            pass
-        try:  # inactive domains whose disk the daemon cannot open: ask the pool that holds the file
-            if disk.path:
-                _type, capacity, allocation = conn.storageVolLookupByPath(disk.path).info()
-                sizes[disk.target] = (int(capacity), int(allocation))
-                continue
-        except libvirt.libvirtError:
-            pass
-        missing.append(disk.target)
+                found = int(capacity), int(allocation)
+            except libvirt.libvirtError:
+                pass
+        if found is None:
+            missing.append(disk.target)
+        else:
+            sizes[disk.target] = found
     return sizes, missing
 
 
@@ -234,6 +251,7 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
         host_cpu_features = expander.expand(dx.host_model_cpu_xml(host_cpu))
 
     pools = []
+    pool_objects: list[tuple[Any, dx.PoolDefinition]] = []
     for p in conn.listAllStoragePools():
         try:
             pdef = dx.parse_pool(p.XMLDesc())
@@ -243,6 +261,8 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
             warnings.append(Problem(hostname, f"pool {p.name()}: {exc.get_error_message()}", "warning"))
             continue
         pools.append(PoolSnapshot(pdef, active, available))
+        if active:
+            pool_objects.append((p, pdef))
 
     networks = {n.name() for n in conn.listAllNetworks() if n.isActive()}
     try:
@@ -268,7 +288,7 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
             d = dx.parse_domain(dom.XMLDesc())
             state_code = dom.state()[0]
             state = _LIVE_STATES.get(state_code, VMState.SHUTOFF)
-            sizes, missing = _disk_sizes(conn, dom, d, dom.isActive() == 1)
+            sizes, missing = _disk_sizes(conn, dom, d, dom.isActive() == 1, pool_objects)
             cpu_features = expander.expand(dx.domain_cpu_xml(d.cpu)) if d.cpu.model else None
             persistent = dom.isPersistent() == 1
         except (libvirt.libvirtError, dx.XMLParseError) as exc:
