@@ -304,7 +304,10 @@ class _Worker:
         placement, why = classify(src, dst, live=self.spec.live, persistent=self.spec.persistent)
         if placement is Placement.ON_DESTINATION:
             if self.suspended and dst.state is DomainState.PAUSED:
-                hv.resume(self.m.destination, self.m.vm, self.spec.uuid)  # we paused it: give it back running
+                try:  # we paused it: give it back running
+                    hv.resume(self.m.destination, self.m.vm, self.spec.uuid)
+                except HypervisorError as e:
+                    why += f"; could not resume it after the suspend timeout action: {e}"
             self._move(Event.VERIFIED, why)
             return "done"
         if placement is Placement.SPLIT:
@@ -312,7 +315,10 @@ class _Worker:
             return "quarantined"
         # On the source only.
         if self.suspended and src.state is DomainState.PAUSED:
-            hv.resume(self.m.source, self.m.vm, self.spec.uuid)
+            try:
+                hv.resume(self.m.source, self.m.vm, self.spec.uuid)
+            except HypervisorError as e:
+                self.r.journal.event("resume_failed", self.m.vm, error=str(e))
         if error is None:
             self._move(Event.ON_SOURCE_FINAL, f"migrate returned but the VM is still on {self.m.source}")
             return "failed"
@@ -496,7 +502,8 @@ class _Runner:
                 continue
             try:
                 p = self.hv.job_progress(w.m.source, w.m.vm, w.spec.uuid)
-            except HypervisorError:
+            except Exception as e:  # a failed sample is not a failed migration: migrate() has the last word
+                self.journal.event("progress_unavailable", w.m.vm, error=str(e))
                 continue
             if p is None:
                 continue

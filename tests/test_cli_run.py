@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from executor.cli import run_cmds
 from executor.cli.main import main
+from planner.inventory import load_inventory
 from planner.model import Inventory
 from planner.plan import Plan
 from tests.fleet import greedy_plan, make_inventory
@@ -18,15 +18,13 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Inventory, Plan]:
-    inv = make_inventory(4, 3, local_disk_every=4)
-    plan = greedy_plan(inv)
+def files(tmp_path: Path) -> tuple[Path, Path, Inventory, Plan]:
     inv_path = tmp_path / "inv.json"
-    inv_path.write_text(json.dumps(inv.to_dict()))
+    inv_path.write_text(json.dumps(make_inventory(4, 3, local_disk_every=4).to_dict()))
+    inv = load_inventory(inv_path).inventory  # the plan records the digest of the inventory as loaded
+    plan = greedy_plan(inv)
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(plan.to_json())
-    if importlib.util.find_spec("planner.inventory") is None:  # until the loader lands: same values
-        monkeypatch.setattr(run_cmds, "_load_inventory", lambda p: inv if Path(p) == inv_path else _missing(p))
     return plan_path, inv_path, inv, plan
 
 

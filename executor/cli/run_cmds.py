@@ -60,7 +60,8 @@ def check_plan_matches(plan: Plan, inventory: Inventory, plan_path: str, invento
         raise UsageError(f"plan {plan_path} does not fit inventory {inventory_path}", problems)
 
 
-def _hypervisor(inventory: Inventory, simulate: bool, speedup: float, tls: bool) -> Hypervisor:
+def _hypervisor(inventory: Inventory, simulate: bool, speedup: float, tls: bool,
+                allow_insecure_transport: bool = False, peer_uris: dict[str, str] | None = None) -> Hypervisor:
     if simulate:
         from executor.sim_hv import SimulatedHypervisor
 
@@ -69,7 +70,21 @@ def _hypervisor(inventory: Inventory, simulate: bool, speedup: float, tls: bool)
         from executor.libvirt_hv import LibvirtHypervisor
     except ImportError as e:
         raise EnvironmentProblem(f"the libvirt hypervisor is not available: {e}") from None
-    return LibvirtHypervisor(inventory, tls=tls)
+    return LibvirtHypervisor(inventory, tls=tls, allow_insecure_transport=allow_insecure_transport,
+                             peer_uris=peer_uris)
+
+
+def _parse_peer_uris(values: list[str]) -> dict[str, str]:
+    out, problems = {}, []
+    for v in values:
+        host, sep, uri = v.partition("=")
+        if not sep or not host or not uri:
+            problems.append(Problem("--peer-uri", f"expected HOST=URI, got {v!r}"))
+        else:
+            out[host] = uri
+    if problems:
+        raise UsageError("evac run", problems)
+    return out
 
 
 class _CtrlC:
@@ -166,6 +181,10 @@ def register(app: typer.Typer) -> None:
         speedup: Annotated[float, typer.Option(help="simulated time runs this many times faster")] = 50.0,
         dry: Annotated[bool, typer.Option("--dry-run", help="print what would happen; no hypervisor calls")]
         = False,
+        allow_insecure_transport: Annotated[bool, typer.Option(help="accept qemu+tcp:// URIs (no encryption, "
+                                                                    "no authentication)")] = False,
+        peer_uri: Annotated[list[str] | None, typer.Option("--peer-uri", help="HOST=URI the source daemon uses "
+                                                                                "to reach HOST (p2p)")] = None,
     ) -> None:
         """Execute a plan: live-migrate every VM, within the limits, journaled, resumable."""
         from executor.runner import RunOptions, TimeoutAction
@@ -194,7 +213,7 @@ def register(app: typer.Typer) -> None:
         if dry:
             dry_run(plan, inventory, options)
             return
-        hv = _hypervisor(inventory, simulate, speedup, tls)
+        hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, _parse_peer_uris(peer_uri or []))
         result = execute(plan, inventory, hv, options, journal or Path(f"{plan_path}.journal"), json_out,
                          simulated=simulate)
         raise typer.Exit(result.exit_code)
