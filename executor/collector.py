@@ -256,7 +256,9 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
         try:
             pdef = dx.parse_pool(p.XMLDesc())
             active = bool(p.isActive())
-            available = int(p.info()[3]) if active else 0
+            _state, capacity, allocation, available = p.info() if active else (0, 0, 0, 0)
+            if available > capacity:  # seen from libvirt's test driver: an unsigned underflow
+                available = max(capacity - allocation, 0)
         except libvirt.libvirtError as exc:
             warnings.append(Problem(hostname, f"pool {p.name()}: {exc.get_error_message()}", "warning"))
             continue

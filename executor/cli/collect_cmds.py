@@ -48,11 +48,8 @@ class RichCollectReporter(CollectReporter):
 
 def _validate_with_loader(doc: dict[str, object]) -> list[Problem]:
     """Problems the inventory loader finds in what we wrote (none expected: any is a collector bug)."""
-    try:
-        from planner.inventory import parse_inventory  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return []
     from planner.errors import InventoryError
+    from planner.inventory import parse_inventory
 
     try:
         parse_inventory(doc, "collected inventory")
