@@ -333,7 +333,9 @@ def run_demo(inventory_path: Path, drain: list[str], speedup: float | None, out:
     chart = out / "gantt.png"
     gantt_png(result, chart)
     console.print(f"Gantt chart (planned vs executed): {chart}")
-    raise typer.Exit(0 if result.ok and not plan.unplaced else 1)
+    if plan.unplaced:
+        console.print(f"[yellow]{len(plan.unplaced)} VMs could not be planned (listed above); they stayed put[/]")
+    raise typer.Exit(result.exit_code)  # the run's outcome: VMs the planner could not place are reported above
 
 
 def gantt_png(result: RunResult, path: Path) -> None:
