@@ -68,7 +68,6 @@ in files under $LAB; `down` stops them by PID, then anything left in the lab's n
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -87,22 +86,49 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SUBREAPER = Path(__file__).resolve().parent / "subreaper.py"
-GUEST_SOURCE_DIR = Path(__file__).resolve().parent / "guest"
-DEFAULT_BUILD_DIR = REPO_ROOT / "build"
-DEFAULT_LAB_DIR = Path("/tmp/evac-lab")
+from tests.lab.hostconfig import (
+    STORAGE_ADDRESS,
+    LabHost,
+    add_link,
+    holder_script,
+    make_host,
+    netns_prefix,
+    write_host_files,
+    write_lab_files,
+)
+from tests.lab.memdirty import (
+    DEFAULT_BUILD_DIR,
+    GUEST_MAGIC,
+    STATUS_COMMAND,
+    GuestStatus,
+    build_guest,
+    guest_xml,
+    parse_status,
+)
+from tests.lab.procs import (
+    LabError,
+    LabUnavailable,
+    alive,
+    cmdline,
+    mounts_under,
+    netns_list,
+    read_pid,
+    run,
+    signal_if,
+    stop_all,
+)
 
-SUBNET = "10.77.0"
-STORAGE_ADDRESS = f"{SUBNET}.2"
+__all__ = [
+    "DEFAULT_FLAGS", "GUEST_MAGIC", "NBD_STORAGE_ID", "SHARED_DIR_STORAGE_ID", "DiskKind", "GuestStatus", "Lab",
+    "LabDisk", "LabError", "LabHost", "LabUnavailable", "MigrationResult", "build_guest", "down_lab",
+    "environment_problems", "lab_dir_from_env", "lab_is_live", "netns_prefix",
+]
+
+SUBREAPER = Path(__file__).resolve().parent / "subreaper.py"
+DEFAULT_LAB_DIR = Path("/tmp/evac-lab")
 NBD_FIRST_PORT = 10809
 NBD_STORAGE_ID = "lab-nbd"
 SHARED_DIR_STORAGE_ID = "lab-shared"
-SHARED_DIR_IN_HOST = "/var/lib/libvirt/shared"
-IMAGES_DIR_IN_HOST = "/var/lib/libvirt/images"
-
-GUEST_MAGIC = 0x4D454D44  # "MEMD", memdirty's status block signature
-_STATUS_FIELDS = ("magic", "heartbeat", "fill_done", "passes", "unused", "wss_mib", "rate_mibs", "mem_mib")
 
 REQUIRED_PROGRAMS = (
     "libvirtd", "qemu-system-x86_64", "qemu-img", "qemu-io", "qemu-nbd",
@@ -113,17 +139,6 @@ DEFAULT_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
 
 # libvirt prints every error to stderr by default; the exceptions carry them anyway.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-
-class LabError(Exception):
-    """The lab could not be started, stopped or used; the message says what to do."""
-
-
-class LabUnavailable(LabError):
-    """This machine cannot run the lab at all (not root, missing programs)."""
-
-
-# --------------------------------------------------------------------------------------------- helpers
 
 
 def lab_dir_from_env() -> Path:
@@ -141,185 +156,7 @@ def environment_problems() -> list[str]:
     return problems
 
 
-def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise LabError(f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
-
-
-def _alive(pid: int) -> bool:
-    """True if pid runs; a zombie (killed child not yet reaped) counts as dead, and is reaped."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _signal(pid: int, sig: int, expect: str) -> bool:
-    """Send sig to pid only if it still is the program we started (guards against PID reuse)."""
-    if not _alive(pid) or expect not in _cmdline(pid):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    return True
-
-
-def _stop_all(pids: dict[int, str], grace_s: float = 5.0) -> None:
-    """SIGTERM every pid (program name expected in its cmdline), wait in parallel, SIGKILL stragglers."""
-    running = [pid for pid, expect in pids.items() if _signal(pid, signal.SIGTERM, expect)]
-    deadline = time.monotonic() + grace_s
-    while running and time.monotonic() < deadline:
-        running = [pid for pid in running if _alive(pid)]
-        time.sleep(0.02)
-    for pid in running:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for pid in running:
-        for _ in range(100):
-            if not _alive(pid):
-                break
-            time.sleep(0.01)
-
-
-def _netns_list() -> list[str]:
-    out = _run("ip", "netns", "list").stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
-
-
-def _lab_mounts(lab_dir: Path) -> list[str]:
-    """Mount points in this process's mount namespace at or below lab_dir (the lab should make none)."""
-    root = str(lab_dir.resolve())
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4]
-        if point == root or point.startswith(root + "/"):
-            found.append(point)
-    return found
-
-
-def netns_prefix(lab_dir: Path) -> str:
-    """Namespace names are derived from the lab directory, so labs in different directories never collide."""
-    return "lab-" + hashlib.sha1(str(lab_dir.resolve()).encode()).hexdigest()[:6] + "-"
-
-
-# ------------------------------------------------------------------------------------------ the guest
-
-
-def build_guest(build_dir: Path = DEFAULT_BUILD_DIR) -> Path:
-    """Builds memdirty.elf from tests/lab/guest (gcc, ld, objcopy) unless it is up to date; returns its path."""
-    out_dir = build_dir / "guest"
-    elf = out_dir / "memdirty.elf"
-    sources = [GUEST_SOURCE_DIR / "memdirty.c", GUEST_SOURCE_DIR / "link.ld"]
-    if elf.exists() and all(elf.stat().st_mtime >= s.stat().st_mtime for s in sources):
-        return elf
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".build-{os.getpid()}"  # several engineers may build at once: build aside, rename
-    tmp.mkdir(exist_ok=True)
-    try:
-        obj, elf64, elf32 = tmp / "memdirty.o", tmp / "memdirty64.elf", tmp / "memdirty.elf"
-        # Freestanding 64-bit code, no SSE/red zone (interrupt handlers), linked at 1 MiB; QEMU's
-        # multiboot loader only takes 32-bit ELF containers, hence the objcopy at the end.
-        _run("gcc", "-m64", "-mno-red-zone", "-mno-sse", "-mgeneral-regs-only", "-ffreestanding", "-fno-pic",
-             "-fno-pie", "-fno-stack-protector", "-mcmodel=small", "-nostdlib", "-O2",
-             "-c", str(sources[0]), "-o", str(obj))
-        _run("ld", "-m", "elf_x86_64", "--no-warn-rwx-segments", "-z", "max-page-size=0x1000",
-             "-T", str(sources[1]), "-o", str(elf64), str(obj))
-        _run("objcopy", "-O", "elf32-i386", str(elf64), str(elf32))
-        os.replace(elf32, elf)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return elf
-
-
-@dataclass(frozen=True, slots=True)
-class GuestStatus:
-    """memdirty's status block at guest-physical 0x7000."""
-
-    magic: int
-    heartbeat: int  # 10 ms PIT ticks since the fill finished
-    fill_done: bool
-    passes: int  # completed passes over the working set
-    wss_mib: int
-    rate_mibs: int
-    mem_mib: int  # as the guest sees it (multiboot memory map, rounded)
-
-    @property
-    def ready(self) -> bool:
-        return self.magic == GUEST_MAGIC and self.fill_done and self.heartbeat > 0
-
-
-def guest_xml(name: str, memory_mib: int, dirty_rate_mibs: int, wss_mib: int, kernel: Path,
-              disks_xml: Sequence[str] = (), fill: bool = True, vcpus: int = 1) -> str:
-    """A memdirty domain under TCG (`type='qemu'`: guest code is ~100x slower under this nested KVM)."""
-    cmdline = f"wss={wss_mib} rate={dirty_rate_mibs} fill={int(fill)}"
-    devices = "\n    ".join(disks_xml)
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>{memory_mib}</memory>
-  <vcpu>{vcpus}</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{kernel}</kernel><cmdline>{cmdline}</cmdline></os>
-  <features><acpi/></features>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='usb' model='none'/>
-    {devices}
-    <memballoon model='none'/>
-  </devices>
-</domain>"""
-
-
-# ------------------------------------------------------------------------------------ hosts and disks
-
-
-@dataclass(frozen=True, slots=True)
-class LabHost:
-    index: int  # 1-based
-    name: str  # "h1", also its hostname and its name in the lab's /etc/hosts
-    uri: str  # qemu+unix:///system?socket=$LAB/h<i>/...: for this process, and for the other hosts too
-    peer_uri: str  # qemu+tcp://10.77.0.(10+i)/system, no auth: what another lab host dials (p2p)
-    address: str  # 10.77.0.(10+index): libvirtd and migration traffic
-    host_uuid: str
-    netns: str
-    dir: Path  # $LAB/h<i>
-    pool_dir: Path  # pool `default` (/var/lib/libvirt/images inside the host), seen from this process
-    socket: Path
-
-    def local_path(self, volume: str) -> Path:
-        """Where a volume of pool `default` lives, seen from this process (for qemu-img / qemu-io)."""
-        return self.pool_dir / volume
-
-
-def _make_host(lab_dir: Path, prefix: str, index: int) -> LabHost:
-    host_dir = lab_dir / f"h{index}"
-    socket = host_dir / "run" / "libvirt" / "libvirt-sock"
-    address = f"{SUBNET}.{10 + index}"
-    return LabHost(
-        index=index, name=f"h{index}", uri=f"qemu+unix:///system?socket={socket}",
-        peer_uri=f"qemu+tcp://{address}/system", address=address,
-        host_uuid=f"7ab00000-0000-4000-8000-{index:012d}", netns=f"{prefix}h{index}", dir=host_dir,
-        pool_dir=host_dir / "var-up" / "lib" / "libvirt" / "images", socket=socket,
-    )
+# ------------------------------------------------------------------------------------ disks, migrations
 
 
 class DiskKind(StrEnum):
@@ -392,97 +229,6 @@ HostRef = LabHost | int
 # ------------------------------------------------------------------------------------ lab life cycle
 
 
-def _libvirtd_conf(host: LabHost) -> str:
-    return f"""host_uuid = "{host.host_uuid}"
-listen_tls = 0
-listen_tcp = 1
-listen_addr = "{host.address}"
-auth_tcp = "none"
-auth_unix_rw = "none"
-auth_unix_ro = "none"
-unix_sock_rw_perms = "0700"
-log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
-"""
-
-
-def _qemu_conf(host: LabHost) -> str:
-    # root without dynamic ownership or a security driver: no chown games on files shared by hosts;
-    # no cgroups (not visible inside `ip netns exec`); stdio to files (no virtlogd).
-    return f"""user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-cgroup_controllers = [ ]
-namespaces = [ ]
-stdio_handler = "file"
-migration_address = "{host.address}"
-migration_host = "{host.address}"
-"""
-
-
-def _pool_xml(name: str, path: str, index: int) -> str:
-    uuid = f"7ab0{index:04d}-0000-4000-8000-{int(hashlib.sha1(name.encode()).hexdigest()[:12], 16):012x}"
-    return f"<pool type='dir'><name>{name}</name><uuid>{uuid}</uuid><target><path>{path}</path></target></pool>\n"
-
-
-def _holder_script(lab_dir: Path, host: LabHost) -> str:
-    """Runs in fresh mount + UTS namespaces inside the host's netns; the `sleep` keeps them alive so a
-    killed libvirtd can be restarted into the very same mounts (qemu processes live on in them)."""
-    h = host.dir
-    return f"""set -e
-mount --bind '{h}/etc' /etc/libvirt
-mount --bind '{h}/run' /run
-mount -t overlay overlay -o 'lowerdir=/var,upperdir={h}/var-up,workdir={h}/var-work' /var
-mount --bind '{lab_dir}/shared' {SHARED_DIR_IN_HOST}
-mount --bind '{lab_dir}/hosts' /etc/hosts
-mount --bind '{lab_dir}/passwd' /etc/passwd
-mount --bind '{lab_dir}/group' /etc/group
-hostname {host.name}
-touch '{h}/mounted'
-exec sleep infinity
-"""
-
-
-def _write_host_files(lab_dir: Path, host: LabHost) -> None:
-    h = host.dir
-    for sub in ("etc/storage/autostart", "run", "var-work", "var-up/log/libvirt", "var-up/cache/libvirt",
-                "var-up/lib/libvirt/images", "var-up/lib/libvirt/shared"):
-        (h / sub).mkdir(parents=True, exist_ok=True)
-    (h / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(host))
-    (h / "etc" / "qemu.conf").write_text(_qemu_conf(host))
-    # Pools as config files: libvirtd autostarts them, no API round trips at start-up.
-    for pool, path in (("default", IMAGES_DIR_IN_HOST), ("shared", SHARED_DIR_IN_HOST)):
-        (h / "etc" / "storage" / f"{pool}.xml").write_text(_pool_xml(pool, path, host.index))
-        (h / "etc" / "storage" / "autostart" / f"{pool}.xml").symlink_to(f"/etc/libvirt/storage/{pool}.xml")
-
-
-def _write_lab_files(lab_dir: Path, hosts: Sequence[LabHost]) -> None:
-    (lab_dir / "shared").mkdir(parents=True, exist_ok=True)
-    (lab_dir / "nbd").mkdir(exist_ok=True)
-    # libvirtd insists on its build-time qemu user `libvirt-qemu` even with user="root": the daemons
-    # get private copies of passwd/group instead of a useradd on the real system.
-    passwd, group = Path("/etc/passwd").read_text(), Path("/etc/group").read_text()
-    if not re.search(r"^libvirt-qemu:", passwd, re.M):
-        passwd += "libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin\n"
-    if not re.search(r"^libvirt-qemu:", group, re.M):
-        group += "libvirt-qemu:x:64055:\n"
-    (lab_dir / "passwd").write_text(passwd)
-    (lab_dir / "group").write_text(group)
-    lines = ["127.0.0.1 localhost", f"{STORAGE_ADDRESS} storage"] + [f"{h.address} {h.name}" for h in hosts]
-    (lab_dir / "hosts").write_text("\n".join(lines) + "\n")
-
-
-def _add_link(prefix: str, netns: str, switch_port: str, address: str) -> None:
-    sw = f"{prefix}sw"
-    _run("ip", "netns", "add", netns)
-    _run("ip", "-n", sw, "link", "add", switch_port, "type", "veth", "peer", "name", "eth0", "netns", netns)
-    _run("ip", "-n", sw, "link", "set", switch_port, "master", "br0", "up")
-    _run("ip", "-n", netns, "link", "set", "lo", "up")
-    _run("ip", "-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
-    _run("ip", "-n", netns, "link", "set", "eth0", "up")
-
-
 def _caps_cache_dir() -> Path | None:
     """Where QEMU capabilities probed by an earlier lab are kept (env LAB_CAPS_CACHE, '' = none).
     libvirt validates the files (binary ctime, libvirt version, kernel) and re-probes if stale."""
@@ -522,22 +268,22 @@ def _lab_pids(lab_dir: Path) -> dict[int, str]:
     pids: dict[int, str] = {}
     for host_dir in sorted(lab_dir.glob("h*")):
         for pidfile in (host_dir / "run" / "libvirt" / "qemu").glob("*.pid"):
-            if (pid := _read_pid(pidfile)) is not None:
+            if (pid := read_pid(pidfile)) is not None:
                 pids[pid] = "qemu-system"
-        if (pid := _read_pid(host_dir / "libvirtd.pid")) is not None:
+        if (pid := read_pid(host_dir / "libvirtd.pid")) is not None:
             pids[pid] = "libvirtd"
         for line in (host_dir / "reapers").read_text().split() if (host_dir / "reapers").exists() else []:
             pids[int(line)] = "subreaper"
-        if (pid := _read_pid(host_dir / "holder.pid")) is not None:
+        if (pid := read_pid(host_dir / "holder.pid")) is not None:
             pids[pid] = "sleep"
     for pidfile in (lab_dir / "nbd").glob("*.pid"):
-        if (pid := _read_pid(pidfile)) is not None:
+        if (pid := read_pid(pidfile)) is not None:
             pids[pid] = "qemu-nbd"
-    return {pid: expect for pid, expect in pids.items() if _alive(pid)}
+    return {pid: expect for pid, expect in pids.items() if alive(pid)}
 
 
 def lab_is_live(lab_dir: Path) -> bool:
-    return bool(_lab_pids(lab_dir)) or any(n.startswith(netns_prefix(lab_dir)) for n in _netns_list())
+    return bool(_lab_pids(lab_dir)) or any(n.startswith(netns_prefix(lab_dir)) for n in netns_list())
 
 
 def down_lab(lab_dir: Path | None = None) -> float:
@@ -551,23 +297,23 @@ def down_lab(lab_dir: Path | None = None) -> float:
     lab_dir = lab_dir or lab_dir_from_env()
     prefix = _read_state(lab_dir).get("netns_prefix") or netns_prefix(lab_dir)
     pids = _lab_pids(lab_dir) if lab_dir.exists() else {}
-    _stop_all({p: e for p, e in pids.items() if e == "qemu-system"})
-    _stop_all({p: e for p, e in pids.items() if e != "qemu-system"})
-    ours = [n for n in _netns_list() if n.startswith(prefix)]
+    stop_all({p: e for p, e in pids.items() if e == "qemu-system"})
+    stop_all({p: e for p, e in pids.items() if e != "qemu-system"})
+    ours = [n for n in netns_list() if n.startswith(prefix)]
     for ns in ours:
         # Anything left in a lab namespace was started by the lab (e.g. a qemu whose pidfile is gone).
-        for pid_text in _run("ip", "netns", "pids", ns, check=False).stdout.split():
+        for pid_text in run("ip", "netns", "pids", ns, check=False).stdout.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_text), signal.SIGKILL)
     for ns in ours:
         for _ in range(50):
-            if not _run("ip", "netns", "pids", ns, check=False).stdout.split():
+            if not run("ip", "netns", "pids", ns, check=False).stdout.split():
                 break
             time.sleep(0.02)
-        _run("ip", "netns", "del", ns, check=False)
+        run("ip", "netns", "del", ns, check=False)
     left = [f"process {pid} ({expect})" for pid, expect in _lab_pids(lab_dir).items()] if lab_dir.exists() else []
-    left += [f"netns {n}" for n in _netns_list() if n.startswith(prefix)]
-    left += [f"mount {m}" for m in _lab_mounts(lab_dir)] if lab_dir.exists() else []
+    left += [f"netns {n}" for n in netns_list() if n.startswith(prefix)]
+    left += [f"mount {m}" for m in mounts_under(lab_dir)] if lab_dir.exists() else []
     if left:
         raise LabError(f"lab at {lab_dir} not fully stopped: {', '.join(left)}")
     if lab_dir.exists():
@@ -581,9 +327,6 @@ def _looks_like_lab(lab_dir: Path) -> bool:
     """A directory the lab made (it writes state.json first, then passwd/group), or an empty one."""
     marks = (lab_dir / "state.json", lab_dir / "passwd", lab_dir / "group")
     return any(m.exists() for m in marks) or not any(lab_dir.iterdir())
-
-
-# ----------------------------------------------------------------------------------------- the lab
 
 
 class Lab:
@@ -624,7 +367,7 @@ class Lab:
         build_guest()
         t0 = time.monotonic()
         prefix = netns_prefix(lab_dir)
-        lab_hosts = [_make_host(lab_dir, prefix, i) for i in range(1, hosts + 1)]
+        lab_hosts = [make_host(lab_dir, prefix, i) for i in range(1, hosts + 1)]
         lab = cls(lab_dir, lab_hosts)
         try:
             lab_dir.mkdir(parents=True)
@@ -646,24 +389,24 @@ class Lab:
         if not state.get("complete"):
             raise LabError(f"no complete lab in {lab_dir} (start one with `labctl.py up`)")
         prefix = netns_prefix(lab_dir)
-        return cls(lab_dir, [_make_host(lab_dir, prefix, i) for i in range(1, int(state["hosts"]) + 1)],
+        return cls(lab_dir, [make_host(lab_dir, prefix, i) for i in range(1, int(state["hosts"]) + 1)],
                    float(state.get("up_seconds", 0.0)))
 
     def _start(self, hosts: Sequence[LabHost]) -> None:
         lab_dir, prefix = self.lab_dir, self.prefix
-        _write_lab_files(lab_dir, hosts)
-        _run("ip", "netns", "add", f"{prefix}sw")
-        _run("ip", "-n", f"{prefix}sw", "link", "set", "lo", "up")
-        _run("ip", "-n", f"{prefix}sw", "link", "add", "br0", "type", "bridge")
-        _run("ip", "-n", f"{prefix}sw", "link", "set", "br0", "up")
-        _add_link(prefix, f"{prefix}st", "pst", STORAGE_ADDRESS)
+        write_lab_files(lab_dir, hosts)
+        run("ip", "netns", "add", f"{prefix}sw")
+        run("ip", "-n", f"{prefix}sw", "link", "set", "lo", "up")
+        run("ip", "-n", f"{prefix}sw", "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", f"{prefix}sw", "link", "set", "br0", "up")
+        add_link(prefix, f"{prefix}st", "pst", STORAGE_ADDRESS)
         for host in hosts:
-            _write_host_files(lab_dir, host)
-            _add_link(prefix, host.netns, f"p{host.index}", host.address)
+            write_host_files(lab_dir, host)
+            add_link(prefix, host.netns, f"p{host.index}", host.address)
         for host in hosts:
             self._spawn(host.dir / "holder.pid", host.dir / "holder.out",
                         ["ip", "netns", "exec", host.netns, "unshare", "--uts", "--",
-                         "/bin/sh", "-c", _holder_script(lab_dir, host)])
+                         "/bin/sh", "-c", holder_script(lab_dir, host)])
         for host in hosts:
             self._wait_for(lambda h=host: (h.dir / "mounted").exists(), f"mounts of {host.name}",
                            host.dir / "holder.pid", host.dir / "holder.out")
@@ -721,8 +464,8 @@ class Lab:
     def _wait_for(self, ready: Any, what: str, pidfile: Path, logfile: Path, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while not ready():
-            pid = _read_pid(pidfile)
-            if pid is None or not _alive(pid):
+            pid = read_pid(pidfile)
+            if pid is None or not alive(pid):
                 raise LabError(f"{what}: process died: {self._tail(logfile)}")
             if time.monotonic() > deadline:
                 raise LabError(f"{what}: not ready after {timeout_s:.0f} s: {self._tail(logfile)}")
@@ -736,8 +479,8 @@ class Lab:
             return "(no log)"
 
     def _spawn_daemon(self, host: LabHost) -> None:
-        holder = _read_pid(host.dir / "holder.pid")
-        if holder is None or not _alive(holder):
+        holder = read_pid(host.dir / "holder.pid")
+        if holder is None or not alive(holder):
             raise LabError(f"{host.name}: its namespace holder is gone; restart the lab")
         (host.dir / "libvirtd.pid").unlink(missing_ok=True)
         # nsenter execs (no fork for net/mount/uts namespaces) the subreaper, which starts libvirtd and
@@ -771,21 +514,21 @@ class Lab:
         return self.hosts[ref - 1]
 
     def daemon_pid(self, ref: HostRef) -> int | None:
-        return _read_pid(self.host(ref).dir / "libvirtd.pid")
+        return read_pid(self.host(ref).dir / "libvirtd.pid")
 
     def daemon_alive(self, ref: HostRef) -> bool:
         pid = self.daemon_pid(ref)
-        return pid is not None and _alive(pid) and "libvirtd" in _cmdline(pid)
+        return pid is not None and alive(pid) and "libvirtd" in cmdline(pid)
 
     def kill_daemon(self, ref: HostRef, sig: int = signal.SIGKILL) -> None:
         """Kills the host's libvirtd (SIGKILL by default: a crash). Its guests keep running."""
         host = self.host(ref)
         pid = self.daemon_pid(host)
         self._drop_connection(host)
-        if pid is None or not _signal(pid, sig, "libvirtd"):
+        if pid is None or not signal_if(pid, sig, "libvirtd"):
             return
         for _ in range(500):
-            if not _alive(pid):
+            if not alive(pid):
                 return
             time.sleep(0.01)
         raise LabError(f"libvirtd of {host.name} (pid {pid}) did not die on signal {sig}")
@@ -843,13 +586,11 @@ class Lab:
 
     def guest_status(self, dom: libvirt.virDomain) -> GuestStatus:
         """Reads memdirty's status block through the QEMU monitor (HMP `xp`)."""
-        out = libvirt_qemu.qemuMonitorCommand(dom, "xp /8wx 0x7000", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
-        words = [int(t, 16) for line in out.splitlines() if ":" in line for t in line.split(":", 1)[1].split()]
-        if len(words) != len(_STATUS_FIELDS):
+        out = libvirt_qemu.qemuMonitorCommand(dom, STATUS_COMMAND, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+        status = parse_status(out)
+        if status is None:
             raise LabError(f"unexpected monitor answer for {dom.name()}: {out!r}")
-        v = dict(zip(_STATUS_FIELDS, words, strict=True))
-        return GuestStatus(magic=v["magic"], heartbeat=v["heartbeat"], fill_done=bool(v["fill_done"]),
-                           passes=v["passes"], wss_mib=v["wss_mib"], rate_mibs=v["rate_mibs"], mem_mib=v["mem_mib"])
+        return status
 
     def heartbeat(self, dom: libvirt.virDomain) -> int:
         return self.guest_status(dom).heartbeat
@@ -919,8 +660,8 @@ class Lab:
                 for vol in pool.listAllVolumes():
                     with contextlib.suppress(libvirt.libvirtError):
                         vol.delete(0)
-        pids = {pid: "qemu-nbd" for f in (self.lab_dir / "nbd").glob("*.pid") if (pid := _read_pid(f))}
-        _stop_all(pids)
+        pids = {pid: "qemu-nbd" for f in (self.lab_dir / "nbd").glob("*.pid") if (pid := read_pid(f))}
+        stop_all(pids)
         for f in (self.lab_dir / "nbd").iterdir():
             f.unlink()
 
@@ -964,15 +705,15 @@ class Lab:
         image = nbd_dir / f"{name}.qcow2"
         if image.exists():
             raise LabError(f"shared disk {name} already exists")
-        _run("qemu-img", "create", "-q", "-f", "qcow2", str(image), f"{capacity_mib}M")
+        run("qemu-img", "create", "-q", "-f", "qcow2", str(image), f"{capacity_mib}M")
         with self._nbd_lock:
             port = NBD_FIRST_PORT + len(list(nbd_dir.glob("*.pid")))
             # -e 4: several clients (source and destination QEMU during a migration; the default of one
             # makes the destination hang); -t: keep serving after a client leaves; --fork returns once
             # the socket listens.
-            _run("ip", "netns", "exec", f"{self.prefix}st", "qemu-nbd", "-t", "-e", "4", "-x", name, "-f", "qcow2",
-                 "--bind", STORAGE_ADDRESS, "--port", str(port), "--cache=none", "--fork",
-                 "--pid-file", str(nbd_dir / f"{name}.pid"), str(image))
+            run("ip", "netns", "exec", f"{self.prefix}st", "qemu-nbd", "-t", "-e", "4", "-x", name, "-f", "qcow2",
+                "--bind", STORAGE_ADDRESS, "--port", str(port), "--cache=none", "--fork",
+                "--pid-file", str(nbd_dir / f"{name}.pid"), str(image))
         return LabDisk(DiskKind.NBD, name, capacity_mib, image, name, NBD_STORAGE_ID, "qcow2", port)
 
     # ---- links
@@ -990,11 +731,11 @@ class Lab:
         # Burst of ~10 ms at the rate (>= 64 KiB so GSO packets of the veth pass), 50 ms queue.
         burst = max(64 * 1024, rate_bit // 8 // 100)
         tbf = ["root", "tbf", "rate", f"{rate_bit}bit", "burst", str(burst), "latency", "50ms"]
-        _run("ip", "netns", "exec", host.netns, "tc", "qdisc", "replace", "dev", "eth0", *tbf)
-        _run("ip", "netns", "exec", f"{self.prefix}sw", "tc", "qdisc", "replace", "dev", f"p{host.index}", *tbf)
+        run("ip", "netns", "exec", host.netns, "tc", "qdisc", "replace", "dev", "eth0", *tbf)
+        run("ip", "netns", "exec", f"{self.prefix}sw", "tc", "qdisc", "replace", "dev", f"p{host.index}", *tbf)
 
     def unshape(self, ref: HostRef) -> None:
         host = self.host(ref)
-        _run("ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
-        _run("ip", "netns", "exec", f"{self.prefix}sw", "tc", "qdisc", "del", "dev", f"p{host.index}", "root",
-             check=False)
+        run("ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+        run("ip", "netns", "exec", f"{self.prefix}sw", "tc", "qdisc", "del", "dev", f"p{host.index}", "root",
+            check=False)
