@@ -169,7 +169,8 @@ def virsh_command(spec: MigrationSpec, destination_uri: str | None = None) -> st
         parts += ["--parallel", "--parallel-connections", str(spec.parallel_connections)]
     parts += ["--bandwidth", f"{max(1, round(spec.bandwidth_mibs))}"]
     parts += [spec.vm, destination_uri or f"qemu+tcp://{spec.destination}/system"]
-    return " ".join(parts) + f"   # then: virsh migrate-setmaxdowntime {spec.vm} {spec.max_downtime_ms:g}"
+    # As the virsh guide orders it: the max downtime is set first, then the migration starts.
+    return f"virsh migrate-setmaxdowntime {spec.vm} {spec.max_downtime_ms:g} && " + " ".join(parts)
 
 
 def spec_flags(spec: MigrationSpec) -> dict[str, Any]:

@@ -259,7 +259,8 @@ def test_virsh_command_equivalent() -> None:
     inv, plan = _fleet()
     m = next(m for m in plan.migrations if m.copy_storage)
     cmd = virsh_command(build_spec(m, inv, RunOptions()))
-    assert cmd.startswith("virsh migrate --live --p2p --persistent --undefinesource")
+    assert cmd.startswith(f"virsh migrate-setmaxdowntime {m.vm} 500 && "
+                          "virsh migrate --live --p2p --persistent --undefinesource")
     assert "--copy-storage-all --migrate-disks vda" in cmd and "--unsafe" not in cmd
     assert f"--bandwidth {round(m.bandwidth_mibs)}" in cmd
 
