@@ -9,8 +9,9 @@ What is checked beyond the letter of plan v1, and why:
 * Hosts to empty = `plan.drained` ∪ hosts in `maintenance`.
 * A plan is a rebalance (VMs on other hosts may move) when `CheckContext.rebalance` is true; the
   checker's default is "rebalance iff nothing is drained".
-* Waves: all migrations of one wave have the same `start_s`, and a higher wave starts strictly
-  later ("migrations of wave k start together"). Wave numbers need not be contiguous.
+* Waves: all migrations of one wave have the same `start_s` ("migrations of wave k start
+  together"), and a higher wave never starts earlier than a lower one (two waves may start at one
+  instant). Wave numbers need not be contiguous.
 * Capacity is judged against max(usage before the plan, capacity): a host already overloaded is
   not the plan's fault, but the plan may never make it worse.
 * Anti-affinity: a pair of group members already sharing a host before the plan is not blamed;
@@ -482,7 +483,7 @@ class PlanTotals:
 
 @dataclass(frozen=True, slots=True)
 class WavesStartTogether:
-    """All migrations of a wave share one start_s, and a higher wave starts strictly later."""
+    """All migrations of a wave share one start_s, and a higher wave never starts before a lower one."""
 
     name: ClassVar[str] = "waves"
 
@@ -497,8 +498,8 @@ class WavesStartTogether:
                                      f"starts spread from {starts[0]:.3f} to {starts[-1]:.3f} s"))
         ordered = sorted(first.items())
         for (w1, s1), (w2, s2) in itertools.pairwise(ordered):
-            if s2 <= s1 + TIME_TOL_S / 2:
-                out.append(Violation(self.name, f"wave {w2}", s2, f"starts at {s2:.3f} s, not after wave {w1} "
+            if s2 < s1 - TIME_TOL_S:
+                out.append(Violation(self.name, f"wave {w2}", s2, f"starts at {s2:.3f} s, before wave {w1} "
                                      f"({s1:.3f} s)"))
         return out
 

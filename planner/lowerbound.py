@@ -29,13 +29,21 @@ ever get (the best capped path over its eligible destinations) is ≤ transferre
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from planner.duration import DEFAULT_MODEL, DurationModel
-from planner.migration_facts import candidate_hosts, drain_set, vm_floor_estimate
-from planner.model import VM, Inventory
+from planner.migration_facts import (
+    RequirementKey,
+    compatible_hosts,
+    drain_set,
+    host_room,
+    requirement_key,
+    vm_floor_estimate,
+)
+from planner.model import VM, Host, Inventory
 from planner.plan import Plan
 from planner.topology import Resource, Topology
 from planner.units import gbps_to_mibs
@@ -88,57 +96,97 @@ def _slot_terms(terms: _Terms, inventory: Inventory, durations: Mapping[str, flo
                   f"{total:.1f} s of migrations, {p.max_concurrent} at a time")
 
 
+@dataclass(frozen=True, slots=True)
+class _Reach:
+    """What the compatible hosts of one requirement key look like from one source switch."""
+
+    best_mibs: float  # the highest min(link capacity, destination NIC) over reachable compatible hosts
+    common: frozenset[Resource]  # switch links on the path to EVERY reachable compatible host
+    count: int  # reachable compatible hosts
+    only: str | None  # the one host when count == 1
+
+
 def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationModel = DEFAULT_MODEL, *,
                 moving: Collection[str] | None = None, topology: Topology | None = None) -> LowerBound:
-    """A proven lower bound on the makespan of any valid plan draining `drained` (+ maintenance hosts)."""
+    """A proven lower bound on the makespan of any valid plan draining `drained` (+ maintenance hosts).
+
+    To stay fast on a 5,000-host fleet the destinations of a VM are relaxed to every compatible host
+    (up, not drained, offering its CPU, storage and networks) regardless of size; a VM counts as
+    moving only if at least one of them is big enough. More destinations can only raise its best
+    bandwidth, shrink the links forced on it and add inbound capacity: the bound gets weaker, never wrong.
+    """
     topo = topology if topology is not None else Topology(inventory)
     p = inventory.policy
     share = p.migration_share
     empty = drain_set(inventory, drained)
     movers = [v for v in inventory.vms if v.host in empty and not v.pinned and (moving is None or v.name in moving)]
-    cands = candidate_hosts(inventory, movers, empty, topo)
     hosts = inventory.host
     nic_mibs = {h.name: gbps_to_mibs(h.nic_gbps) for h in inventory.hosts}
 
-    sw_cap: dict[tuple[str, str], tuple[float, tuple[Resource, ...]]] = {}
+    by_key: dict[RequirementKey, tuple[list[Host], list[tuple[float, float, float]]]] = {}
+    reach: dict[tuple[RequirementKey, str], _Reach] = {}
+    links: dict[tuple[str, str], tuple[float, frozenset[Resource]] | None] = {}
 
-    def switch_hop(src: str, dst: str) -> tuple[float, tuple[Resource, ...]]:
-        """Smallest link capacity between the two hosts' switches (inf if the same) and the links used."""
-        key = (topo.switch_of[src], topo.switch_of[dst])
-        if key not in sw_cap:
+    def switch_links(src_sw: str, dst_sw: str, src: str, dst: str) -> tuple[float, frozenset[Resource]] | None:
+        """Smallest link capacity between two switches (inf if the same) and the links, None if unreachable."""
+        k = (src_sw, dst_sw)
+        if k not in links:
             path = topo.path(src, dst)
-            res = tuple(itertools.pairwise(path[1:-1])) if path is not None else ()
-            sw_cap[key] = (min((topo.capacity_mibs(r) for r in res), default=float("inf")), res)
-        return sw_cap[key]
+            if path is None:
+                links[k] = None
+            else:
+                res = frozenset(itertools.pairwise(path[1:-1]))
+                links[k] = (min((topo.capacity_mibs(r) for r in res), default=math.inf), res)
+        return links[k]
+
+    def summary(key: RequirementKey, src: str) -> _Reach:
+        src_sw = topo.switch_of[src]
+        if (key, src_sw) not in reach:
+            per_switch: dict[str, list[Host]] = defaultdict(list)
+            for h in by_key[key][0]:
+                per_switch[topo.switch_of[h.name]].append(h)
+            best, count, only = 0.0, 0, None
+            common: frozenset[Resource] | None = None
+            for sw, members in per_switch.items():
+                hop = switch_links(src_sw, sw, src, members[0].name)
+                if hop is None:
+                    continue
+                best = max(best, min(hop[0], max(nic_mibs[h.name] for h in members)))
+                common = hop[1] if common is None else common & hop[1]
+                count += len(members)
+                only = members[0].name
+            reach[(key, src_sw)] = _Reach(best, common or frozenset(), count, only if count == 1 else None)
+        return reach[(key, src_sw)]
 
     terms = _Terms()
     bytes_of: dict[str, float] = {}
     duration_of: dict[str, float] = {}
     forced: dict[Resource, float] = defaultdict(float)
     receivers: set[str] = set()
+    keys_moving: set[RequirementKey] = set()
     for vm in movers:
-        dests = cands.get(vm.name, ())
-        if not dests:
-            continue  # can only be unplaced: no plan moves it
-        src_sw = topo.switch_of[vm.host]
-        best = 0.0
-        common: set[Resource] | None = None
-        for d in dests:
-            cap, res = switch_hop(vm.host, d)
-            best = max(best, min(nic_mibs[vm.host], cap, nic_mibs[d]))
-            if common is None:
-                common = set(res)
-            elif common:
-                common.intersection_update(res)
-        receivers.update(dests)
-        est = vm_floor_estimate(vm, best * share, p, model)
+        key = requirement_key(vm, inventory)
+        if key not in by_key:
+            compatible = compatible_hosts(inventory, key, empty)
+            by_key[key] = (compatible, _pareto([host_room(h, p) for h in compatible]))
+        compatible, front = by_key[key]
+        need = (vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib)
+        if not any(all(n <= r for n, r in zip(need, room, strict=True)) for room in front):
+            continue  # no host is big enough: it can only be unplaced, no plan moves it
+        seen = summary(key, vm.host)
+        if seen.count == 0:
+            continue  # nothing reachable
+        if key not in keys_moving:
+            keys_moving.add(key)
+            receivers.update(h.name for h in compatible)
+        est = vm_floor_estimate(vm, min(nic_mibs[vm.host], seen.best_mibs) * share, p, model)
         bytes_of[vm.name] = est.transferred_mib
         duration_of[vm.name] = est.duration_s
-        forced[(vm.host, src_sw)] += est.transferred_mib
-        for r in common or ():
-            forced[r] += est.transferred_mib
-        if len(dests) == 1:
-            forced[(topo.switch_of[dests[0]], dests[0])] += est.transferred_mib
+        forced[(vm.host, topo.switch_of[vm.host])] += est.transferred_mib
+        for res in seen.common:
+            forced[res] += est.transferred_mib
+        if seen.only is not None:
+            forced[(topo.switch_of[seen.only], seen.only)] += est.transferred_mib
 
     for r, mib in forced.items():
         cap = topo.capacity_mibs(r) * share
@@ -157,6 +205,15 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
             total_s / (k * len(receivers))
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
     return terms.result()
+
+
+def _pareto(rooms: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The rooms no other room dominates in every dimension (a homogeneous fleet has one)."""
+    front: list[tuple[float, float, float]] = []
+    for room in sorted(set(rooms), reverse=True):
+        if not any(all(a >= b for a, b in zip(f, room, strict=True)) for f in front):
+            front.append(room)
+    return front
 
 
 def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, str],

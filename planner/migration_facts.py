@@ -147,6 +147,32 @@ def eligible(vm: VM, host: Host, inventory: Inventory, drained: Collection[str] 
     return reasons
 
 
+RequirementKey = tuple[object, ...]
+
+
+def requirement_key(vm: VM, inventory: Inventory) -> RequirementKey:
+    """What a VM needs from a destination besides size: VMs with equal keys have the same compatible hosts."""
+    src = inventory.host.get(vm.host)
+    return (src.arch if src is not None else None, vm.cpu_model, vm.cpu_features, vm.shared_storage, vm.networks)
+
+
+def compatible_hosts(inventory: Inventory, key: RequirementKey, drained: Collection[str] = ()) -> list[Host]:
+    """Hosts that are up, not drained, and offer everything `key` asks for (size not considered)."""
+    arch, cpu_model, features, storage, networks = key
+    assert isinstance(features, frozenset) and isinstance(storage, frozenset) and isinstance(networks, frozenset)
+    return [h for h in inventory.hosts
+            if h.state is HostState.UP and h.name not in drained
+            and not (arch is not None and h.arch is not None and arch != h.arch)
+            and not (cpu_model is not None and h.cpu_model is not None and cpu_model != h.cpu_model)
+            and features <= h.cpu_features and networks <= h.networks and storage <= h.storage]
+
+
+def host_room(host: Host, policy: Policy) -> tuple[float, float, float]:
+    """What an empty host offers: (vCPUs, memory MiB, copied-disk GiB) after overcommit and reserve."""
+    return (host.cpus * policy.cpu_overcommit, host.usable_memory_mib * policy.memory_overcommit,
+            host.local_disk_free_gib)
+
+
 def candidate_hosts(inventory: Inventory, vms: Iterable[VM], drained: Collection[str] = (),
                     topology: Topology | None = None) -> Mapping[str, tuple[str, ...]]:
     """For each VM, the hosts that may receive it (static rules; reachable if `topology` is given).
@@ -154,28 +180,24 @@ def candidate_hosts(inventory: Inventory, vms: Iterable[VM], drained: Collection
     VMs with the same requirements share the work: the requirement key is checked against every
     host once, then each VM only filters that list by size and its own host.
     """
-    by_key: dict[tuple[object, ...], list[Host]] = {}
     drained_set = frozenset(drained)
+    p = inventory.policy
+    by_key: dict[RequirementKey, list[tuple[str, float, float, float]]] = {}
+    check_reach = topology is not None and not topology.connected()
     out: dict[str, tuple[str, ...]] = {}
     for vm in vms:
         if vm.pinned:
             out[vm.name] = ()
             continue
-        src = inventory.host.get(vm.host)
-        src_arch = src.arch if src is not None else None
-        key = (src_arch, vm.cpu_model, vm.cpu_features, vm.shared_storage, vm.networks)
-        hosts = by_key.get(key)
-        if hosts is None:
-            hosts = [h for h in inventory.hosts
-                     if h.state is HostState.UP and h.name not in drained_set
-                     and not (src_arch is not None and h.arch is not None and src_arch != h.arch)
-                     and not (vm.cpu_model is not None and h.cpu_model is not None and vm.cpu_model != h.cpu_model)
-                     and vm.cpu_features <= h.cpu_features and vm.networks <= h.networks
-                     and vm.shared_storage <= h.storage]
-            by_key[key] = hosts
-        p = inventory.policy
-        out[vm.name] = tuple(
-            h.name for h in hosts
-            if h.name != vm.host and _fits_empty(vm, h, p)
-            and (topology is None or topology.reachable(vm.host, h.name)))
+        key = requirement_key(vm, inventory)
+        rooms = by_key.get(key)
+        if rooms is None:
+            rooms = [(h.name, *host_room(h, p)) for h in compatible_hosts(inventory, key, drained_set)]
+            by_key[key] = rooms
+        cpu, mem, disk, own = vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib, vm.host
+        names = [n for n, c, m, d in rooms if cpu <= c and mem <= m and disk <= d and n != own]
+        if check_reach:
+            assert topology is not None
+            names = [n for n in names if topology.reachable(own, n)]
+        out[vm.name] = tuple(names)
     return out
