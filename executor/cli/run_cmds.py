@@ -141,16 +141,23 @@ def dry_run(plan: Plan, inventory: Inventory, options: RunOptions) -> None:
 
     times = dispatch_times(plan, inventory, barrier=options.barrier, one_at_a_time=options.one_at_a_time)
     t = Table(title=f"dry run ({options.mode} mode): {len(plan.migrations)} migrations")
-    for col in ("#", "vm", "move", "start s", "end s", "MiB/s", "virsh equivalent"):
+    for col in ("#", "vm", "move", "start s", "end s", "MiB/s", "flags"):
         t.add_column(col, overflow="fold")
     order = sorted(plan.migrations, key=lambda m: (times.get(m.vm, (float("inf"), 0))[0], m.vm))
+    commands = []
     for i, m in enumerate(order, 1):
         spec = build_spec(m, inventory, options)
-        host = inventory.host[m.destination]
         start, end = times.get(m.vm, (float("nan"), float("nan")))
+        flags = [f for f, on in (("auto-converge", spec.auto_converge), ("copy-storage", bool(spec.copy_storage)),
+                                 ("offline", not spec.live), ("postcopy", spec.postcopy_allowed),
+                                 ("tls", spec.tls), ("UNSAFE", spec.unsafe)) if on]
         t.add_row(str(i), m.vm, f"{m.source} → {m.destination}", f"{start:.1f}", f"{end:.1f}",
-                  f"{m.bandwidth_mibs:.0f}", virsh_command(spec, host.uri))
+                  f"{m.bandwidth_mibs:.0f}", " ".join(flags))
+        commands.append(f"{i:>3}. {virsh_command(spec, inventory.host[m.destination].uri)}")
     console.print(t)
+    console.print("the same, as virsh commands:")
+    for line in commands:
+        console.print(line, soft_wrap=True, markup=False)
     never = [m.vm for m in plan.migrations if m.vm not in times]
     makespan = max((e for _, e in times.values()), default=0.0)
     console.print(f"predicted makespan {makespan:.1f} s (plan: {plan.makespan_s:.1f} s, lower bound "
