@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from executor.journal import Journal  # noqa: E402
-from executor.reporter import Reporter  # noqa: E402
-from executor.runner import RunOptions, run_plan  # noqa: E402
-from executor.sim_hv import SimulatedHypervisor  # noqa: E402
-from executor.states import State  # noqa: E402
-from planner.model import Policy  # noqa: E402
-from tests.fleet import assert_nothing_lost, greedy_plan, make_inventory  # noqa: E402
+from executor.journal import Journal
+from executor.reporter import Reporter
+from executor.runner import RunOptions, run_plan
+from executor.sim_hv import SimulatedHypervisor
+from executor.states import State
+from planner.model import Policy
+from tests.fleet import assert_nothing_lost, greedy_plan, make_inventory
 
 
 def main() -> int:
