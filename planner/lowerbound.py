@@ -164,6 +164,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     forced: dict[Resource, float] = defaultdict(float)
     receivers: set[str] = set()
     keys_moving: set[RequirementKey] = set()
+    split = not topo.connected()  # then "some host fits" and "some host is reachable" may be different hosts
     for vm in movers:
         key = requirement_key(vm, inventory)
         if key not in by_key:
@@ -176,6 +177,9 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         seen = summary(key, vm.host)
         if seen.count == 0:
             continue  # nothing reachable
+        if split and not any(topo.reachable(vm.host, h.name)
+                             and all(n <= r for n, r in zip(need, host_room(h, p), strict=True)) for h in compatible):
+            continue  # (partitioned network) no host is both reachable and big enough
         if key not in keys_moving:
             keys_moving.add(key)
             receivers.update(h.name for h in compatible)

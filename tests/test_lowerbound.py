@@ -137,3 +137,9 @@ def test_lower_bound_never_exceeds_a_valid_plan_or_any_baseline(case: tuple[Inve
     for result in run_baselines(inv, drained):
         bound = lower_bound(_relaxed(inv, respected[result.name]), drained, moving=placed)
         assert bound.value_s <= result.makespan_s * (1 + 1e-9), (result.name, bound, result.makespan_s)
+
+
+def test_partitioned_network_vm_whose_only_fitting_host_is_unreachable_is_left_out() -> None:
+    hosts = [host("h1", switch="s1"), host("h2", switch="s1", memory_mib=512), host("h3", switch="s2")]
+    inv = Inventory(hosts=tuple(hosts), vms=(vm("v", "h1"),))
+    assert lower_bound(inv, ["h1"]).value_s == 0.0  # h2 too small, h3 unreachable: no plan moves v
