@@ -310,8 +310,8 @@ class LibvirtHypervisor(Hypervisor):
         try:
             stats = self._domain(host, vm, uuid, lambda dom: dom.jobStats(0))
         except HypervisorError as e:
-            if e.code == LibvirtCode.NO_DOMAIN:
-                return None  # it finished and was undefined on the source meanwhile
+            if e.code in (LibvirtCode.NO_DOMAIN, LibvirtCode.OPERATION_INVALID):
+                return None  # it finished meanwhile: undefined (42) or shut off (55 "domain is not running")
             raise
         return job_progress_from_stats(stats)
 
@@ -587,8 +587,8 @@ def _job_active(dom: Any) -> bool:
     try:
         return bool(dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE)
     except libvirt.libvirtError as e:
-        if _code(e) in _UNSUPPORTED:
-            return False  # a driver without jobs (test:///) never has one running
+        if _code(e) in _UNSUPPORTED or _code(e) == LibvirtCode.OPERATION_INVALID:
+            return False  # no jobs in this driver (test:///), or a shut-off domain (55): none running
         raise
 
 
