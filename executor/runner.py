@@ -444,10 +444,7 @@ class _Runner:
 
     def _fail_blocked(self) -> None:
         for vm, reason in self.monitor.blocked().items():
-            state = self.journal.state_of(vm)
-            if state is State.RETRY_WAIT:  # a resumed VM whose room never came: it stays on its source
-                state = State.PENDING
-            new = transition(State.PENDING, Event.BLOCKED)
+            new = transition(self.journal.state_of(vm), Event.BLOCKED)
             self.journal.record(vm, new, Event.BLOCKED, self.results[vm].attempts, reason)
             self.monitor.fail(vm)
             res = self.results[vm]

@@ -77,6 +77,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.RETRY_WAIT, Event.PRECHECK_OK): State.PRECHECKED,
     (State.RETRY_WAIT, Event.PRECHECK_FAILED): State.FAILED,
     (State.RETRY_WAIT, Event.ON_SOURCE_ABORTED): State.ABORTED,  # Ctrl-C during the backoff
+    (State.RETRY_WAIT, Event.BLOCKED): State.FAILED,  # resumed on its source, its room never came
     (State.PRECHECKED, Event.ON_SOURCE_ABORTED): State.ABORTED,  # Ctrl-C before migrate was called
     (State.PRECHECKED, Event.ERROR): State.VERIFYING,  # prepare_storage failed: look before retrying
     (State.PRECHECKED, Event.RECONCILE): State.VERIFYING,
