@@ -44,12 +44,14 @@ def _weighted(rng: random.Random, weights: Sequence[float]) -> int:
 def generate_fleet(hosts: int, vms: int, racks: int, seed: int = 0, *, uplink_gbps: float = 100.0,
                    nic_gbps_choices: Sequence[float] = (25.0, 10.0), memory_used: float = 0.65,
                    local_disk_share: float = 0.2, anti_affinity_share: float = 0.1,
-                   maintenance: Sequence[str] = (), policy: Policy | None = None) -> Inventory:
+                   maintenance: Sequence[str] = (), policy: Policy | None = None,
+                   size_mix: Sequence[tuple[int, int, float]] = AZURE_SIZE_MIX) -> Inventory:
     """A fleet of `hosts` hosts in `racks` racks (one ToR each, uplinked to a spine) running `vms` VMs.
 
     `nic_gbps_choices` is cycled per rack (rack 1 at 25 GbE, rack 2 at 10 GbE, ...). `memory_used` is the
-    fraction of usable host memory the VMs take (hosts are sized for it, in 16 GiB steps). Hosts named in
-    `maintenance` get that state. The result is valid inventory v1 (the loader accepts its `to_dict()`).
+    fraction of usable host memory the VMs take (hosts are sized for it, in 8 GiB steps). Hosts named in
+    `maintenance` get that state. `size_mix` is (vcpus, memory MiB, share) per VM size, the Azure mix by
+    default. The result is valid inventory v1 (the loader accepts its `to_dict()`).
     """
     if hosts < 1 or vms < 0 or racks < 1 or racks > hosts:
         raise ValueError("need hosts >= 1, vms >= 0 and 1 <= racks <= hosts")
@@ -60,12 +62,12 @@ def generate_fleet(hosts: int, vms: int, racks: int, seed: int = 0, *, uplink_gb
     policy = policy or Policy(max_downtime_ms=500.0, progress_timeout_s=150.0, completion_timeout_per_gib_s=150.0)
 
     # VM sizes first: hosts are then sized for the memory those VMs need.
-    size_weights = [w for _, _, w in AZURE_SIZE_MIX]
-    sizes = [AZURE_SIZE_MIX[_weighted(rng, size_weights)][:2] for _ in range(vms)]
+    size_weights = [w for _, _, w in size_mix]
+    sizes = [size_mix[_weighted(rng, size_weights)][:2] for _ in range(vms)]
     total_memory_mib = sum(m for _, m in sizes)
     total_vcpus = sum(c for c, _ in sizes)
     biggest_mib = max((m for _, m in sizes), default=0)
-    step_mib = 16 * 1024
+    step_mib = 8 * 1024
     # At least room for the biggest VM plus some: a host that fits only one VM cannot take part in a drain.
     usable_needed = max(total_memory_mib / hosts / memory_used, 1.15 * biggest_mib, step_mib)
     host_memory_mib = int(math.ceil((usable_needed + RESERVED_MEMORY_MIB) / step_mib) * step_mib)
@@ -73,7 +75,7 @@ def generate_fleet(hosts: int, vms: int, racks: int, seed: int = 0, *, uplink_gb
     while total_vcpus / hosts > cpus * policy.cpu_overcommit * 0.6:
         cpus *= 2
 
-    width = len(str(max(2, math.ceil(hosts / racks))))
+    width = max(2, len(str(math.ceil(hosts / racks))))
     host_list: list[Host] = []
     per_rack = [hosts // racks + (1 if r < hosts % racks else 0) for r in range(racks)]
     maintenance_set = set(maintenance)

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,13 @@ def load_inventory(path: str | Path) -> LoadedInventory:
     except OSError as e:
         raise InventoryError(source, [Problem("", f"cannot read the file: {e.strerror or e}")]) from None
     return parse_inventory(decode_document(raw, source, yaml_syntax=p.suffix.lower() in (".yaml", ".yml")), source)
+
+
+def inventory_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of inventory v1, shipped as planner/inventory_schema.json."""
+    text = resources.files("planner").joinpath("inventory_schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def decode_document(raw: bytes, source: str, *, yaml_syntax: bool) -> object:
