@@ -323,3 +323,27 @@ def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool) -> N
     else:
         assert in_flight_before <= {s.vm for s in sim.migrate_calls}
     assert_nothing_lost(sim, plan)
+
+
+def test_a_failed_vm_blocks_only_what_needed_its_room(tmp_path: Path) -> None:
+    from planner.model import VM, Host, HostState
+    from planner.plan import Migration, PlanStatus
+
+    inv = Inventory(hosts=(Host("a", 8, 8192, 1.0, state=HostState.MAINTENANCE), Host("b", 8, 2048, 1.0),
+                           Host("c", 8, 8192, 1.0)),
+                    vms=(VM("x", "b", 1, 2048), VM("y", "a", 1, 2048), VM("z", "a", 1, 512)))
+    topo = Topology(inv)
+
+    def mig(vm: str, src: str, dst: str, start: float, end: float) -> Migration:
+        path = topo.path(src, dst)
+        assert path is not None
+        return Migration(vm, src, dst, 0, start, end, 20.0, path, memory_mib=inv.vm[vm].memory_mib)
+
+    plan = Plan(inv.sha256, ("a",), PlanStatus.FEASIBLE, 40.0, 0.0, 0.0,
+                (mig("x", "b", "c", 0, 20), mig("y", "a", "b", 20, 40), mig("z", "a", "c", 0, 10)))
+    result, sim, _, journal = _run(tmp_path, inv, plan, faults=(FailMigration("x", 91),))
+    assert result.results["x"].state is State.FAILED
+    assert result.results["y"].state is State.FAILED and "never started" in result.results["y"].error
+    assert result.results["z"].state is State.DONE
+    assert journal.attempts_of("y") == 0  # y was never tried: b never had room for it
+    assert_nothing_lost(sim, plan)
