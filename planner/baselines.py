@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from planner.duration import DEFAULT_MODEL, DurationModel
-from planner.migration_facts import candidate_hosts, copy_storage_targets, drain_set, migration_facts, vm_estimate
+from planner.migration_facts import (
+    candidate_hosts,
+    copy_storage_targets,
+    drain_set,
+    migration_facts,
+    vm_estimate,
+    why_no_destination,
+)
 from planner.model import Inventory
 from planner.plan import Migration, Plan, PlanStatus, Unplaced
 from planner.topology import Resource, Topology
@@ -92,7 +99,7 @@ def ffd_placement(inventory: Inventory, drained: Iterable[str], topology: Topolo
             continue
         options = cands.get(v.name, ())
         if not options:
-            unplaced[v.name] = ("no eligible destination host",)
+            unplaced[v.name] = tuple(why_no_destination(v, inventory, empty)) or ("no reachable eligible host",)
             continue
         wanted = {final_host[g] for g in v.affinity if g in final_host}
         if len(wanted) > 1:

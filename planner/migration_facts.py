@@ -18,7 +18,7 @@ frozenset differences, and `can_receive` is the allocation-free version for the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate, estimate, floor_estimate
@@ -201,3 +201,51 @@ def candidate_hosts(inventory: Inventory, vms: Iterable[VM], drained: Collection
             names = [n for n in names if topology.reachable(own, n)]
         out[vm.name] = tuple(names)
     return out
+
+
+def why_no_destination(vm: VM, inventory: Inventory, drained: Collection[str] = ()) -> list[str]:
+    """Why no host at all can receive `vm`, ranked (the rule that excludes most hosts first).
+
+    Empty when some host can. Words for plan v1's `unplaced[].reasons`: "no host offers network
+    br-db" when a rule excludes every host, "7 of 9 hosts lack CPU features avx512f" otherwise.
+    """
+    if vm.pinned:
+        return [f"VM {vm.name} is pinned"]
+    others = [h for h in inventory.hosts if h.name != vm.host]
+    if any(can_receive(vm, h, inventory, drained) for h in others):
+        return []
+    p = inventory.policy
+    src = inventory.host.get(vm.host)
+    arch = src.arch if src is not None else None
+
+    def names(s: frozenset[str]) -> str:
+        return ", ".join(sorted(s))
+
+    checks: list[tuple[str, str, Callable[[Host], bool]]] = [
+        ("no other host is up and not being drained", "are down, in maintenance or being drained",
+         lambda h: h.state is not HostState.UP or h.name in drained),
+        (f"no host has arch {arch}", f"are not {arch}",
+         lambda h: arch is not None and h.arch is not None and h.arch != arch),
+        (f"no host offers CPU model {vm.cpu_model}", f"do not offer CPU model {vm.cpu_model}",
+         lambda h: vm.cpu_model is not None and h.cpu_model is not None and h.cpu_model != vm.cpu_model),
+        (f"no host offers CPU features {names(vm.cpu_features)}", f"lack CPU features {names(vm.cpu_features)}",
+         lambda h: not vm.cpu_features <= h.cpu_features),
+        (f"no host mounts storage {names(vm.shared_storage)}", f"do not mount storage {names(vm.shared_storage)}",
+         lambda h: not vm.shared_storage <= h.storage),
+        (f"no host offers network {names(vm.networks)}", f"do not offer network {names(vm.networks)}",
+         lambda h: not vm.networks <= h.networks),
+        (f"no host has {vm.vcpus} vCPUs to give", f"have fewer than {vm.vcpus} vCPUs in all",
+         lambda h: vm.vcpus > h.cpus * p.cpu_overcommit),
+        (f"no host has {vm.memory_mib} MiB of memory to give", f"have less than {vm.memory_mib} MiB in all",
+         lambda h: vm.memory_mib > h.usable_memory_mib * p.memory_overcommit),
+        (f"no host has {vm.local_disk_alloc_gib:g} GiB free for the VM's local disks",
+         f"have less than {vm.local_disk_alloc_gib:g} GiB free for local disks",
+         lambda h: vm.local_disk_alloc_gib > h.local_disk_free_gib),
+    ]
+    ranked: list[tuple[int, str]] = []
+    for all_text, some_text, fails in checks:
+        k = sum(1 for h in others if fails(h))
+        if k:
+            ranked.append((k, all_text if k == len(others) else f"{k} of {len(others)} hosts {some_text}"))
+    ranked.sort(key=lambda kr: -kr[0])
+    return [text for _, text in ranked] or ["no other host"]

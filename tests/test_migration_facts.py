@@ -17,6 +17,7 @@ from planner.migration_facts import (
     eligible,
     migration_facts,
     vm_estimate,
+    why_no_destination,
 )
 from planner.model import VM, Disk, Host, HostState, Inventory, VMState
 from planner.topology import Topology
@@ -127,3 +128,13 @@ def test_candidate_hosts_agrees_with_eligible(features: list[set[str]], nets: li
     got = candidate_hosts(inv, inv.vms, drained, Topology(inv))
     for v in inv.vms:
         assert got[v.name] == tuple(h.name for h in inv.hosts if not eligible(v, h, inv, drained))
+
+
+def test_why_no_destination_ranks_the_rule_that_excludes_every_host_first() -> None:
+    inv = flat([host("h1"), host("h2", networks=frozenset({"br-prod"})), host("h3", cpu_features=frozenset({"x"}))],
+               [vm("db", "h1", networks=frozenset({"br-db"}), cpu_features=frozenset({"x"})),
+                vm("ok", "h1")])
+    assert why_no_destination(inv.vm["db"], inv) == ["no host offers network br-db", "1 of 2 hosts lack CPU features x"]
+    assert why_no_destination(inv.vm["ok"], inv) == []
+    assert why_no_destination(inv.vm["ok"], inv, drained={"h2", "h3"}) == ["no other host is up and not being drained"]
+    assert why_no_destination(replace(inv.vm["ok"], pinned=True), inv) == ["VM ok is pinned"]
