@@ -41,6 +41,7 @@ API summary (hosts may be given as a `LabHost` or its 1-based index everywhere):
   `lab-shared` (files under /var/lib/libvirt/shared); /var/lib/libvirt/images is local (storage null).
   Lab links are veths (unlimited: one TCG migration moves ~170 MiB/s) unless `shape()`d; a shaped link
   gives one migration ~75-90 % of its line rate (TCP over tbf: 1 Gbit/s -> ~88 MiB/s of 119).
+* `lab.hosts_file`: a ready `evac collect --hosts-file` for the lab (declares `lab-nbd`).
 * `with Lab.up(hosts=2) as lab:` stops the lab on exit (scripts, benchmarks).
 * `lab.connect(host) -> virConnect` (cached, reopened after a daemon restart).
 * `lab.define_guest(host, name, memory_mib, dirty_rate_mibs, wss_mib, persistent=True, disks=(),
@@ -93,6 +94,7 @@ from tests.lab.hostconfig import (
     STORAGE_ADDRESS,
     LabHost,
     add_link,
+    evac_hosts_file,
     holder_script,
     make_host,
     netns_prefix,
@@ -395,9 +397,15 @@ class Lab:
         return cls(lab_dir, [make_host(lab_dir, prefix, i) for i in range(1, int(state["hosts"]) + 1)],
                    float(state.get("up_seconds", 0.0)))
 
+    @property
+    def hosts_file(self) -> Path:
+        """`evac collect --hosts-file` for this lab (names, URIs, migration addresses, storage `lab-nbd`)."""
+        return self.lab_dir / "evac-hosts.yaml"
+
     def _start(self, hosts: Sequence[LabHost]) -> None:
         lab_dir, prefix = self.lab_dir, self.prefix
         write_lab_files(lab_dir, hosts)
+        self.hosts_file.write_text(evac_hosts_file(hosts))
         run("ip", "netns", "add", f"{prefix}sw")
         run("ip", "-n", f"{prefix}sw", "link", "set", "lo", "up")
         run("ip", "-n", f"{prefix}sw", "link", "add", "br0", "type", "bridge")

@@ -143,3 +143,18 @@ def add_link(prefix: str, netns: str, switch_port: str, address: str) -> None:
     run("ip", "-n", netns, "link", "set", "lo", "up")
     run("ip", "-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
     run("ip", "-n", netns, "link", "set", "eth0", "up")
+
+
+def evac_hosts_file(hosts: Sequence[LabHost]) -> str:
+    """A `--hosts-file` for `evac collect` (executor/site.py) describing the lab: names, URIs, migration
+    addresses, and the NBD server as shared storage `lab-nbd`."""
+    lines = ["# evac collect --hosts-file for this lab (written when the lab started)", "hosts:"]
+    lines += [f"  {h.name}: {{uri: \"{h.uri}\", migration_address: {h.address}}}" for h in hosts]
+    lines += [
+        "shared_storage:",
+        f"  lab-nbd: {{servers: [{STORAGE_ADDRESS}]}}",
+        "  # The `shared` pool is the same directory on every host, but libvirt 9.0 does not treat it as",
+        "  # shared (migration fails with error 81 without VIR_MIGRATE_UNSAFE). Declare it only to test that:",
+        f"  # lab-shared: {{paths: [{SHARED_DIR_IN_HOST}]}}",
+    ]
+    return "\n".join(lines) + "\n"

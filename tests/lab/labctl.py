@@ -34,6 +34,7 @@ def _up(hosts: int) -> int:
     for h in lab.hosts:
         print(f"  {h.name}  {h.address:<12} {h.uri}")
         print(f"  {'':<3} {'':<12} peers: {h.peer_uri}")
+    print(f"evac collect -o inventory.json --hosts-file {lab.hosts_file} " + " ".join(f"'{h.uri}'" for h in lab.hosts))
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.harness import DiskKind, LabDisk, LabError, down_lab, netns_prefix
-from tests.lab.hostconfig import STORAGE_ADDRESS, make_host
+from tests.lab.hostconfig import STORAGE_ADDRESS, evac_hosts_file, make_host
 from tests.lab.memdirty import GUEST_MAGIC, guest_xml, parse_status
 
 # Verbatim answer of QEMU 7.2's HMP `xp /8wx 0x7000` for a 64 MiB guest (wss=5 rate=3).
@@ -65,3 +65,15 @@ def test_down_refuses_to_delete_a_directory_that_is_not_a_lab(tmp_path: Path) ->
     with pytest.raises(LabError, match="does not look like a lab"):
         down_lab(tmp_path)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_evac_hosts_file_is_a_valid_site_config(tmp_path: Path) -> None:
+    site = pytest.importorskip("executor.site")
+    hosts = [make_host(tmp_path, "lab-x-", i) for i in (1, 2)]
+    path = tmp_path / "evac-hosts.yaml"
+    path.write_text(evac_hosts_file(hosts))
+    config = site.load_site_config(hosts_file=path)
+    assert list(config.hosts) == ["h1", "h2"]
+    assert config.hosts["h1"].uri == hosts[0].uri and config.hosts["h2"].migration_address == "10.77.0.12"
+    assert config.override_for(hosts[1].uri, None).name == "h2"
+    assert [(s.id, tuple(s.servers)) for s in config.storage] == [("lab-nbd", (STORAGE_ADDRESS,))]
