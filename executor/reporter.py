@@ -154,13 +154,12 @@ class RichReporter(Reporter):
             Progress,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TextColumn("{task.fields[note]}"), TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"), TimeRemainingColumn(),
             console=self.console, transient=False)
         self._tasks: dict[str, Any] = {}
         self._overall: Any = None
@@ -190,7 +189,8 @@ class RichReporter(Reporter):
             return
         total = max(progress.data_total_mib, progress.data_processed_mib + progress.data_remaining_mib, 1.0)
         self.progress.update(task, total=total * 2**20, completed=progress.data_processed_mib * 2**20,
-                             note=f"→ {migration.destination} iter {progress.memory_iteration}")
+                             note=f"→ {migration.destination} {progress.rate_mibs:.0f} MiB/s "
+                                  f"iter {progress.memory_iteration}")
         self._done_mib[migration.vm] = min(progress.data_processed_mib, migration.memory_mib + migration.disk_mib)
         self._update_overall()
 
