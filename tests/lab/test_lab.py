@@ -20,6 +20,7 @@ from tests.lab.harness import (
     SHARED_DIR_STORAGE_ID,
     Lab,
     LabError,
+    LabHost,
     down_lab,
     netns_prefix,
 )
@@ -210,6 +211,26 @@ def test_down_leaves_no_process_namespace_or_mount_even_half_started(lab: Lab) -
             down_lab(lab_dir)
     # The session lab is untouched.
     assert all(lab.daemon_alive(h) for h in lab.hosts)
+
+
+@pytest.mark.lab
+def test_a_lab_that_fails_half_way_up_is_cleaned_up(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab_dir = Path(f"/tmp/evac-lab-pytest-half-{os.getpid()}")
+    real_spawn = Lab._spawn_daemon
+
+    def spawn_then_fail(self: Lab, host: LabHost) -> None:
+        real_spawn(self, host)  # h1 runs, h2's daemon is spawned: then the start-up breaks
+        if host.index == 2:
+            raise LabError("injected failure")
+
+    monkeypatch.setattr(Lab, "_spawn_daemon", spawn_then_fail)
+    with pytest.raises(LabError, match="injected failure"):
+        Lab.up(hosts=3, lab_dir=lab_dir)
+
+    assert not lab_dir.exists()
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert netns_prefix(lab_dir) not in netns
+    assert all(lab.daemon_alive(h) for h in lab.hosts)  # the session lab is untouched
 
 
 @pytest.mark.lab
