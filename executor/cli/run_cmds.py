@@ -321,8 +321,10 @@ def run_demo(inventory_path: Path, drain: list[str], speedup: float | None, out:
     t0 = time.monotonic()
     plan = _make_plan(inventory, drained, time_limit_s)
     console.print(f"plan ({plan.solver}, {plan.status}, {time.monotonic() - t0:.1f} s): {len(plan.migrations)} "
-                  f"migrations, makespan {plan.makespan_s:.1f} s, lower bound {plan.lower_bound_s:.1f} s, "
-                  f"gap {plan.gap:.2f}" + (f", {len(plan.unplaced)} VMs cannot move" if plan.unplaced else ""))
+                  f"migrations, makespan {plan.makespan_s:.1f} s, "
+                  + (f"lower bound {plan.lower_bound_s:.1f} s, gap {plan.gap:.2f}" if plan.lower_bound_s > 0
+                     else "no lower bound")
+                  + (f", {len(plan.unplaced)} VMs cannot move" if plan.unplaced else ""))
     for u in plan.unplaced:
         console.print(f"  [red]{u.vm}[/]: {'; '.join(u.reasons)}")
     if not plan.migrations:
