@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executor.collector import collect  # noqa: E402  (after the sys.path line)
-from tests.lab.harness import Lab, lab_dir_from_env, lab_is_live  # noqa: E402
+from executor.collector import collect
+from tests.lab.harness import Lab, lab_dir_from_env, lab_is_live
 
 
 def main() -> int:
@@ -33,6 +32,8 @@ def main() -> int:
     ap.add_argument("--wss-mib", type=int, default=48)
     ap.add_argument("--seconds", default="1,2", help="dirty-rate measuring periods to try")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--defined-vms", type=int, default=0,
+                    help="extra shut-off guests per host (cheap: measures read cost per VM)")
     ap.add_argument("--keep", action="store_true", help="leave the guests defined")
     args = ap.parse_args()
 
@@ -50,11 +51,15 @@ def main() -> int:
                 configured[name] = rate
                 doms.append(lab.define_guest(host, name, memory_mib=args.memory_mib, dirty_rate_mibs=rate,
                                              wss_mib=args.wss_mib))
+        for host in lab.hosts:
+            for i in range(args.defined_vms):
+                lab.define_guest(host, f"bench-{host.name}-off-{i}", memory_mib=64, start=False)
         for dom in doms:
             lab.wait_ready(dom)
         uris = [h.uri for h in lab.hosts]
         n_vms = len(doms)
-        print(f"lab: {len(uris)} hosts, {args.vms_per_host} VMs per host ({n_vms} in all), "
+        print(f"lab: {len(uris)} hosts, {args.vms_per_host} running VMs per host ({n_vms} in all) + "
+              f"{args.defined_vms} shut-off VMs per host, "
               f"{args.memory_mib} MiB each, wss {args.wss_mib} MiB, rates {rates} MiB/s (TCG guests)")
 
         walls = []
