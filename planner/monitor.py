@@ -102,6 +102,8 @@ class PlanMonitor:
         self.barrier = barrier
         self.one_at_a_time = one_at_a_time
         self.order: list[Migration] = plan_order(plan.migrations)
+        if barrier:  # waves first: a plan whose wave numbers disagree with its times must not deadlock
+            self.order.sort(key=lambda m: m.wave)  # stable: plan order within a wave
         self._index = {m.vm: i for i, m in enumerate(self.order)}
         self._by_vm = {m.vm: m for m in self.order}
         self.phase: dict[str, Phase] = {m.vm: Phase.PENDING for m in self.order}
