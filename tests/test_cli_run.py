@@ -102,3 +102,31 @@ def test_demo_plans_runs_and_charts(files: tuple[Path, Path, Inventory, Plan], t
     assert (out / "gantt.png").stat().st_size > 10_000
     assert (out / "plan.json").exists() and (out / "journal.db").exists()
     assert "makespan" in text and "planned" in text
+
+
+def test_ctrl_c_aborts_cleanly_and_exits_1(files: tuple[Path, Path, Inventory, Plan], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from executor.journal import Journal
+
+    plan_path, inv_path, _, plan = files
+    journal = tmp_path / "ctrlc.db"
+    proc = subprocess.Popen([sys.executable, "-m", "executor.cli.main", "run", str(plan_path), "--inventory",
+                             str(inv_path), "--simulate", "--speedup", "20", "--journal", str(journal), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until a migration is really running
+        if '"migration_started"' in line:
+            break
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    summary = Journal.read(journal).summary()
+    assert summary.get("aborted", 0) >= 1 and summary.get("done", 0) < len(plan.migrations)
+    assert not {"running", "prechecked", "verifying"} & set(summary)
