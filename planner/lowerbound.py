@@ -107,8 +107,14 @@ class _Reach:
 
 
 def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationModel = DEFAULT_MODEL, *,
-                moving: Collection[str] | None = None, topology: Topology | None = None) -> LowerBound:
+                moving: Collection[str] | None = None, topology: Topology | None = None,
+                rebalance: bool = False) -> LowerBound:
     """A proven lower bound on the makespan of any valid plan draining `drained` (+ maintenance hosts).
+
+    A VM counts as moving when some host has room for it: in a drain plan VMs of other hosts stay
+    put, so that is the host's room minus what its residents use now (`rebalance=True`: the room
+    of the empty host, since residents may leave). A plan that leaves more VMs unplaced than
+    that (capacity is shared) is bounded by passing the VMs it does move as `moving`.
 
     To stay fast on a 5,000-host fleet the destinations of a VM are relaxed to every compatible host
     (up, not drained, offering its CPU, storage and networks) regardless of size; a VM counts as
@@ -164,12 +170,23 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     forced: dict[Resource, float] = defaultdict(float)
     receivers: set[str] = set()
     keys_moving: set[RequirementKey] = set()
+    used: dict[str, tuple[float, float]] = {}
+    if not rebalance:
+        for h in inventory.hosts:
+            residents = inventory.vms_on.get(h.name, ())
+            used[h.name] = (sum(v.vcpus for v in residents), sum(v.memory_mib for v in residents))
+
+    def free_room(h: Host) -> tuple[float, float, float]:
+        cpu, mem, disk = host_room(h, p)
+        cpu_used, mem_used = used.get(h.name, (0.0, 0.0))
+        return (cpu - cpu_used, mem - mem_used, disk)
+
     split = not topo.connected()  # then "some host fits" and "some host is reachable" may be different hosts
     for vm in movers:
         key = requirement_key(vm, inventory)
         if key not in by_key:
             compatible = compatible_hosts(inventory, key, empty)
-            by_key[key] = (compatible, _pareto([host_room(h, p) for h in compatible]))
+            by_key[key] = (compatible, _pareto([free_room(h) for h in compatible]))
         compatible, front = by_key[key]
         need = (vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib)
         if not any(all(n <= r for n, r in zip(need, room, strict=True)) for room in front):
@@ -178,7 +195,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         if seen.count == 0:
             continue  # nothing reachable
         if split and not any(topo.reachable(vm.host, h.name)
-                             and all(n <= r for n, r in zip(need, host_room(h, p), strict=True)) for h in compatible):
+                             and all(n <= r for n, r in zip(need, free_room(h), strict=True)) for h in compatible):
             continue  # (partitioned network) no host is both reachable and big enough
         if key not in keys_moving:
             keys_moving.add(key)

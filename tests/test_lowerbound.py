@@ -143,3 +143,11 @@ def test_partitioned_network_vm_whose_only_fitting_host_is_unreachable_is_left_o
     hosts = [host("h1", switch="s1"), host("h2", switch="s1", memory_mib=512), host("h3", switch="s2")]
     inv = Inventory(hosts=tuple(hosts), vms=(vm("v", "h1"),))
     assert lower_bound(inv, ["h1"]).value_s == 0.0  # h2 too small, h3 unreachable: no plan moves v
+
+
+def test_room_left_by_residents_decides_who_can_move() -> None:
+    """In a drain, residents stay: a VM that only fits an emptied host cannot move (unless rebalancing)."""
+    inv = flat([host("h1"), host("h2", memory_mib=4096)], [vm("big", "h1", memory_mib=3072), vm("r", "h2",
+                                                                                            memory_mib=2048)])
+    assert lower_bound(inv, ["h1"]).value_s == 0.0
+    assert lower_bound(inv, ["h1"], rebalance=True).value_s > 0.0
