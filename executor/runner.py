@@ -199,7 +199,8 @@ class _Worker:
         self.last_progress_s = 0.0
         self.last_escalation_s = 0.0
         self.downtime_ms = self.spec.max_downtime_ms
-        self.ladder_done: list[str] = []
+        self.ladder_done: list[str] = []  # escalation steps of the current attempt
+        self.escalations: list[str] = []  # of every attempt
         self.final_action: str | None = None  # the timeout action taken, if any
         self.suspended = False
         self.abort_reason = ""
@@ -233,7 +234,10 @@ class _Worker:
                 self._move(Event.ON_SOURCE_ABORTED, "cancelled before migrate")
                 self._emit("ended", state=self.state, error="cancelled")
                 return
-            problems = hv.precheck(self.spec)
+            try:
+                problems = hv.precheck(self.spec)
+            except HypervisorError as e:
+                problems = [str(e)]
             if problems:
                 self._move(Event.PRECHECK_FAILED, "; ".join(problems))
                 self._emit("ended", state=self.state, error="precheck: " + "; ".join(problems))
@@ -242,6 +246,7 @@ class _Worker:
             if opts.cancel.is_set():
                 continue
             self.attempt += 1
+            self._new_attempt()
             created: list[str] = []
             error: MigrationFailed | None = None
             outcome = None
@@ -251,8 +256,7 @@ class _Worker:
             except HypervisorError as e:
                 error = MigrationFailed(self.m.vm, self.m.destination, e.code, f"prepare_storage: {e.message}")
             if error is None and opts.cancel.is_set():
-                if created:
-                    hv.cleanup_storage(self.spec, created)
+                self._cleanup(created)
                 self._move(Event.ON_SOURCE_ABORTED, "cancelled before migrate")
                 self._emit("ended", state=self.state, error="cancelled")
                 return
@@ -279,18 +283,34 @@ class _Worker:
                 self._move(Event.ERROR, str(error))
             verdict = self._verify(error)
             if verdict == "retry":
-                if created:
-                    hv.cleanup_storage(self.spec, created)
+                self._cleanup(created)
                 delay = opts.backoff_s * opts.backoff_factor ** (self.attempt - 1)
                 self._emit("retry", attempt=self.attempt + 1, delay_s=delay, error=str(error))
                 self.r.clock.wait(opts.cancel, delay)
                 continue
-            if verdict in ("failed", "aborted") and created:
-                hv.cleanup_storage(self.spec, created)
+            if verdict in ("failed", "aborted"):
+                self._cleanup(created)
             downtime = outcome.downtime_ms if outcome is not None else None
             self._emit("ended", state=self.state, error="" if self.state is State.DONE else self._error_text(error),
                        downtime_ms=downtime)
             return
+
+    def _new_attempt(self) -> None:
+        """Escalation state is per attempt; `escalations` keeps every step for the report."""
+        self.downtime_ms = self.spec.max_downtime_ms
+        self.ladder_done = []
+        self.final_action = None
+        self.suspended = False
+        self.abort_sent = False
+
+    def _cleanup(self, created: list[str]) -> None:
+        """Removes the destination volumes this attempt created (the VM is on its source)."""
+        if not created:
+            return
+        try:
+            self.r.hv.cleanup_storage(self.spec, created)
+        except HypervisorError as e:
+            self.r.journal.event("cleanup_failed", self.m.vm, volumes=created, error=str(e))
 
     def _error_text(self, error: MigrationFailed | None) -> str:
         if self.state is State.ABORTED:
@@ -477,7 +497,7 @@ class _Runner:
                 res.error = data.get("error", "")
                 res.downtime_ms = data.get("downtime_ms")
                 res.ended_s = self.clock_s()
-                res.escalations = list(w.ladder_done)
+                res.escalations = list(w.escalations)
                 if res.state is State.DONE:
                     self.monitor.commit(vm)
                     self.reporter.migration_done(m, res.ended_s - (res.started_s or 0.0), res.ended_s)
@@ -577,6 +597,7 @@ class _Runner:
 
     def _note(self, w: _Worker, step: str, detail: str) -> None:
         w.ladder_done.append(step)
+        w.escalations.append(step)
         self.journal.event("escalation", w.m.vm, step=step, detail=detail)
         self.reporter.migration_escalated(w.m, step, detail)
 
