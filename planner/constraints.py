@@ -33,7 +33,7 @@ from functools import cached_property
 from typing import ClassVar, Protocol
 
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
-from planner.migration_facts import copy_storage_targets, eligible, vm_estimate
+from planner.migration_facts import copy_storage_targets, drain_set, eligible, vm_estimate
 from planner.model import VM, HostState, Inventory
 from planner.plan import Migration, Plan, PlanStatus
 from planner.simulate import Usage, simulate
@@ -72,8 +72,7 @@ class CheckContext:
 
     @cached_property
     def drained(self) -> frozenset[str]:
-        return frozenset(self.plan.drained) | {
-            h.name for h in self.inventory.hosts if h.state is HostState.MAINTENANCE}
+        return drain_set(self.inventory, self.plan.drained)
 
     @cached_property
     def is_rebalance(self) -> bool:
