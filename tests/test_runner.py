@@ -350,3 +350,29 @@ def test_a_failed_vm_blocks_only_what_needed_its_room(tmp_path: Path) -> None:
     assert result.results["z"].state is State.DONE
     assert journal.attempts_of("y") == 0  # y was never tried: b never had room for it
     assert_nothing_lost(sim, plan)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_faults_never_lose_a_vm(tmp_path: Path, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    inv, plan = _non_converging()
+    vms = [m.vm for m in plan.migrations]
+    rng.shuffle(vms)
+    kinds = [lambda v: FailMigration(v, rng.choice([9, 39, 68]), frozenset({1})),
+             lambda v: FailMigration(v, rng.choice([1, 55, 81, 91]), frozenset({1, 2, 3})),
+             lambda v: Slow(v, rng.uniform(1.2, 2.0)), Hang, SplitBrain, NeverConverges]
+    faults = tuple(rng.choice(kinds)(v) for v in vms[:4])
+    action = rng.choice(list(TimeoutAction))
+    result, sim, _, journal = _run(tmp_path, inv, plan, faults=faults, timeout_action=action,
+                                   allow_postcopy=True, escalation_interval_s=3.0)
+    final = journal.states()
+    assert all(s.final for s in final.values()), final
+    quarantined = [v for v, s in final.items() if s is State.QUARANTINED]
+    assert all(isinstance(f, SplitBrain) for f in faults if getattr(f, "vm", None) in quarantined)
+    assert_nothing_lost(sim, plan, quarantined=quarantined)
+    for vm, r in result.results.items():  # the journal and the result agree, and done means at the destination
+        assert r.state is final[vm]
+        if r.state is State.DONE:
+            assert sim.where(vm) == [(plan.migration_of(vm).destination, DomainState.RUNNING)]  # type: ignore[union-attr]
