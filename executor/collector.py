@@ -381,14 +381,18 @@ class _StorageMap:
         for st in self.declared:
             if servers & set(st.servers):
                 return st.id
-        return network_disk_storage_id(disk)
+        key = network_disk_storage_id(disk)
+        return self.pool_ids.get(key, key)  # a pool with the same source on some host names it
 
 
 def network_disk_storage_id(disk: dx.DomainDisk) -> str:
-    """A stable id of the server a network disk lives on: `nbd:10.0.9.2`, `rbd:mon1,mon2/pool`."""
+    """A stable id of the storage a network disk lives on: `nbd:10.0.9.2`, `rbd:mon1,mon2/pool`,
+    `iscsi:san/iqn...`, `gluster:host/volume`; for rbd, iscsi and gluster it equals the source key of
+    the pool (`PoolDefinition.source_key`) that serves the same data, so both give one storage id."""
     hosts = ",".join(sorted(h.name for h in disk.hosts)) or "?"
-    if disk.protocol == "rbd":
-        return f"rbd:{hosts}/{(disk.network_name or '').split('/')[0]}"
+    first = (disk.network_name or "").split("/")[0]  # rbd pool, iSCSI target IQN, gluster volume
+    if disk.protocol in ("rbd", "iscsi", "gluster"):
+        return f"{disk.protocol}:{hosts}/{first}"
     return f"{disk.protocol}:{hosts}"
 
 
@@ -545,13 +549,23 @@ def assemble(snapshots: Sequence[HostSnapshot], failures: Sequence[HostFailure],
         for dom in snap.domains:
             vm = _assemble_vm(snap, host, dom, smap, auto_storage)
             seen = by_uuid.get(vm.uuid or "") or by_name.get(vm.name)
+            if seen is not None and vm.uuid and seen.uuid and vm.uuid != seen.uuid:
+                # Two different guests with one name: both stay (the executor finds VMs by UUID), renamed.
+                renamed = f"{vm.name}@{vm.host}"
+                warnings.append(Problem(f"vms.{vm.name}", f"two different VMs (UUIDs {seen.uuid} on {seen.host}, "
+                                        f"{vm.uuid} on {vm.host}) share this name; the one on {vm.host} is listed "
+                                        f"as {renamed}", "warning"))
+                vm = replace(vm, name=renamed)
+                seen = None
             if seen is not None:
                 # The same guest defined on two hosts (a migration that kept the source definition):
                 # the running copy is the VM; the other is reported, not moved.
                 keep, drop = (vm, seen) if seen.state is VMState.SHUTOFF and vm.live else (seen, vm)
+                both = " (ACTIVE ON BOTH: a migration in flight or a split brain; check before draining)" \
+                    if vm.live and seen.live else ""
                 warnings.append(Problem(f"vms.{vm.name}", f"defined on {seen.host} and {vm.host}: keeping the copy "
-                                        f"on {keep.host} ({keep.state.value}), ignoring the one on {drop.host}",
-                                        "warning"))
+                                        f"on {keep.host} ({keep.state.value}), ignoring the one on {drop.host}"
+                                        f"{both}", "warning"))
                 by_name.pop(seen.name, None)
                 by_uuid.pop(seen.uuid or "", None)
                 vm = keep

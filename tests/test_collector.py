@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import yaml
 
+from executor import domain_xml as dx
 from executor.cli.main import main
-from executor.collector import CollectReporter, HostFailure, collect
-from executor.site import load_site_config
+from executor.collector import (
+    CollectReporter,
+    DomainSnapshot,
+    HostFailure,
+    HostSnapshot,
+    PoolSnapshot,
+    assemble,
+    collect,
+)
+from executor.site import SiteConfig, load_site_config
 from planner.errors import UsageError
 from planner.model import HostState, VMState
 
@@ -223,3 +232,66 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["collect", "qemu+ext:///system", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "`ext` transport" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------ assemble (pure)
+
+CAPS = dx.parse_capabilities((XML / "lab-capabilities.xml").read_text())
+
+
+def snapshot(uri: str, hostname: str, domains: Sequence[DomainSnapshot] = (),
+             pools: Sequence[str] = ()) -> HostSnapshot:
+    return HostSnapshot(
+        uri=uri, hostname=hostname, cpus=32, memory_mib=131072, free_memory_mib=65536, capabilities=CAPS,
+        host_cpu=None, host_cpu_features=None,
+        pools=tuple(PoolSnapshot(dx.parse_pool((XML / p).read_text()), True, 10 * 1024**3) for p in pools),
+        networks=frozenset({"prod-net"}), nics=(), domains=tuple(domains))
+
+
+def dom(xml: str, state: VMState = VMState.RUNNING) -> DomainSnapshot:
+    return DomainSnapshot(dx.parse_domain(xml), state, True, {}, None)
+
+
+def test_network_disks_take_the_id_of_the_pool_with_the_same_source() -> None:
+    erp = dom((XML / "domain-kvm-mixed.xml").read_text())
+    inv, warnings = assemble([snapshot("test:///a", "a", [erp], ["pool-rbd.xml", "pool-iscsi.xml"]),
+                              snapshot("test:///b", "b", [], ["pool-rbd.xml"])], [])
+    disks = {d.target: d for d in inv.vm["erp-01"].disks}
+    assert disks["vdb"].storage == "ceph-vms"  # rbd image vms/erp-01-data, same monitors as pool ceph-vms
+    assert disks["sdb"].storage == "san-lun"  # iSCSI LUN of the target pool san-lun serves
+    assert disks["vdc"].storage == "gluster:gluster1.example.net/gv0"  # no pool: id from its source
+    assert disks["sda"].storage is None  # a local block device
+    assert disks["vdd"].storage is None  # volume of pool nfs-images, which this host does not have
+    assert "sdc" not in disks  # empty cdrom
+    assert inv.host["a"].storage == {"ceph-vms", "san-lun", "gluster:gluster1.example.net/gv0"}
+    assert inv.host["b"].storage == {"ceph-vms"}
+    # host-passthrough: needs the source host's CPU (here, without domain capabilities: the raw host CPU).
+    assert inv.vm["erp-01"].cpu_model == CAPS.cpu_model and inv.vm["erp-01"].cpu_features == CAPS.cpu_features
+    assert inv.vm["erp-01"].networks == {"prod-net", "br-storage", "ens2f1"}
+    assert any("gluster" in w.where for w in warnings)
+
+
+def test_same_name_different_uuid_keeps_both_renamed() -> None:
+    one = "<domain><name>dup</name><uuid>11111111-0000-4000-8000-000000000001</uuid><memory>1024</memory></domain>"
+    two = "<domain><name>dup</name><uuid>22222222-0000-4000-8000-000000000002</uuid><memory>1024</memory></domain>"
+    inv, warnings = assemble([snapshot("test:///a", "a", [dom(one)]), snapshot("test:///b", "b", [dom(two)])], [])
+    assert sorted(v.name for v in inv.vms) == ["dup", "dup@b"]
+    assert inv.vm["dup@b"].uuid == "22222222-0000-4000-8000-000000000002"
+    assert any("share this name" in w.message for w in warnings)
+
+
+def test_guest_active_on_two_hosts_is_flagged() -> None:
+    xml = "<domain><name>m</name><uuid>33333333-0000-4000-8000-000000000003</uuid><memory>1024</memory></domain>"
+    inv, warnings = assemble([snapshot("test:///a", "a", [dom(xml)]),
+                              snapshot("test:///b", "b", [dom(xml, VMState.PAUSED)])], [])
+    assert [(v.name, v.host) for v in inv.vms] == [("m", "a")]
+    assert any("ACTIVE ON BOTH" in w.message for w in warnings)
+
+
+def test_hosts_file_entry_without_uri_matches_the_libvirt_hostname(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n  a: {reserved_memory_mib: 512, nic_gbps: 40}\n")
+    inv, _ = assemble([snapshot("test:///x", "a"), snapshot("test:///y", "b")], [], load_site_config(path))
+    assert (inv.host["a"].reserved_memory_mib, inv.host["a"].nic_gbps) == (512, 40)
+    assert (inv.host["b"].reserved_memory_mib, inv.host["b"].nic_gbps) == (0, 1.0)
+    assert SiteConfig().override_for("test:///x", "a") is None
