@@ -358,3 +358,17 @@ def test_sweeps_agree_with_brute_force(data: st.DataObject) -> None:
     got = {v.rule for v in check_plan(inv, plan, rebalance=True)}
     assert got - instant_rules == set()  # everything else about these plans is right by construction
     assert got == _brute_force(inv, plan)
+
+
+@pytest.mark.parametrize("kw", [{}, {"n_hosts": 12, "vms_per_host": 2, "drained": ("h0", "h1"),
+                                     "anti_affinity_every": 5, "local_disk_every": 2},
+                                {"n_hosts": 8, "vms_per_host": 5, "dirty_rate_mibs": 80.0}])
+def test_plans_of_the_executor_test_fleet_pass(kw: dict[str, object]) -> None:
+    """An independent plan builder (tests/fleet.py, driven by the executor's PlanMonitor) agrees with the checker."""
+    from planner.lowerbound import lower_bound
+    from tests.fleet import greedy_plan, make_inventory
+
+    inv = make_inventory(**kw)  # type: ignore[arg-type]
+    plan = greedy_plan(inv)
+    assert check_plan(inv, plan) == []
+    assert lower_bound(inv, plan.drained).value_s <= plan.makespan_s
