@@ -12,6 +12,7 @@ as row 1, as a spreadsheet shows them.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,19 @@ def _cell(column: str, text: str, where: str, problems: list[Problem], file: str
 
 def _read(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        problems.append(Problem(path.name, f"malformed CSV: {str(e).strip().splitlines()[0]}"))
-        return None
+        with warnings.catch_warnings():
+            # index_col=False: a row with extra cells must not silently turn the first column into an index.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                encoding="utf-8-sig", index_col=False)
     except pd.errors.EmptyDataError:
         problems.append(Problem(path.name, "empty file (want a header row with the column names)"))
+        return None
+    except pd.errors.ParserWarning:
+        problems.append(Problem(path.name, "malformed CSV: a row has more cells than the header has columns"))
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        problems.append(Problem(path.name, f"malformed CSV: {str(e).strip().splitlines()[0]}"))
         return None
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS[path.name] if c not in frame.columns]

@@ -1,0 +1,115 @@
+"""planner.csv_import: a folder of CSV files is the same inventory as the JSON, problems name file, row, column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from planner.csv_import import load_csv_inventory, write_csv_inventory
+from planner.errors import InventoryError
+from planner.generate import generate_fleet
+from planner.inventory import load_inventory, parse_inventory
+from tests.test_inventory import valid_doc
+
+HOSTS = """name,cpus,memory_mib,nic_gbps,switch,storage,networks,labels,state,cpu_features
+a1,32,131072,25,tor-a,nfs-1;ceph-1,br-prod,rack=r1;zone=a,up,avx512f;pku
+a2,32,131072,25,tor-a,nfs-1,br-prod,rack=r1,maintenance,
+b1,64,262144,10,tor-b,nfs-1,br-prod;br-dmz,,,
+"""
+VMS = """name,host,vcpus,memory_mib,dirty_rate_mibs,anti_affinity,pinned,uuid
+web-01,a1,2,4096,1.5,web,false,4b1f0c9e-2f0e-4c36-9d55-0f6a3c2a9e11
+web-02,a2,2,4096,,web;front,no,
+db-01,b1,8,32768,3,,true,
+"""
+DISKS = """vm,target,source,format,storage,capacity_gib,allocation_gib
+web-01,vda,/mnt/nfs/web-01.qcow2,qcow2,nfs-1,20,6.5
+web-01,vdb,/var/lib/libvirt/images/web-01-data.qcow2,qcow2,,40,12
+db-01,vda,/mnt/nfs/db-01.qcow2,qcow2,nfs-1,100,80
+"""
+LINKS = "a,b,gbps\ntor-a,spine,100\ntor-b,spine,40\n"
+POLICY = "key,value\nmigration_share,0.4\nmax_concurrent,8\nauto_converge,false\n"
+
+
+def _folder(tmp_path: Path, **overrides: str) -> Path:
+    files = {"hosts.csv": HOSTS, "vms.csv": VMS, "disks.csv": DISKS, "links.csv": LINKS, "policy.csv": POLICY}
+    files.update({k.replace("_", "."): v for k, v in overrides.items()})
+    for name, text in files.items():
+        if text:
+            (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_csv_folder_loads(tmp_path: Path) -> None:
+    inv = load_inventory(_folder(tmp_path)).inventory
+    assert inv.host["a1"].storage == frozenset({"nfs-1", "ceph-1"}) and inv.host["a1"].labels == {"rack": "r1",
+                                                                                                    "zone": "a"}
+    assert inv.host["a2"].state.value == "maintenance" and inv.host["b1"].networks == frozenset({"br-prod", "br-dmz"})
+    web = inv.vm["web-01"]
+    assert [d.storage for d in web.disks] == ["nfs-1", None] and web.disks[1].allocation_gib == 12
+    assert inv.vm["web-02"].anti_affinity == frozenset({"web", "front"}) and inv.vm["web-02"].dirty_rate_mibs == 0
+    assert inv.vm["db-01"].pinned is True and inv.vm["web-02"].pinned is False
+    assert inv.policy.migration_share == 0.4 and inv.policy.max_concurrent == 8 and inv.policy.auto_converge is False
+    assert [(lk.a, lk.gbps) for lk in inv.links] == [("tor-a", 100.0), ("tor-b", 40.0)]
+
+
+def test_a_csv_file_path_means_its_folder(tmp_path: Path) -> None:
+    assert len(load_inventory(_folder(tmp_path) / "vms.csv").inventory.vms) == 3
+
+
+def test_round_trip_keeps_the_digest(tmp_path: Path) -> None:
+    inv = generate_fleet(12, 80, 3, seed=5)
+    write_csv_inventory(inv, tmp_path)
+    assert load_csv_inventory(tmp_path).inventory.sha256 == inv.sha256
+    contract = parse_inventory(valid_doc()).inventory
+    write_csv_inventory(contract, tmp_path / "c")
+    assert load_csv_inventory(tmp_path / "c").inventory.sha256 == contract.sha256
+
+
+def test_problems_name_file_row_and_column(tmp_path: Path) -> None:
+    vms = VMS.replace("db-01,b1,8,32768", "db-01,b9,8,-4").replace("web-02,a2,2,4096", "web-02,a2,2,8G")
+    disks = DISKS.replace("db-01,vda,/mnt/nfs/db-01.qcow2,qcow2,nfs-1", "db-01,vda,/mnt/nfs/db-01.qcow2,qcow2,nfs-9")
+    found = _problems(_folder(tmp_path, vms_csv=vms, disks_csv=disks,
+                              policy_csv=POLICY.replace("0.4", "1.4")))
+    assert "vms.csv row 3 column memory_mib: must be a positive integer of MiB, got the string '8G' (units are in " \
+           "the field name: write 8192)" in found
+    assert "vms.csv row 4 column memory_mib: must be a positive integer, got -4" in found
+    assert any(p.startswith("vms.csv row 4 column host: unknown host 'b9'") for p in found)
+    assert any(p.startswith("disks.csv row 4 column storage: no host mounts storage 'nfs-9'") for p in found)
+    assert any(p.startswith("policy.csv row 2 column value: must be at most 1") for p in found)
+
+
+def test_missing_file_column_and_unknown_disk_owner(tmp_path: Path) -> None:
+    hosts = HOSTS.replace("name,cpus,", "name,").replace("a1,32,", "a1,").replace("a2,32,", "a2,") \
+        .replace("b1,64,", "b1,")
+    disks = DISKS + "ghost,vda,,raw,,1,1\n"
+    found = _problems(_folder(tmp_path, hosts_csv=hosts, disks_csv=disks))
+    assert "hosts.csv: missing column cpus" in found
+    assert not any("column cpus: required" in p for p in found)  # said once, not once per row
+    assert "disks.csv row 5 column vm: unknown VM 'ghost'" in found
+    (tmp_path / "vms.csv").unlink()
+    assert any(p.startswith("vms.csv: missing") for p in _problems(tmp_path))
+
+
+def test_bad_labels_and_unknown_columns(tmp_path: Path) -> None:
+    hosts = HOSTS.replace("rack=r1;zone=a", "rack=r1;zonea").replace("name,cpus", "name,colour,cpus") \
+        .replace("a1,32", "a1,red,32").replace("a2,32", "a2,,32").replace("b1,64", "b1,,64")
+    found = _problems(_folder(tmp_path, hosts_csv=hosts))
+    assert "hosts.csv row 2 column labels: 'zonea' is not key=value (write k=v;k=v)" in found
+    loaded = load_inventory(_folder(tmp_path, hosts_csv=hosts.replace("zonea", "zone=a")))
+    assert [str(w) for w in loaded.warnings] == ["hosts.csv row 2 column colour: unknown key, ignored"]
+
+
+def test_malformed_csv(tmp_path: Path) -> None:
+    found = _problems(_folder(tmp_path, vms_csv='name,host\n"web-01,a1\n'))
+    assert any(p.startswith("vms.csv: malformed CSV") for p in found)
+    (tmp_path / "vms.csv").write_bytes(b"")
+    assert any(p.startswith("vms.csv: empty file") for p in _problems(tmp_path))
+    (tmp_path / "vms.csv").write_text("name,host,vcpus,memory_mib\nweb-01,a1,1,512,extra\n")
+    assert "vms.csv: malformed CSV: a row has more cells than the header has columns" in _problems(tmp_path)
