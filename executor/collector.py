@@ -538,9 +538,12 @@ def assemble(snapshots: Sequence[HostSnapshot], failures: Sequence[HostFailure],
              ) -> tuple[Inventory, list[Problem]]:
     """The inventory of everything read; pure (no libvirt), so it is tested on hand-made snapshots."""
     site = site or SiteConfig()
-    warnings: list[Problem] = [w for s in snapshots for w in s.warnings]
+    warnings: list[Problem] = []
     smap = _storage_map(snapshots, site.storage)
     names = _host_names(snapshots, site, warnings)
+    for snap, name in zip(snapshots, names, strict=True):  # say the inventory's host name, not libvirt's
+        warnings += [replace(w, where=name + w.where[len(snap.hostname):]) if w.where.startswith(snap.hostname)
+                     else w for w in snap.warnings]
     hosts = [_assemble_host(s, n, site, smap, warnings) for s, n in zip(snapshots, names, strict=True)]
     auto_storage: set[str] = set()
     by_uuid: dict[str, VM] = {}
@@ -548,6 +551,12 @@ def assemble(snapshots: Sequence[HostSnapshot], failures: Sequence[HostFailure],
     for snap, host in zip(snapshots, hosts, strict=True):
         for dom in snap.domains:
             vm = _assemble_vm(snap, host, dom, smap, auto_storage)
+            if vm.cpu_features and host.cpu_features and not vm.cpu_features <= host.cpu_features:
+                # It runs here, so this host does offer its CPU: feature names did not line up.
+                warnings.append(Problem(f"vms.{vm.name}", f"needs CPU features its own host {host.name} does not "
+                                        f"list ({', '.join(sorted(vm.cpu_features - host.cpu_features)[:5])}): "
+                                        "CPU compatibility may be judged too strictly (try --virt-type)",
+                                        "warning"))
             seen = by_uuid.get(vm.uuid or "") or by_name.get(vm.name)
             if seen is not None and vm.uuid and seen.uuid and vm.uuid != seen.uuid:
                 # Two different guests with one name: both stay (the executor finds VMs by UUID), renamed.
