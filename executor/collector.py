@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -605,12 +604,19 @@ def _failure_name(uri: str, site: SiteConfig) -> str:
     return urlsplit(uri).hostname or uri
 
 
+DEFAULT_READ_TIMEOUT_S = 120.0
+
+
 def collect(uris: Iterable[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, dirty_rate: bool = False,
             dirty_rate_seconds: int = 1, topology: Path | None = None, hosts_file: Path | None = None,
             allow_insecure_transport: bool = False, reporter: CollectReporter | None = None,
-            virt_type: str | None = None, max_workers: int = 32) -> CollectResult:
-    """Reads every host in parallel (one thread and one connection each, `timeout_s` to connect).
+            virt_type: str | None = None, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+            max_workers: int = 32) -> CollectResult:
+    """Reads every host in parallel (one thread and one connection each).
 
+    `timeout_s` bounds connecting; `read_timeout_s` (plus the dirty-rate period) bounds reading a host
+    once connected, so a daemon that accepts and then stalls is reported as a timeout instead of
+    holding up the whole collection. Workers are daemon threads: a stalled one is left behind.
     Raises `UsageError` (exit 2) for a bad URI or site file before connecting to anything.
     """
     uri_list = list(dict.fromkeys(uris))
@@ -620,32 +626,56 @@ def collect(uris: Iterable[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, dirty_
     t0 = time.monotonic()
     lock = threading.Lock()
     seconds: dict[str, float] = {}
+    started: dict[str, float] = {}
+    results: dict[str, HostSnapshot | HostFailure] = {}
+    slots = threading.Semaphore(max(1, max_workers))
+    budget_s = timeout_s + read_timeout_s + (dirty_rate_seconds + _DIRTY_RATE_MARGIN_S if dirty_rate else 0.0)
 
-    def one(uri: str) -> HostSnapshot | HostFailure:
-        start = time.monotonic()
-        reporter.host_started(uri)
-        try:
-            snap = read_host(uri, timeout_s, dirty_rate=dirty_rate, dirty_rate_seconds=dirty_rate_seconds,
-                             virt_type=virt_type, reporter=reporter)
-        except ConnectError as exc:
-            failure = HostFailure(uri, _failure_name(uri, site), exc.code.value, exc.reason)
-        except (libvirt.libvirtError, dx.XMLParseError) as exc:
-            # Connected, then lost: reported like an unreachable host, with what failed.
-            failure = HostFailure(uri, _failure_name(uri, site), "read", str(exc))
-        else:
-            with lock:
-                seconds[uri] = time.monotonic() - start
-            reporter.host_done(uri, snap.hostname, len(snap.domains), seconds[uri])
-            return snap
+    def finish(uri: str, result: HostSnapshot | HostFailure) -> bool:
         with lock:
-            seconds[uri] = time.monotonic() - start
-        reporter.host_failed(failure, seconds[uri])
-        return failure
+            if uri in results:  # already given up on: too late
+                return False
+            results[uri] = result
+            seconds[uri] = time.monotonic() - started[uri]
+            return True
 
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(uri_list)))) as pool:
-        results = list(pool.map(one, uri_list))
-    snapshots = [r for r in results if isinstance(r, HostSnapshot)]
-    failures = [r for r in results if isinstance(r, HostFailure)]
+    def one(uri: str) -> None:
+        with slots:
+            with lock:
+                started[uri] = time.monotonic()
+            reporter.host_started(uri)
+            try:
+                snap = read_host(uri, timeout_s, dirty_rate=dirty_rate, dirty_rate_seconds=dirty_rate_seconds,
+                                 virt_type=virt_type, reporter=reporter)
+            except ConnectError as exc:
+                failure = HostFailure(uri, _failure_name(uri, site), exc.code.value, exc.reason)
+            except (libvirt.libvirtError, dx.XMLParseError) as exc:
+                # Connected, then lost: reported like an unreachable host, with what failed.
+                failure = HostFailure(uri, _failure_name(uri, site), "read", str(exc))
+            else:
+                if finish(uri, snap):
+                    reporter.host_done(uri, snap.hostname, len(snap.domains), seconds[uri])
+                return
+            if finish(uri, failure):
+                reporter.host_failed(failure, seconds[uri])
+
+    for uri in uri_list:
+        threading.Thread(target=one, args=(uri,), name=f"collect {uri}", daemon=True).start()
+    while True:
+        with lock:
+            if len(results) == len(uri_list):
+                break
+            now = time.monotonic()
+            late = [u for u, t in started.items() if u not in results and now - t > budget_s]
+        for uri in late:
+            failure = HostFailure(uri, _failure_name(uri, site), ConnectFailure.TIMEOUT.value,
+                                  f"connected but not read within {budget_s:g} s")
+            if finish(uri, failure):
+                reporter.host_failed(failure, seconds[uri])
+        time.sleep(0.02)
+    ordered = [results[u] for u in uri_list]
+    snapshots = [r for r in ordered if isinstance(r, HostSnapshot)]
+    failures = [r for r in ordered if isinstance(r, HostFailure)]
     inventory, warnings = assemble(snapshots, failures, site)
     return CollectResult(inventory, tuple(failures), tuple(warnings), seconds, time.monotonic() - t0)
 

@@ -295,3 +295,25 @@ def test_hosts_file_entry_without_uri_matches_the_libvirt_hostname(tmp_path: Pat
     assert (inv.host["a"].reserved_memory_mib, inv.host["a"].nic_gbps) == (512, 40)
     assert (inv.host["b"].reserved_memory_mib, inv.host["b"].nic_gbps) == (0, 1.0)
     assert SiteConfig().override_for("test:///x", "a") is None
+
+
+def test_a_host_that_stalls_after_connecting_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import executor.collector as collector
+
+    real = collector.read_host
+    release = __import__("threading").Event()
+
+    def stalling(uri: str, *args: object, **kwargs: object) -> collector.HostSnapshot:
+        if uri == H2:
+            release.wait(10)  # a daemon that accepted the connection and never answers
+        return real(uri, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(collector, "read_host", stalling)
+    try:
+        result = collect([H1, H2], timeout_s=0.2, read_timeout_s=0.3)
+    finally:
+        release.set()
+    assert [h.uri for h in result.inventory.hosts] == [H1]
+    (failure,) = result.failures
+    assert failure.uri == H2 and failure.code == "timeout" and "not read within" in failure.reason
+    assert result.host_seconds[H2] < 3

@@ -88,6 +88,8 @@ def register(app: typer.Typer) -> None:
                                                                       "(QEMU calc-dirty-rate)")] = False,
         dirty_rate_seconds: Annotated[int, typer.Option(min=1, max=60, help="measuring period")] = 1,
         timeout: Annotated[float, typer.Option(min=0.1, help="seconds to connect to one host")] = 15.0,
+        read_timeout: Annotated[float, typer.Option(min=0.1, help="seconds to read one host once connected "
+                                                                  "(plus the dirty-rate period)")] = 120.0,
         allow_insecure_transport: Annotated[bool, typer.Option(help="accept qemu+tcp:// URIs (no encryption, "
                                                                     "no authentication)")] = False,
         virt_type: Annotated[str | None, typer.Option(help="kvm or qemu (TCG): whose CPU offer to read; "
@@ -106,7 +108,7 @@ def register(app: typer.Typer) -> None:
             result = collect(uris, timeout_s=timeout, dirty_rate=dirty_rate, dirty_rate_seconds=dirty_rate_seconds,
                              topology=topology, hosts_file=hosts_file,
                              allow_insecure_transport=allow_insecure_transport, reporter=reporter,
-                             virt_type=virt_type)
+                             virt_type=virt_type, read_timeout_s=read_timeout)
         err.print(_summary(result))
         for w in result.warnings:
             err.print(f"[yellow]warning[/]: {w}" if w.severity == "warning" else f"[red]error[/]: {w}")
