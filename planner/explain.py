@@ -1,0 +1,125 @@
+"""Why a VM cannot be placed, in words an operator can act on, most decisive reason first.
+
+Two kinds of reasons:
+* static — no plan could ever move the VM: pinned, its host is down, or no host offers what it
+  needs (network, CPU model/features, storage, arch, size). Each requirement is tested against
+  every host that can receive VMs, so "no host offers network br-db" is said only when it is true
+  of the whole fleet; when each requirement is met somewhere but never all on one host, the
+  closest host and what it lacks are named;
+* dynamic — the VM fits somewhere in principle but not in this drain: capacity short by N MiB
+  (given what stays and what the other VMs of the drain took), an anti-affinity group larger than
+  its candidate hosts, an affinity group no single host can take.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+
+from planner.candidates import resident_groups, resident_room
+from planner.migration_facts import eligible, host_room
+from planner.model import VM, HostState, Inventory
+from planner.topology import Topology
+
+
+def static_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topology: Topology) -> list[str]:
+    """Reasons no valid plan can move `vm` at all (empty: it can move if room allows)."""
+    reasons: list[tuple[int, str]] = []
+    src = inventory.host.get(vm.host)
+    if vm.pinned:
+        reasons.append((100, f"VM is pinned and its host {vm.host} is being drained"))
+    if src is not None and src.state is HostState.DOWN and vm.live:
+        reasons.append((100, f"host {vm.host} is down: a {vm.state.value} VM cannot be live-migrated"))
+    receivers = [h for h in inventory.hosts
+                 if h.state is HostState.UP and h.name not in drained and h.name != vm.host]
+    if not receivers:
+        reasons.append((95, "no host can receive VMs (every other host is drained, in maintenance or down)"))
+        return [r for _, r in sorted(reasons, key=lambda x: -x[0])]
+    if src is not None and src.arch is not None and not any(h.arch in (None, src.arch) for h in receivers):
+        reasons.append((90, f"no host has arch {src.arch}"))
+    if vm.cpu_model is not None and not any(h.cpu_model in (None, vm.cpu_model) for h in receivers):
+        reasons.append((90, f"no host offers CPU model {vm.cpu_model}"))
+    for f in sorted(vm.cpu_features):
+        if not any(f in h.cpu_features for h in receivers):
+            reasons.append((90, f"no host offers CPU feature {f}"))
+    for s in sorted(vm.shared_storage):
+        if not any(s in h.storage for h in receivers):
+            reasons.append((90, f"no host mounts storage {s}"))
+    for n in sorted(vm.networks):
+        if not any(n in h.networks for h in receivers):
+            reasons.append((90, f"no host offers network {n}"))
+    p = inventory.policy
+    rooms = [host_room(h, p) for h in receivers]
+    if vm.memory_mib > max(r[1] for r in rooms):
+        reasons.append((80, f"needs {vm.memory_mib} MiB, the largest host offers {max(r[1] for r in rooms):g} MiB"))
+    if vm.vcpus > max(r[0] for r in rooms):
+        reasons.append((80, f"needs {vm.vcpus} vCPUs, the largest host offers {max(r[0] for r in rooms):g}"))
+    if vm.local_disk_alloc_gib > max(r[2] for r in rooms):
+        reasons.append((80, f"its local disks need {vm.local_disk_alloc_gib:g} GiB, the most free on any host is "
+                            f"{max(r[2] for r in rooms):g} GiB"))
+    if not reasons and not vm.pinned:
+        per_host = [(eligible(vm, h, inventory, drained), h.name) for h in receivers]
+        ok = [name for r, name in per_host if not r]
+        if not ok:
+            best, name = min(per_host, key=lambda x: (len(x[0]), x[1]))
+            reasons.append((70, f"no host offers all it needs together; closest, {name}: " + "; ".join(best)))
+        elif not any(topology.reachable(vm.host, h) for h in ok):
+            reasons.append((70, f"no network path from {vm.host} to any of the {len(ok)} compatible hosts"))
+    return [r for _, r in sorted(reasons, key=lambda x: -x[0])]
+
+
+def dynamic_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topology: Topology,
+                    destination: Mapping[str, str], candidates: Collection[str] | None = None) -> list[str]:
+    """Why `vm` found no room, given where the other VMs of the drain went (`destination`)."""
+    p = inventory.policy
+    room = resident_room(inventory, drained)
+    for name, h in destination.items():
+        other = inventory.vm[name]
+        r = room[h]
+        room[h] = type(r)(r.vcpus - other.vcpus, r.memory_mib - other.memory_mib, r.disk_mib - other.local_disk_alloc_mib)
+    staying_groups = resident_groups(inventory, drained)
+    groups_at: dict[str, set[str]] = defaultdict(set)
+    for h, gs in staying_groups.items():
+        groups_at[h].update(gs)
+    for name, h in destination.items():
+        groups_at[h].update(inventory.vm[name].anti_affinity)
+    compatible = [h.name for h in inventory.hosts
+                  if h.name in room and not eligible(vm, h, inventory, drained)
+                  and topology.reachable(vm.host, h.name)]
+    if candidates is not None and len(candidates) < len(compatible):
+        searched = f" (searched {len(candidates)} of {len(compatible)} compatible hosts)"
+    else:
+        searched = ""
+    reasons: list[tuple[float, str]] = []
+    if not compatible:
+        return static_reasons(inventory, vm, drained, topology) or ["no compatible host"]
+    best_mem = max(room[h].memory_mib for h in compatible)
+    if vm.memory_mib > best_mem:
+        short = vm.memory_mib - best_mem
+        reasons.append((60 + short / 1e6, f"capacity short by {short:.0f} MiB of memory: the best of its "
+                        f"{len(compatible)} compatible hosts has {max(best_mem, 0):.0f} MiB left{searched}"))
+    best_cpu = max(room[h].vcpus for h in compatible)
+    if vm.vcpus > best_cpu:
+        reasons.append((59, f"capacity short by {vm.vcpus - best_cpu:g} vCPUs (× cpu_overcommit "
+                            f"{p.cpu_overcommit:g}) on every compatible host{searched}"))
+    best_disk = max(room[h].disk_mib for h in compatible)
+    if vm.local_disk_alloc_mib > best_disk:
+        reasons.append((58, f"local disk room short by {vm.local_disk_alloc_mib - best_disk:.0f} MiB on every "
+                            f"compatible host{searched}"))
+    for g in sorted(vm.anti_affinity):
+        members = [v.name for v in inventory.vms if g in v.anti_affinity]
+        free = [h for h in compatible if g not in groups_at[h]]
+        if not free:
+            reasons.append((57, f"anti_affinity group {g}: {len(members)} VMs, {len(compatible)} candidate hosts, "
+                                f"every one already holds a VM of the group"))
+    for g in sorted(vm.affinity):
+        moving = [v for v in inventory.vms if g in v.affinity and v.host in drained]
+        need = sum(v.memory_mib for v in moving)
+        reasons.append((56, f"affinity group {g}: {len(moving)} VMs to move together ({need} MiB), no single "
+                            f"host can take them all"))
+    if not reasons:
+        fits = [h for h in compatible if vm.memory_mib <= room[h].memory_mib and vm.vcpus <= room[h].vcpus
+                and vm.local_disk_alloc_mib <= room[h].disk_mib and not (vm.anti_affinity & groups_at[h])]
+        reasons.append((10, f"no room left on its candidate hosts after the other moves ({len(fits)} compatible "
+                            f"hosts would fit it alone){searched}"))
+    return [r for _, r in sorted(reasons, key=lambda x: -x[0])]

@@ -1,0 +1,257 @@
+"""Placement: every VM of the hosts being drained → one destination (CP-SAT, STYLE §11).
+
+Variables: one Boolean `x[vm, host]` per candidate pair (a DataFrame indexed by (vm, host)).
+Constraints (end state; during a drain destinations only gain VMs, so the end state is also the
+busiest instant of every destination, see planner.schedule):
+* each VM on at most one host (`placed[vm]` = Σ x); leaving a VM out is allowed but costs more than
+  anything else in the objective, so the model is never infeasible and still says which VMs fit;
+* per host: Σ vCPUs ≤ cpus × cpu_overcommit, Σ memory ≤ (memory − reserved) × memory_overcommit,
+  Σ copied disk ≤ local_disk_free — minus what the VMs that stay there already use;
+* anti-affinity: at most one VM of a group per host (hosts where a staying VM has the group are
+  already no candidates); affinity: the moving VMs of a group move all or none, onto ONE host (a
+  host of its staying members when it has some).
+Objective, lexicographic by weights: (1) most VMs placed; (2) lowest predicted makespan: the
+busiest destination NIC (inbound) or switch link, in seconds of transfer at its capped capacity;
+(3) balanced resulting load: the highest memory use in % of any receiving host; (4) fewest moves
+across switches (same-switch moves keep uplinks free).
+The greedy placement (biggest first, to the fitting candidate with the least inbound seconds) is
+the hint and the fallback when CP-SAT finds nothing in time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+from ortools.sat.python import cp_model
+
+from planner.candidates import Candidates, resident_room
+from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.migration_facts import vm_estimate
+from planner.model import VM, Inventory
+from planner.topology import Resource, Topology
+
+TIME_UNITS_PER_S = 10  # the makespan proxy is counted in tenths of a second
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    destination: Mapping[str, str]  # VM -> host, for the VMs placed
+    unplaced: tuple[str, ...]  # VMs the model could not place (capacity, anti-affinity, affinity)
+    status: str  # "optimal", "feasible" (CP-SAT) or "greedy" (fallback / no model needed)
+    predicted_load_s: float  # the busiest destination NIC or link, seconds (objective term 2)
+
+
+def pair_frame(inventory: Inventory, movers: list[VM], cands: Candidates, topology: Topology,
+               model: DurationModel = DEFAULT_MODEL) -> pd.DataFrame:
+    """One row per (vm, host) candidate pair: size, bytes on the wire at the path cap, links crossed."""
+    p = inventory.policy
+    rows = []
+    est_cache: dict[tuple[str, float], float] = {}
+    for vm in movers:
+        for h in cands.hosts.get(vm.name, ()):
+            path = topology.path(vm.host, h)
+            assert path is not None  # candidates are reachable
+            cap = topology.path_capacity_mibs(path, p.migration_share)
+            key = (vm.name, round(cap, 6))
+            if key not in est_cache:
+                est_cache[key] = vm_estimate(vm, cap, p, model).transferred_mib
+            links = tuple(Topology.resources(path))[1:-1]  # switch-to-switch links only
+            rows.append((vm.name, h, vm.vcpus, vm.memory_mib, math.ceil(vm.local_disk_alloc_mib),
+                         math.ceil(est_cache[key]), links, topology.switch_of[vm.host] != topology.switch_of[h]))
+    frame = pd.DataFrame(rows, columns=["vm", "host", "vcpus", "memory_mib", "disk_mib", "bytes_mib", "links",
+                                        "cross_switch"])
+    return frame.set_index(["vm", "host"])
+
+
+def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame, drained: frozenset[str],
+                     topology: Topology) -> dict[str, str]:
+    """Biggest VM first, to the fitting candidate with the least inbound seconds so far.
+
+    Affinity groups go together (one host that fits them all), anti-affinity is respected.
+    """
+    room = {h: [r.vcpus, r.memory_mib, r.disk_mib] for h, r in resident_room(inventory, drained).items()}
+    inbound_s: dict[str, float] = defaultdict(float)
+    groups_on: dict[str, set[str]] = defaultdict(set)
+    out: dict[str, str] = {}
+    by_vm: dict[str, list[str]] = defaultdict(list)
+    bytes_of: dict[tuple[str, str], int] = {}
+    for (v, h), b in pairs["bytes_mib"].items():
+        by_vm[v].append(h)
+        bytes_of[(v, h)] = b
+    share = inventory.policy.migration_share
+    nic_in = {h.name: topology.capacity_mibs((topology.switch_of[h.name], h.name)) * share for h in inventory.hosts}
+
+    moving = {v.name for v in movers}
+    stay_hosts: dict[str, set[str]] = defaultdict(set)
+    for v in inventory.vms:
+        if v.name not in moving:
+            for g in v.affinity:
+                stay_hosts[g].add(v.host)
+    units: list[list[VM]] = []
+    seen_aff: set[str] = set()
+    for vm in sorted(movers, key=lambda v: (-v.memory_mib, -v.vcpus, v.name)):
+        if vm.affinity:
+            g = min(vm.affinity)
+            if g in seen_aff:
+                continue
+            seen_aff.add(g)
+            units.append([v for v in movers if v.affinity & vm.affinity])
+        else:
+            units.append([vm])
+    for unit in units:
+        common = set(by_vm.get(unit[0].name, ()))
+        for v in unit[1:]:
+            common &= set(by_vm.get(v.name, ()))
+        for v in unit:
+            for g in v.affinity:
+                if stay_hosts.get(g):
+                    common &= stay_hosts[g]
+        need = [sum(v.vcpus for v in unit), sum(v.memory_mib for v in unit),
+                sum(math.ceil(v.local_disk_alloc_mib) for v in unit)]
+        groups = [g for v in unit for g in v.anti_affinity]
+        if len(groups) != len(set(groups)):
+            continue  # two members share an anti-affinity group: they cannot share a host
+        best: tuple[float, str] | None = None
+        for h in common:
+            r = room[h]
+            if need[0] > r[0] + 1e-9 or need[1] > r[1] + 1e-9 or need[2] > r[2] or groups_on[h] & set(groups):
+                continue
+            score = inbound_s[h] + sum(bytes_of[(v.name, h)] for v in unit) / nic_in[h]
+            if best is None or (score, h) < best:
+                best = (score, h)
+        if best is None:
+            continue
+        h = best[1]
+        for i in range(3):
+            room[h][i] -= need[i]
+        groups_on[h].update(groups)
+        inbound_s[h] = best[0]
+        for v in unit:
+            out[v.name] = h
+    return out
+
+
+def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: frozenset[str], topology: Topology,
+          *, time_limit_s: float, workers: int, model: DurationModel = DEFAULT_MODEL) -> PlacementResult:
+    """Solves the placement; see the module docstring for the model."""
+    if not movers:
+        return PlacementResult({}, (), "optimal", 0.0)
+    pairs = pair_frame(inventory, movers, cands, topology, model)
+    hint = greedy_placement(inventory, movers, pairs, drained, topology)
+    names = [v.name for v in movers]
+    if pairs.empty:
+        return PlacementResult({}, tuple(names), "optimal", 0.0)
+
+    m = cp_model.CpModel()
+    x = m.new_bool_var_series("x", pairs.index)
+    vm_of = pairs.index.get_level_values("vm")
+    host_of = pairs.index.get_level_values("host")
+    placed: dict[str, cp_model.LinearExprT] = {}
+    for v, xs in x.groupby(vm_of):
+        m.add(sum(xs) <= 1)
+        placed[str(v)] = sum(xs)
+
+    share = inventory.policy.migration_share
+    room = resident_room(inventory, drained)
+    total_bytes = int(pairs.groupby(level="vm")["bytes_mib"].max().sum())
+    min_cap = max(1, math.floor(min(topology.capacity_mibs(r) for r in topology.all_resources()) * share))
+    t_max = math.ceil(TIME_UNITS_PER_S * total_bytes / min_cap) + 1
+    load_t = m.new_int_var(0, t_max, "busiest_resource_time")
+    util = m.new_int_var(0, 10_000, "max_memory_use_pct")  # > 100 only on hosts overloaded already
+    mem_cap = {h.name: h.usable_memory_mib * inventory.policy.memory_overcommit for h in inventory.hosts}
+
+    frame = pairs.assign(x=x)
+    for h, rows in frame.groupby(host_of):
+        h = str(h)
+        r = room[h]
+        xs = rows["x"]
+        m.add((rows["vcpus"] * xs).sum() <= math.floor(r.vcpus + 1e-9))
+        m.add((rows["memory_mib"] * xs).sum() <= math.floor(r.memory_mib + 1e-9))
+        if rows["disk_mib"].any():
+            m.add((rows["disk_mib"] * xs).sum() <= math.floor(r.disk_mib))
+        nic_mibs = max(1, math.floor(topology.capacity_mibs((topology.switch_of[h], h)) * share))
+        m.add(TIME_UNITS_PER_S * (rows["bytes_mib"] * xs).sum() <= load_t * nic_mibs)
+        if mem_cap[h] > 0:
+            resident = math.ceil(mem_cap[h] - r.memory_mib)
+            m.add(100 * (resident + (rows["memory_mib"] * xs).sum()) <= util * math.ceil(mem_cap[h]))
+
+    link_terms: dict[Resource, list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
+    for b, links, xv in zip(frame["bytes_mib"], frame["links"], frame["x"], strict=True):
+        for lk in links:
+            link_terms[lk].append((b, xv))
+    for lk, terms in link_terms.items():
+        cap = max(1, math.floor(topology.capacity_mibs(lk) * share))
+        m.add(TIME_UNITS_PER_S * sum(b * xv for b, xv in terms) <= load_t * cap)
+
+    # anti-affinity: at most one VM of a group per host
+    by_group_host: dict[tuple[str, str], list[cp_model.IntVar]] = defaultdict(list)
+    vm_by_name = inventory.vm
+    for (v, h), xv in x.items():
+        for g in vm_by_name[v].anti_affinity:
+            by_group_host[(g, h)].append(xv)
+    for xs_list in by_group_host.values():
+        if len(xs_list) > 1:
+            m.add_at_most_one(xs_list)
+
+    _add_affinity(m, inventory, movers, x, placed, drained)
+
+    n_cross = int(frame["cross_switch"].sum())
+    w_util = n_cross + 1
+    w_time = 10_001 * w_util
+    w_unplaced = (t_max + 1) * w_time
+    unplaced_count = len(names) - sum(placed.values())
+    cross = (frame["x"] * frame["cross_switch"].astype(int)).sum()
+    m.minimize(w_unplaced * unplaced_count + w_time * load_t + w_util * util + cross)
+
+    for (v, h), xv in x.items():
+        m.add_hint(xv, hint.get(v) == h)
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)
+    solver.parameters.num_workers = max(1, workers)
+    status = solver.solve(m)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        values = solver.boolean_values(x)
+        dest = {str(v): str(h) for (v, h), on in values.items() if on}
+        return PlacementResult(dest, tuple(n for n in names if n not in dest),
+                               "optimal" if status == cp_model.OPTIMAL else "feasible",
+                               solver.value(load_t) / TIME_UNITS_PER_S)
+    if status == cp_model.UNKNOWN:  # no solution within the time limit: the greedy one is valid
+        return PlacementResult(hint, tuple(n for n in names if n not in hint), "greedy", math.nan)
+    if status == cp_model.INFEASIBLE:
+        # Leaving VMs out is always allowed, so this is a modelling bug, not the user's problem.
+        raise AssertionError("placement model infeasible although every VM may stay unplaced")
+    raise AssertionError(f"placement model invalid: {solver.status_name(status)}")
+
+
+def _add_affinity(m: cp_model.CpModel, inventory: Inventory, movers: list[VM], x: pd.Series,
+                  placed: Mapping[str, cp_model.LinearExprT], drained: frozenset[str]) -> None:
+    """Moving members of an affinity group: all or none, onto one host (a staying member's, if any)."""
+    moving = {v.name for v in movers}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for v in movers:
+        for g in v.affinity:
+            groups[g].append(v.name)
+    stay_hosts: dict[str, set[str]] = defaultdict(set)
+    for v in inventory.vms:
+        if v.name not in moving:
+            for g in v.affinity:
+                if g in groups:
+                    stay_hosts[g].add(v.host)
+    by_vm_host = dict(x.items())
+    for g, members in groups.items():
+        allowed: set[str] | None = stay_hosts.get(g) or None
+        hosts = {h for (v, h) in by_vm_host if v in members}
+        choice = {h: m.new_bool_var(f"aff_{g}_{h}") for h in sorted(hosts)}
+        m.add(sum(choice.values()) <= 1)
+        for (v, h), xv in by_vm_host.items():
+            if v in members:
+                m.add_implication(xv, choice[h])
+                if allowed is not None and h not in allowed:
+                    m.add(xv == 0)
+        for a, b in zip(members, members[1:], strict=False):
+            m.add(placed.get(a, 0) == placed.get(b, 0))

@@ -1,0 +1,278 @@
+"""Schedule: when each migration runs and at what bandwidth (CP-SAT, with a greedy list schedule).
+
+Placement and schedule are solved one after the other: the placement fixes each VM's destination
+and path, then this module chooses start times and bandwidths for that placement.
+
+Time is counted in units of 0.1 s. Each migration may run at one of a few bandwidth levels
+(`cap`, `cap/2`, `cap/3`, `cap/4` of its path's capped capacity, rounded DOWN to 0.001 MiB/s);
+less bandwidth lets more migrations share a link but lasts longer (the duration model at that
+bandwidth, rounded UP to a whole unit so the plan never under-predicts).
+
+CP-SAT model: per migration one start variable and one optional fixed-size interval per level
+(exactly one present). `add_cumulative` on every host NIC direction and link direction with
+capacity × migration_share (in 0.001 MiB/s, demands exact, capacities rounded down); cumulatives
+of count 1 per interval for max_outbound_per_host, max_inbound_per_host and max_concurrent.
+Objective: the makespan; when priorities differ, a secondary term Σ (priority − lowest) × start
+makes higher priorities start earlier.
+
+What needs no constraint here, and why: in a drain plan, sources are hosts being emptied and
+destinations are hosts that are up and not drained, so no host is ever both. A destination only
+gains VMs, hence its CPU, memory, copied-disk use and anti-affinity members at any instant are
+a subset of its end state, which the placement already keeps within limits; a source only loses
+VMs. So "holds the VM from the start of its migration" and "anti-affinity at every instant" are
+implied by the end-state placement (the independent checker verifies them on every plan anyway).
+
+The greedy list schedule (priority, longest first; at each event each waiting migration starts at
+the highest level every cap and limit allows) is the CP-SAT hint, the horizon, and the fallback
+when CP-SAT finds nothing within its time limit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from ortools.sat.python import cp_model
+
+from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
+from planner.migration_facts import MigrationFacts, migration_facts, vm_estimate
+from planner.model import Inventory, Policy
+from planner.topology import Resource, Topology
+
+UNITS_PER_S = 10  # schedule time unit: 0.1 s
+LEVEL_DIVISORS = (1, 2, 3, 4)  # bandwidth levels: cap / k
+MILLI = 1000  # bandwidth in cumulatives: 0.001 MiB/s
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    bandwidth_mibs: float
+    demand: int  # bandwidth in 0.001 MiB/s
+    duration_units: int
+    estimate: Estimate
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One migration to schedule: facts fixed by the placement, and its bandwidth levels."""
+
+    facts: MigrationFacts
+    priority: int
+    levels: tuple[Level, ...]  # highest bandwidth first
+    resources: tuple[Resource, ...]
+
+    @property
+    def vm(self) -> str:
+        return self.facts.vm
+
+
+@dataclass(frozen=True)
+class Schedule:
+    start_units: Mapping[str, int]  # VM -> start
+    level: Mapping[str, int]  # VM -> index into its task's levels
+    makespan_units: int
+    status: str  # "optimal", "feasible" (CP-SAT) or "greedy"
+
+
+def build_tasks(inventory: Inventory, destination: Mapping[str, str], topology: Topology,
+                model: DurationModel = DEFAULT_MODEL, divisors: Sequence[int] = LEVEL_DIVISORS) -> list[Task]:
+    p = inventory.policy
+    tasks = []
+    for name, dest in destination.items():
+        vm = inventory.vm[name]
+        facts = migration_facts(vm, dest, inventory, topology)
+        assert facts is not None  # candidates are reachable
+        levels = []
+        for k in divisors:
+            bw = math.floor(facts.cap_mibs / k * MILLI) / MILLI
+            if bw <= 0:
+                continue
+            est = vm_estimate(vm, bw, p, model)
+            levels.append(Level(bw, round(bw * MILLI), max(1, math.ceil(est.duration_s * UNITS_PER_S - 1e-9)), est))
+        tasks.append(Task(facts, vm.priority, tuple(levels), tuple(Topology.resources(facts.path))))
+    return tasks
+
+
+def resource_caps(tasks: Sequence[Task], topology: Topology, share: float) -> dict[Resource, int]:
+    """Capped capacity of every resource some task uses, in 0.001 MiB/s (rounded down)."""
+    caps: dict[Resource, int] = {}
+    for t in tasks:
+        for r in t.resources:
+            if r not in caps:
+                caps[r] = math.floor(topology.capacity_mibs(r) * share * MILLI)
+    return caps
+
+
+def _limit(n: int) -> int:
+    """Policy counts: ≤ 0 means no limit."""
+    return n if n > 0 else 1 << 30
+
+
+def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy) -> Schedule:
+    """List schedule: priority then longest first; at every event start whatever fits, at the best level."""
+    order = sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
+    used: dict[Resource, int] = defaultdict(int)
+    out_n: dict[str, int] = defaultdict(int)
+    in_n: dict[str, int] = defaultdict(int)
+    total = 0
+    lim_out, lim_in = _limit(policy.max_outbound_per_host), _limit(policy.max_inbound_per_host)
+    lim_all = _limit(policy.max_concurrent)
+    running: list[tuple[int, str]] = []
+    by_vm = {t.vm: t for t in tasks}
+    start: dict[str, int] = {}
+    level: dict[str, int] = {}
+    pending = order
+    now = 0
+    while pending:
+        waiting = []
+        for t in pending:
+            f = t.facts
+            if total >= lim_all or out_n[f.source] >= lim_out or in_n[f.destination] >= lim_in:
+                waiting.append(t)
+                continue
+            for li, lvl in enumerate(t.levels):
+                if all(used[r] + lvl.demand <= caps[r] for r in t.resources):
+                    for r in t.resources:
+                        used[r] += lvl.demand
+                    out_n[f.source] += 1
+                    in_n[f.destination] += 1
+                    total += 1
+                    start[t.vm], level[t.vm] = now, li
+                    heapq.heappush(running, (now + lvl.duration_units, t.vm))
+                    break
+            else:
+                waiting.append(t)
+        pending = waiting
+        if not pending:
+            break
+        if not running:  # cannot happen: alone, every task fits at its path cap
+            raise AssertionError(f"greedy schedule stuck with {len(pending)} migrations and nothing running")
+        now = running[0][0]
+        while running and running[0][0] == now:
+            _, name = heapq.heappop(running)
+            t = by_vm[name]
+            for r in t.resources:
+                used[r] -= t.levels[level[name]].demand
+            out_n[t.facts.source] -= 1
+            in_n[t.facts.destination] -= 1
+            total -= 1
+    makespan = max((start[t.vm] + t.levels[level[t.vm]].duration_units for t in tasks), default=0)
+    return Schedule(start, level, makespan, "greedy")
+
+
+ProgressHook = Callable[[float, float, float], None]
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    def __init__(self, hook: ProgressHook) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def on_solution_callback(self) -> None:
+        self.hook(self.wall_time, self.objective_value, self.best_objective_bound)
+
+
+def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *, time_limit_s: float, workers: int,
+                   lower_bound_units: int = 0, progress: ProgressHook | None = None) -> Schedule:
+    """CP-SAT schedule of `tasks` (see the module docstring); the greedy schedule if CP-SAT finds nothing."""
+    caps = resource_caps(tasks, topology, policy.migration_share)
+    greedy = greedy_schedule(tasks, caps, policy)
+    if not tasks:
+        return Schedule({}, {}, 0, "optimal")
+    horizon = greedy.makespan_units
+    m = cp_model.CpModel()
+    index = pd.Index([t.vm for t in tasks], name="vm")
+    starts = m.new_int_var_series("start", index, 0, horizon)
+    makespan = m.new_int_var(min(lower_bound_units, horizon), horizon, "makespan")
+    present: dict[str, list[cp_model.IntVar]] = {}
+    intervals: dict[str, list[tuple[cp_model.IntervalVar, int]]] = {}
+    for t in tasks:
+        ps, ivs = [], []
+        for li, lvl in enumerate(t.levels):
+            if lvl.duration_units > horizon:
+                continue  # cannot end within the greedy makespan: never better
+            pv = m.new_bool_var(f"lvl_{t.vm}_{li}")
+            iv = m.new_optional_fixed_size_interval_var(starts[t.vm], lvl.duration_units, pv, f"iv_{t.vm}_{li}")
+            m.add(starts[t.vm] + lvl.duration_units <= makespan).only_enforce_if(pv)
+            ps.append(pv)
+            ivs.append((iv, li))
+        m.add_exactly_one(ps)
+        present[t.vm], intervals[t.vm] = ps, ivs
+
+    by_resource: dict[Resource, list[tuple[cp_model.IntervalVar, int]]] = defaultdict(list)
+    by_source: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
+    by_dest: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
+    everything: list[cp_model.IntervalVar] = []
+    for t in tasks:
+        for iv, li in intervals[t.vm]:
+            for r in t.resources:
+                by_resource[r].append((iv, t.levels[li].demand))
+            by_source[t.facts.source].append(iv)
+            by_dest[t.facts.destination].append(iv)
+            everything.append(iv)
+    for r, items in by_resource.items():
+        _cumulative(m, items, caps[r])
+    n_per_source = defaultdict(int)
+    n_per_dest = defaultdict(int)
+    for t in tasks:
+        n_per_source[t.facts.source] += 1
+        n_per_dest[t.facts.destination] += 1
+    for groups, counts, limit in ((by_source, n_per_source, policy.max_outbound_per_host),
+                                  (by_dest, n_per_dest, policy.max_inbound_per_host)):
+        if limit > 0:
+            for host, ivs in groups.items():
+                if counts[host] > limit:
+                    _cumulative(m, [(iv, 1) for iv in ivs], limit)
+    if 0 < policy.max_concurrent < len(tasks):
+        _cumulative(m, [(iv, 1) for iv in everything], policy.max_concurrent)
+
+    low = min(t.priority for t in tasks)
+    tie_terms = [(t.priority - low) * starts[t.vm] for t in tasks if t.priority > low]
+    if tie_terms:
+        weight = sum(t.priority - low for t in tasks) * horizon + 1
+        m.minimize(weight * makespan + sum(tie_terms))
+    else:
+        m.minimize(makespan)
+
+    for t in tasks:
+        m.add_hint(starts[t.vm], greedy.start_units[t.vm])
+        for pv, (_iv, li) in zip(present[t.vm], intervals[t.vm], strict=True):
+            m.add_hint(pv, li == greedy.level[t.vm])
+    m.add_hint(makespan, horizon)
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)
+    solver.parameters.num_workers = max(1, workers)
+    status = solver.solve(m, _Progress(progress) if progress is not None else None)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        start = {t.vm: int(solver.value(starts[t.vm])) for t in tasks}
+        level = {}
+        for t in tasks:
+            chosen = [li for pv, (_iv, li) in zip(present[t.vm], intervals[t.vm], strict=True)
+                      if solver.boolean_value(pv)]
+            level[t.vm] = chosen[0]
+        span = max(start[t.vm] + t.levels[level[t.vm]].duration_units for t in tasks)
+        return Schedule(start, level, span, "optimal" if status == cp_model.OPTIMAL else "feasible")
+    if status == cp_model.UNKNOWN:  # time limit with no solution: the greedy schedule is valid
+        return greedy
+    if status == cp_model.INFEASIBLE:
+        raise AssertionError("schedule model infeasible although the greedy schedule fits its horizon")
+    raise AssertionError(f"schedule model invalid: {solver.status_name(status)}")
+
+
+def _cumulative(m: cp_model.CpModel, items: list[tuple[cp_model.IntervalVar, int]], capacity: int) -> None:
+    """add_cumulative, skipped when even all demands at once fit (it could never bind)."""
+    if sum(d for _, d in items) <= capacity:
+        return
+    m.add_cumulative([iv for iv, _ in items], [d for _, d in items], capacity)
+
+
+def waves_of(start_units: Mapping[str, int]) -> dict[str, int]:
+    """Waves: migrations with identical start times, numbered in start order."""
+    distinct = sorted(set(start_units.values()))
+    number = {s: i for i, s in enumerate(distinct)}
+    return {vm: number[s] for vm, s in start_units.items()}

@@ -1,0 +1,127 @@
+"""`make_plan`: inventory + drain set → a checked plan v1 (placement, then schedule).
+
+Steps: the drain set (named hosts + maintenance hosts); VMs no plan can move (pinned, live VM on
+a down host, no compatible host) are unplaced with their reasons; candidates per VM
+(planner.candidates, pruned on big fleets); placement (planner.placement, CP-SAT, widened and
+re-solved when pruning may have cost a VM its place); schedule (planner.schedule, CP-SAT with the
+greedy list schedule as hint and fallback); the lower bound (planner.lowerbound); and finally the
+independent checker: every plan returned passes `assert_plan_valid`, else `InconsistentPlanError`.
+
+Status: `infeasible` when a VM is unplaced; `optimal` when the makespan equals the proven lower
+bound (to the 0.1 s time unit) or both solves were proven optimal (the placement for its makespan
+proxy, the schedule for that placement); `feasible` otherwise. `solver` is "greedy" when either
+phase fell back to its greedy answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from planner.candidates import Candidates, find_candidates
+from planner.checker import assert_plan_valid
+from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.explain import dynamic_reasons, static_reasons
+from planner.lowerbound import lower_bound
+from planner.migration_facts import drain_set
+from planner.model import Inventory
+from planner.placement import PlacementResult, place
+from planner.plan import Migration, Plan, PlanStatus, Unplaced
+from planner.schedule import UNITS_PER_S, build_tasks, solve_schedule, waves_of
+from planner.topology import Topology
+
+PLACEMENT_SHARE = 0.4  # of the time limit; the schedule gets the rest
+
+
+class SolverReporter(Protocol):
+    """The one hook the planner calls (executor.reporter.Reporter implements it)."""
+
+    def solver_progress(self, elapsed_s: float, objective: float, bound: float) -> None: ...
+
+
+def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: float = 30.0, workers: int = 2,
+              model: DurationModel = DEFAULT_MODEL, reporter: SolverReporter | None = None,
+              drain_labels: Iterable[str] = ()) -> Plan:
+    """A valid plan v1 emptying `drained` and every host in maintenance (see the module docstring)."""
+    t0 = time.monotonic()
+    named = tuple(drained)
+    empty = drain_set(inventory, named)
+    topology = Topology(inventory)
+    movers_all = [v for v in inventory.vms if v.host in empty]
+    reasons: dict[str, list[str]] = {}
+    movable = []
+    for v in movers_all:
+        r = static_reasons(inventory, v, empty, topology)
+        if r:
+            reasons[v.name] = r
+        else:
+            movable.append(v)
+
+    deadline = t0 + time_limit_s
+    cands = find_candidates(inventory, movable, empty, topology)
+    result = place(inventory, movable, cands, empty, topology,
+                   time_limit_s=max(0.5, time_limit_s * PLACEMENT_SHARE), workers=workers, model=model)
+    for widen in (4, 0):  # pruning may have cost a VM its place: widen the windows, then keep every host
+        if not any(not cands.complete[v] for v in result.unplaced):
+            break
+        cands = find_candidates(inventory, movable, empty, topology, per_vm=cands.per_vm * widen)
+        left = max(0.5, (deadline - time.monotonic()) * PLACEMENT_SHARE)
+        result = _better(result, place(inventory, movable, cands, empty, topology, time_limit_s=left,
+                                       workers=workers, model=model))
+    for name in result.unplaced:
+        reasons[name] = dynamic_reasons(inventory, inventory.vm[name], empty, topology, result.destination,
+                                        cands.hosts.get(name))
+
+    tasks = build_tasks(inventory, result.destination, topology, model)
+    lb = lower_bound(inventory, named, model, moving=set(result.destination), topology=topology)
+
+    def progress(elapsed_s: float, objective: float, bound: float) -> None:
+        if reporter is not None:
+            reporter.solver_progress(time.monotonic() - t0, objective / UNITS_PER_S, bound / UNITS_PER_S)
+
+    sched = solve_schedule(tasks, topology, inventory.policy, time_limit_s=max(0.5, deadline - time.monotonic()),
+                           workers=workers, lower_bound_units=int(lb.value_s * UNITS_PER_S),
+                           progress=progress if reporter is not None else None)
+    waves = waves_of(sched.start_units)
+    migrations = []
+    for t in tasks:
+        lvl = t.levels[sched.level[t.vm]]
+        start = sched.start_units[t.vm] / UNITS_PER_S
+        f, est = t.facts, lvl.estimate
+        migrations.append(Migration(
+            vm=t.vm, source=f.source, destination=f.destination, wave=waves[t.vm], start_s=start,
+            end_s=(sched.start_units[t.vm] + lvl.duration_units) / UNITS_PER_S, bandwidth_mibs=lvl.bandwidth_mibs,
+            path=f.path, copy_storage=f.copy_storage, live=f.live, converges=est.converges,
+            auto_converge=est.throttled, predicted_downtime_ms=est.downtime_ms, priority=t.priority,
+            memory_mib=f.memory_mib, disk_mib=f.disk_mib))
+    migrations.sort(key=lambda m: (m.start_s, m.vm))
+    makespan = sched.makespan_units / UNITS_PER_S
+    unplaced = tuple(Unplaced(v.name, tuple(reasons[v.name])) for v in movers_all if v.name in reasons)
+    if unplaced:
+        status = PlanStatus.INFEASIBLE
+    elif makespan <= lb.value_s + 1.0 / UNITS_PER_S * max(1, len(tasks) and 1) or (
+            sched.status == "optimal" and result.status == "optimal"):
+        status = PlanStatus.OPTIMAL
+    else:
+        status = PlanStatus.FEASIBLE
+    solver = "greedy" if "greedy" in (sched.status, result.status) and tasks else "cp-sat"
+    plan = Plan(inventory_sha256=inventory.sha256, drained=tuple(sorted(empty, key=_host_order(inventory))),
+                status=status, makespan_s=makespan, lower_bound_s=min(lb.value_s, makespan) if not tasks else lb.value_s,
+                solve_s=time.monotonic() - t0, migrations=tuple(migrations), unplaced=unplaced, solver=solver,
+                drain_labels=tuple(drain_labels))
+    assert_plan_valid(inventory, plan, model, topology=topology)
+    return plan
+
+
+def _host_order(inventory: Inventory):  # type: ignore[no-untyped-def]
+    order = {h.name: i for i, h in enumerate(inventory.hosts)}
+    return lambda name: order.get(name, len(order))
+
+
+def _better(a: PlacementResult, b: PlacementResult) -> PlacementResult:
+    """The placement with fewer VMs left out (the first on a tie)."""
+    return b if len(b.unplaced) < len(a.unplaced) else a
+
+
+__all__ = ["Candidates", "make_plan"]
