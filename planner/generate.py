@@ -8,7 +8,9 @@ What is realistic here comes from public data (shared/reference/NOTES.md §7):
 * Racks: one ToR switch per rack (`tor-r1`...) with an uplink to one spine; hosts have 10 or 25 GbE NICs.
 * Two shared storages mounted by every host; some VMs have a local disk (copied with copy-storage).
 * Anti-affinity groups of 2-4 replicas, each group at most on as many hosts as the fleet has minus 5 %.
-* Host memory is sized so that VMs use ~`memory_used` of it (default 65 %): draining 5 % of the hosts fits.
+* Host memory is sized so that VMs use ~`memory_used` of it (default 65 %), but never so small that a host
+  at average load has no room left for the biggest VM: then draining 5 % of the hosts fits. With few VMs per
+  host (e.g. 6, where one 56 GiB VM is a big share) that second rule wins and hosts are emptier (~40 %).
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ def generate_fleet(hosts: int, vms: int, racks: int, seed: int = 0, *, uplink_gb
     total_vcpus = sum(c for c, _ in sizes)
     biggest_mib = max((m for _, m in sizes), default=0)
     step_mib = 8 * 1024
-    # At least room for the biggest VM plus some: a host that fits only one VM cannot take part in a drain.
-    usable_needed = max(total_memory_mib / hosts / memory_used, 1.15 * biggest_mib, step_mib)
+    # A host at average load must still have room for the biggest VM, or draining any host that runs one
+    # is infeasible; with few VMs per host this wins over `memory_used` (the fleet is then emptier).
+    average_load_mib = total_memory_mib / hosts
+    usable_needed = max(average_load_mib / memory_used, average_load_mib + 1.1 * biggest_mib, step_mib)
     host_memory_mib = int(math.ceil((usable_needed + RESERVED_MEMORY_MIB) / step_mib) * step_mib)
     cpus = 32
     while total_vcpus / hosts > cpus * policy.cpu_overcommit * 0.6:
