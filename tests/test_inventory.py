@@ -186,7 +186,7 @@ def test_a_host_over_capacity_now_is_a_warning() -> None:
     doc = valid_doc()
     doc["vms"].append({"name": "big", "host": "h02", "vcpus": 255, "memory_mib": 8192})
     loaded = parse_inventory(doc)
-    assert any("hosts[1]" == w.where and "vCPUs" in w.message for w in loaded.warnings)
+    assert any(w.where == "hosts[1]" and "vCPUs" in w.message for w in loaded.warnings)
 
 
 def test_a_link_to_a_switch_without_hosts_is_a_warning() -> None:
