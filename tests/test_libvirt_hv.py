@@ -145,6 +145,8 @@ def test_params_bandwidth_disks_address(tmp_path: Path) -> None:
     assert hv.migration_params(_spec(bandwidth_mibs=0.2))[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 1  # 0 = unlimited
     assert libvirt.VIR_MIGRATE_PARAM_BANDWIDTH not in hv.migration_params(_spec(bandwidth_mibs=0))
     assert hv.migration_params(_spec(destination="a")) == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32}
+    assert hv.migration_params(_spec(destination="a", postcopy_allowed=True)) == {
+        libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 32, libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 32}
 
 
 # ---------------------------------------------------------------- status

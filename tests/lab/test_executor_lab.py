@@ -8,6 +8,8 @@ h2 and h3 under a 24 MiB/s cap per migration, through `executor.runner.run_plan`
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -223,3 +225,55 @@ def test_evacuate_six_vms_under_a_cap(lab: Lab, tmp_path: Path) -> None:
         assert all(r <= es.CAP_MIBS * (1 + es.RATE_TOLERANCE) for r in rates), (vm, rates)
     assert windows >= 8  # enough samples that the cap was really observed
     hv.close()
+
+
+def test_postcopy_switch_completes_on_destination_and_stays_capped(lab: Lab) -> None:
+    hv = _hv(lab)
+    dom = lab.define_guest(1, "pc", memory_mib=128, dirty_rate_mibs=4, wss_mib=16)
+    lab.wait_ready(dom)
+    uuid = dom.UUIDString()
+    run = _Migration(hv, _spec("pc", uuid, bandwidth_mibs=8, postcopy_allowed=True))
+    started = time.monotonic()
+    es.wait_migrating(hv, "h1", "pc", uuid, min_processed_mib=8)
+    hv.start_postcopy("h1", "pc", uuid)
+    run.join()
+    assert run.error is None, run.error
+    # The post-copy phase is capped too (VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY): 128 MiB at 8 MiB/s.
+    assert run.ended_at - started >= 128 / 8 * 0.8
+    assert hv.domain_status("h2", "pc", uuid).state is DomainState.RUNNING
+    assert hv.domain_status("h1", "pc", uuid).state is DomainState.ABSENT
+    assert lab.heartbeat_advances(lab.connect(2).lookupByUUIDString(uuid))
+
+
+def test_suspend_lets_a_migration_finish_and_resume_is_idempotent(lab: Lab) -> None:
+    hv = _hv(lab)
+    dom = lab.define_guest(1, "su", memory_mib=64, dirty_rate_mibs=8, wss_mib=32)
+    lab.wait_ready(dom)
+    uuid = dom.UUIDString()
+    run = _Migration(hv, _spec("su", uuid, bandwidth_mibs=4))  # dirtying 8 MiB/s at 4 MiB/s: never converges
+    es.wait_migrating(hv, "h1", "su", uuid)
+    hv.suspend("h1", "su", uuid)
+    assert hv.domain_status("h1", "su", uuid).state is DomainState.PAUSED
+    run.join(90)
+    assert run.error is None and run.outcome is not None, run.error
+    hv.resume("h2", "su", uuid)  # libvirt resumed it already (it was running when the job began): no error
+    assert hv.domain_status("h2", "su", uuid).state is DomainState.RUNNING
+    assert lab.heartbeat_advances(lab.connect(2).lookupByUUIDString(uuid))
+
+
+def test_hung_daemon_gives_unknown_within_keepalive_bound(lab: Lab) -> None:
+    hosts = tuple(Host(name=h.name, cpus=2, memory_mib=4096, nic_gbps=10, uri=h.uri) for h in lab.hosts)
+    hv = LibvirtHypervisor(Inventory(hosts=hosts, vms=()), connect_timeout_s=3, keepalive_interval_s=1,
+                           keepalive_count=2)
+    assert hv.domain_status("h3", "nobody").state is DomainState.ABSENT
+    pid = lab.daemon_pid(3)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):  # once on the cached connection (keepalive), once reconnecting (connect timeout)
+            t0 = time.monotonic()
+            assert hv.domain_status("h3", "nobody").state is DomainState.UNKNOWN
+            assert time.monotonic() - t0 < 8
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert hv.domain_status("h3", "nobody").state is DomainState.ABSENT
