@@ -300,7 +300,16 @@ def _make_plan(inventory: Inventory, drained: list[str], time_limit_s: float) ->
         from planner.baselines import sequential_plan
 
         return sequential_plan(inventory, drained)
-    plan: Plan = solve.make_plan(inventory, drained, time_limit_s=time_limit_s, workers=2)
+    from executor.reporter import Reporter
+
+    with err_console.status("planning (CP-SAT)…") as status:
+
+        class _SolverStatus(Reporter):
+            def solver_progress(self, elapsed_s: float, objective: float, bound: float) -> None:
+                status.update(f"planning (CP-SAT): {elapsed_s:.1f} s, objective {objective:g}, bound {bound:g}")
+
+        plan: Plan = solve.make_plan(inventory, drained, time_limit_s=time_limit_s, workers=2,
+                                     reporter=_SolverStatus())
     return plan
 
 
