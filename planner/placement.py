@@ -51,6 +51,7 @@ def pair_frame(inventory: Inventory, movers: list[VM], cands: Candidates, topolo
     p = inventory.policy
     rows = []
     est_cache: dict[tuple[str, float], float] = {}
+    slot_cache: dict[tuple[str, float], float] = {}
     for vm in movers:
         for h in cands.hosts.get(vm.name, ()):
             path = topology.path(vm.host, h)
@@ -59,10 +60,11 @@ def pair_frame(inventory: Inventory, movers: list[VM], cands: Candidates, topolo
             key = (vm.name, round(cap, 6))
             if key not in est_cache:
                 est_cache[key] = vm_estimate(vm, cap, p, model).transferred_mib
+                slot_cache[key] = vm_estimate(vm, cap / 2, p, model).duration_s
             links = tuple(Topology.resources(path))[1:-1]  # switch-to-switch links only
             rows.append((vm.name, h, vm.vcpus, vm.memory_mib, math.ceil(vm.local_disk_alloc_mib),
-                         math.ceil(est_cache[key]), links, topology.switch_of[vm.host] != topology.switch_of[h]))
-    frame = pd.DataFrame(rows, columns=["vm", "host", "vcpus", "memory_mib", "disk_mib", "bytes_mib", "links",
+                         math.ceil(est_cache[key]), math.ceil(slot_cache[key] * TIME_UNITS_PER_S), links, topology.switch_of[vm.host] != topology.switch_of[h]))
+    frame = pd.DataFrame(rows, columns=["vm", "host", "vcpus", "memory_mib", "disk_mib", "bytes_mib", "slot_units", "links",
                                         "cross_switch"])
     return frame.set_index(["vm", "host"])
 
@@ -79,9 +81,13 @@ def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame
     out: dict[str, str] = {}
     by_vm: dict[str, list[str]] = defaultdict(list)
     bytes_of: dict[tuple[str, str], int] = {}
-    for (v, h), b in pairs["bytes_mib"].items():
+    slot_of: dict[tuple[str, str], float] = {}
+    slot_s: dict[str, float] = defaultdict(float)
+    in_slots = max(1, inventory.policy.max_inbound_per_host) if inventory.policy.max_inbound_per_host > 0 else 1e9
+    for (v, h), b, su in zip(pairs.index, pairs["bytes_mib"], pairs["slot_units"], strict=True):
         by_vm[v].append(h)
         bytes_of[(v, h)] = b
+        slot_of[(v, h)] = su / TIME_UNITS_PER_S
     share = inventory.policy.migration_share
     nic_in = {h.name: topology.capacity_mibs((topology.switch_of[h.name], h.name)) * share for h in inventory.hosts}
 
@@ -120,7 +126,8 @@ def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame
             r = room[h]
             if need[0] > r[0] + 1e-9 or need[1] > r[1] + 1e-9 or need[2] > r[2] or groups_on[h] & set(groups):
                 continue
-            score = inbound_s[h] + sum(bytes_of[(v.name, h)] for v in unit) / nic_in[h]
+            score = inbound_s[h] + sum(bytes_of[(v.name, h)] for v in unit) / nic_in[h] \
+                + slot_s[h] + sum(slot_of[(v.name, h)] for v in unit) / in_slots
             if best is None or (score, h) < best:
                 best = (score, h)
         if best is None:
@@ -129,7 +136,8 @@ def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame
         for i in range(3):
             room[h][i] -= need[i]
         groups_on[h].update(groups)
-        inbound_s[h] = best[0]
+        inbound_s[h] += sum(bytes_of[(v.name, h)] for v in unit) / nic_in[h]
+        slot_s[h] += sum(slot_of[(v.name, h)] for v in unit) / in_slots
         for v in unit:
             out[v.name] = h
     return out
@@ -165,6 +173,11 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     mem_cap = {h.name: h.usable_memory_mib * inventory.policy.memory_overcommit for h in inventory.hosts}
 
     frame = pairs.assign(x=x)
+    in_limit = inventory.policy.max_inbound_per_host
+    t_max = max(t_max, int(pairs["slot_units"].sum()) + 1)
+    # Below the busiest resource, the inbound slots of the busiest destination: spreads VMs over
+    # destinations even when a shared link dominates (their migrations then run slowly, for long).
+    slot_t = m.new_int_var(0, t_max, "busiest_inbound_slots_time")
     for h, rows in frame.groupby(host_of):
         h = str(h)
         r = room[h]
@@ -175,6 +188,9 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
             m.add((rows["disk_mib"] * xs).sum() <= math.floor(r.disk_mib))
         nic_mibs = max(1, math.floor(topology.capacity_mibs((topology.switch_of[h], h)) * share))
         m.add(TIME_UNITS_PER_S * (rows["bytes_mib"] * xs).sum() <= load_t * nic_mibs)
+        if in_limit > 0:  # inbound slots: at most in_limit at once, each busy ~ its time at half its cap
+            m.add((rows["slot_units"] * xs).sum() <= load_t * in_limit)
+            m.add((rows["slot_units"] * xs).sum() <= slot_t * in_limit)
         if mem_cap[h] > 0:
             resident = math.ceil(mem_cap[h] - r.memory_mib)
             m.add(100 * (resident + (rows["memory_mib"] * xs).sum()) <= util * math.ceil(mem_cap[h]))
@@ -201,11 +217,12 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
 
     n_cross = int(frame["cross_switch"].sum())
     w_util = n_cross + 1
-    w_time = 10_001 * w_util
+    w_slot = 10_001 * w_util
+    w_time = (t_max + 1) * w_slot
     w_unplaced = (t_max + 1) * w_time
     unplaced_count = len(names) - sum(placed.values())
     cross = (frame["x"] * frame["cross_switch"].astype(int)).sum()
-    m.minimize(w_unplaced * unplaced_count + w_time * load_t + w_util * util + cross)
+    m.minimize(w_unplaced * unplaced_count + w_time * load_t + w_slot * slot_t + w_util * util + cross)
 
     for (v, h), xv in x.items():
         m.add_hint(xv, hint.get(v) == h)

@@ -44,7 +44,9 @@ from planner.model import Inventory, Policy
 from planner.topology import Resource, Topology
 
 UNITS_PER_S = 10  # schedule time unit: 0.1 s
-LEVEL_DIVISORS = (1, 2, 3, 4)  # bandwidth levels: cap / k
+# Bandwidth levels: cap / k. Low levels matter: the fixed per-migration cost (~1.75 s) holds the
+# migration's bandwidth too, so a link filled by many slow migrations wastes less than by few fast ones.
+LEVEL_DIVISORS = (1, 2, 3, 4, 6, 8)
 MILLI = 1000  # bandwidth in cumulatives: 0.001 MiB/s
 
 
@@ -112,8 +114,38 @@ def _limit(n: int) -> int:
     return n if n > 0 else 1 << 30
 
 
-def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy) -> Schedule:
-    """List schedule: priority then longest first; at every event start whatever fits, at the best level."""
+def fair_levels(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy) -> dict[str, int]:
+    """Per task, the level nearest to a fair share of its busiest resource.
+
+    A resource r used by n_r tasks can have at most min(n_r, Σ per-source outbound limits,
+    max_concurrent) of them active; sharing it equally gives each cap_r / that. The task's fair
+    bandwidth is the smallest such share along its path; its level is the lowest one at or above.
+    """
+    lim_out, lim_all = _limit(policy.max_outbound_per_host), _limit(policy.max_concurrent)
+    per_source: dict[Resource, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for t in tasks:
+        for r in t.resources:
+            per_source[r][t.facts.source] += 1
+    active = {r: min(lim_all, sum(min(lim_out, n) for n in srcs.values())) for r, srcs in per_source.items()}
+    out = {}
+    for t in tasks:
+        fair = min(caps[r] / max(1, active[r]) for r in t.resources)
+        li = 0
+        for i, lvl in enumerate(t.levels):
+            if lvl.demand >= fair:
+                li = i
+        out[t.vm] = li
+    return out
+
+
+def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                    tries: Mapping[str, Sequence[int]] | None = None) -> Schedule:
+    """List schedule: priority then longest first; at every event start whatever fits.
+
+    A task tries the levels `tries[vm]` in that order (default: only its full cap). Going below
+    the level a task is meant to run at is a bad idea: a sliver of bandwidth left on a link would
+    start a very slow migration that holds its slots for a long time.
+    """
     order = sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
     used: dict[Resource, int] = defaultdict(int)
     out_n: dict[str, int] = defaultdict(int)
@@ -134,7 +166,8 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
             if total >= lim_all or out_n[f.source] >= lim_out or in_n[f.destination] >= lim_in:
                 waiting.append(t)
                 continue
-            for li, lvl in enumerate(t.levels):
+            for li in (tries[t.vm] if tries is not None else (0,)):
+                lvl = t.levels[li]
                 if all(used[r] + lvl.demand <= caps[r] for r in t.resources):
                     for r in t.resources:
                         used[r] += lvl.demand
@@ -164,6 +197,52 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
     return Schedule(start, level, makespan, "greedy")
 
 
+def source_levels(tasks: Sequence[Task], policy: Policy, target_units: int) -> dict[str, int]:
+    """Per task, the lowest level at which its source host still empties within `target_units`.
+
+    A source with n migrations of B MiB in all and k outbound slots needs about
+    B / (k × (target − n × fixed / k)) MiB/s per migration. Lower bandwidth wastes less of a shared
+    link on fixed costs (the bandwidth is held from the start), so slower is better as long as the
+    source keeps up.
+    """
+    lim_out = _limit(policy.max_outbound_per_host)
+    by_source: dict[str, list[Task]] = defaultdict(list)
+    for t in tasks:
+        by_source[t.facts.source].append(t)
+    out = {}
+    for group in by_source.values():
+        k = min(lim_out, len(group))
+        total_mib = sum(t.levels[0].estimate.transferred_mib for t in group)
+        fixed_units = sum(t.levels[0].duration_units for t in group) - total_mib / max(
+            1e-9, min(t.levels[0].bandwidth_mibs for t in group)) * UNITS_PER_S
+        room_units = max(1.0, target_units - max(0.0, fixed_units) / k)
+        need_mibs = total_mib / k / (room_units / UNITS_PER_S)
+        for t in group:
+            li = 0
+            for i, lvl in enumerate(t.levels):
+                if lvl.bandwidth_mibs >= need_mibs:
+                    li = i
+            out[t.vm] = li
+    return out
+
+
+def best_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                target_units: int = 0) -> Schedule:
+    """The shortest of a few greedy variants (full cap only; cap or cap/2; the fair share or faster;
+    the slowest level that lets each source finish by `target_units` or faster)."""
+    fair = fair_levels(tasks, caps, policy)
+    variants: list[dict[str, Sequence[int]]] = [
+        {t.vm: (0,) for t in tasks},
+        {t.vm: tuple(range(min(2, len(t.levels)))) for t in tasks},
+        {t.vm: tuple(range(fair[t.vm], -1, -1)) for t in tasks},
+    ]
+    if target_units > 0:
+        for stretch in (1.0, 1.05, 1.1, 1.2):
+            lv = source_levels(tasks, policy, int(target_units * stretch))
+            variants.append({t.vm: tuple(range(lv[t.vm], -1, -1)) for t in tasks})
+    return min((greedy_schedule(tasks, caps, policy, v) for v in variants), key=lambda s: s.makespan_units)
+
+
 ProgressHook = Callable[[float, float, float], None]
 
 
@@ -180,7 +259,7 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
                    lower_bound_units: int = 0, progress: ProgressHook | None = None) -> Schedule:
     """CP-SAT schedule of `tasks` (see the module docstring); the greedy schedule if CP-SAT finds nothing."""
     caps = resource_caps(tasks, topology, policy.migration_share)
-    greedy = greedy_schedule(tasks, caps, policy)
+    greedy = best_greedy(tasks, caps, policy, lower_bound_units)
     if not tasks:
         return Schedule({}, {}, 0, "optimal")
     horizon = greedy.makespan_units
