@@ -30,6 +30,7 @@ reported; the monitor still starts every migration whose room does not depend on
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -458,8 +459,9 @@ class _Runner:
             self.workers[m.vm] = w
             w.thread.start()
         for vm, reason in self.monitor.waiting_reasons().items():
-            if reason and self.queued_reason.get(vm) != reason:
-                self.queued_reason[vm] = reason
+            kind = re.sub(r"[\d.]+", "#", reason)  # report a new kind of wait, not every changed figure
+            if reason and self.queued_reason.get(vm) != kind:
+                self.queued_reason[vm] = kind
                 self.reporter.migration_queued(self.monitor.migration(vm), reason)
 
     def _fail_blocked(self) -> None:

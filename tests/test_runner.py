@@ -376,3 +376,20 @@ def test_random_faults_never_lose_a_vm(tmp_path: Path, seed: int) -> None:
         assert r.state is final[vm]
         if r.state is State.DONE:
             assert sim.where(vm) == [(plan.migration_of(vm).destination, DomainState.RUNNING)]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ["default", "barrier", "one_at_a_time"])
+def test_a_cp_sat_plan_of_the_sample_fleet_runs_in_every_mode(tmp_path: Path, mode: str) -> None:
+    from planner.inventory import load_inventory
+    from planner.model import HostState
+    from planner.solve import make_plan
+
+    inv = load_inventory(ROOT / "data" / "small.json").inventory
+    drained = [h.name for h in inv.hosts if h.state is HostState.MAINTENANCE] or [inv.hosts[0].name]
+    plan = make_plan(inv, drained, time_limit_s=5, workers=1)
+    assert plan.migrations
+    result, sim, rep, _ = _run(tmp_path, inv, plan, speedup=200, barrier=mode == "barrier",
+                               one_at_a_time=mode == "one_at_a_time")
+    assert result.ok, result.summary()
+    _assert_limits(inv, plan, rep)
+    assert_nothing_lost(sim, plan)
