@@ -78,7 +78,8 @@ def load_inventory(path: str | Path) -> LoadedInventory:
         raw = p.read_bytes()
     except OSError as e:
         raise InventoryError(source, [Problem("", f"cannot read the file: {e.strerror or e}")]) from None
-    return parse_inventory(decode_document(raw, source, yaml_syntax=p.suffix.lower() in (".yaml", ".yml")), source)
+    doc, duplicates = decode_document(raw, source, yaml_syntax=p.suffix.lower() in (".yaml", ".yml"))
+    return _Validator(source, duplicates).run(doc)
 
 
 def inventory_schema() -> dict[str, Any]:
@@ -88,23 +89,39 @@ def inventory_schema() -> dict[str, Any]:
     return schema
 
 
-def decode_document(raw: bytes, source: str, *, yaml_syntax: bool) -> object:
-    """Bytes to plain data, or InventoryError with the line and column of a syntax error."""
+def decode_document(raw: bytes, source: str, *, yaml_syntax: bool) -> tuple[object, list[Problem]]:
+    """Bytes to plain data and warnings (duplicate JSON keys), or InventoryError with the line and column
+    of a syntax error."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InventoryError(source, [Problem(f"byte {e.start}", "not UTF-8 text (is this the right file?)")]) from None
     if yaml_syntax:
         try:
-            return yaml.safe_load(text)
+            return yaml.safe_load(text), []
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
             raise InventoryError(source, [Problem(where, f"malformed YAML: {e.problem or e.context}")]) from None
         except yaml.YAMLError as e:
             raise InventoryError(source, [Problem("", f"malformed YAML: {e}")]) from None
+    duplicates: list[Problem] = []
+
+    def no_silent_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json keeps the last of two equal keys without a word; a hand-edited file deserves one.
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            owner = f" of {obj['name']!r}" if isinstance(obj.get("name"), str) else ""
+            for key, _ in pairs:
+                if key in seen:
+                    duplicates.append(Problem(key, f"key given twice in the object{owner}; the last value, "
+                                                   f"{_show(obj[key])}, is used", "warning"))
+                seen.add(key)
+        return obj
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=no_silent_duplicates), duplicates
     except json.JSONDecodeError as e:
         raise InventoryError(source, [Problem(f"line {e.lineno} column {e.colno}", f"malformed JSON: {e.msg}")]) \
             from None
@@ -179,10 +196,10 @@ def _listing(names: Iterable[str], limit: int = 8) -> str:
 
 
 class _Validator:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, warnings: list[Problem] | None = None) -> None:
         self.source = source
         self.errors: list[Problem] = []
-        self.warnings: list[Problem] = []
+        self.warnings: list[Problem] = list(warnings or [])
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(Problem(where, message))
@@ -248,7 +265,7 @@ class _Validator:
             self.error(loc, f"must be {what}, got {_show(value)}{hint}")
             return default
         if value < lo:
-            self.error(loc, f"must be {kind}, got {value}")
+            self.error(loc, f"must be {kind if lo in (0, 1) else f'at least {lo}'}, got {value}")
             return default
         if value > hi:
             self.error(loc, f"must be at most {hi}{why_hi}, got {value}")

@@ -268,3 +268,21 @@ def test_schema_and_loader_agree_on_broken_fields(path: tuple[Any, ...], value: 
     target[path[-1]] = value
     assert not jsonschema.Draft202012Validator(inventory_schema()).is_valid(doc)
     assert problems_of(doc)
+
+
+def test_duplicate_json_keys_are_a_warning_naming_the_object(tmp_path: Path) -> None:
+    text = json.dumps(valid_doc()).replace('"vcpus": 2,', '"vcpus": 2, "vcpus": 3,')
+    f = tmp_path / "dup.json"
+    f.write_text(text)
+    loaded = load_inventory(f)
+    assert loaded.inventory.vm["web-02"].vcpus == 3
+    assert [str(w) for w in loaded.warnings] == ["vcpus: key given twice in the object of 'web-02'; the last value, "
+                                                 "3, is used"]
+
+
+def test_negative_priority_is_fine_but_bounded() -> None:
+    doc = valid_doc()
+    doc["vms"][0]["priority"] = -5
+    assert parse_inventory(doc).inventory.vm["web-01"].priority == -5
+    doc["vms"][0]["priority"] = -(10**12)
+    assert problems_of(doc) == ["vms[0].priority: must be at least -1000000000, got -1000000000000"]
