@@ -167,14 +167,13 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     room = resident_room(inventory, drained)
     total_bytes = int(pairs.groupby(level="vm")["bytes_mib"].max().sum())
     min_cap = max(1, math.floor(min(topology.capacity_mibs(r) for r in topology.all_resources()) * share))
-    t_max = math.ceil(TIME_UNITS_PER_S * total_bytes / min_cap) + 1
+    t_max = math.ceil(TIME_UNITS_PER_S * total_bytes / min_cap) + int(pairs["slot_units"].sum()) + 1
     load_t = m.new_int_var(0, t_max, "busiest_resource_time")
     util = m.new_int_var(0, 10_000, "max_memory_use_pct")  # > 100 only on hosts overloaded already
     mem_cap = {h.name: h.usable_memory_mib * inventory.policy.memory_overcommit for h in inventory.hosts}
 
     frame = pairs.assign(x=x)
     in_limit = inventory.policy.max_inbound_per_host
-    t_max = max(t_max, int(pairs["slot_units"].sum()) + 1)
     # Below the busiest resource, the inbound slots of the busiest destination: spreads VMs over
     # destinations even when a shared link dominates (their migrations then run slowly, for long).
     slot_t = m.new_int_var(0, t_max, "busiest_inbound_slots_time")
