@@ -207,16 +207,16 @@ def _host_to_dict(h: Host) -> dict[str, Any]:
         "arch": h.arch,
         "cpu_model": h.cpu_model,
         "cpu_features": sorted(h.cpu_features),
-        "nic_gbps": h.nic_gbps,
+        "nic_gbps": float(h.nic_gbps),
         "switch": h.switch,
-        "local_disk_free_gib": h.local_disk_free_gib,
+        "local_disk_free_gib": float(h.local_disk_free_gib),
         "storage": sorted(h.storage),
         "networks": sorted(h.networks),
         "labels": dict(h.labels),
         "state": h.state.value,
     }
     if h.storage_free_gib:
-        d["storage_free_gib"] = dict(h.storage_free_gib)
+        d["storage_free_gib"] = {k: float(x) for k, x in h.storage_free_gib.items()}
     return {k: v for k, v in d.items() if v is not None}
 
 
@@ -226,8 +226,8 @@ def _disk_to_dict(d: Disk) -> dict[str, Any]:
         "source": d.source,
         "format": d.format,
         "storage": d.storage,
-        "capacity_gib": d.capacity_gib,
-        "allocation_gib": d.allocation_gib,
+        "capacity_gib": float(d.capacity_gib),
+        "allocation_gib": float(d.allocation_gib),
     }
     if d.cache is not None:
         out["cache"] = d.cache
@@ -242,7 +242,7 @@ def _vm_to_dict(v: VM) -> dict[str, Any]:
         "vcpus": v.vcpus,
         "memory_mib": v.memory_mib,
         "state": v.state.value,
-        "dirty_rate_mibs": v.dirty_rate_mibs,
+        "dirty_rate_mibs": float(v.dirty_rate_mibs),
         "cpu_model": v.cpu_model,
         "cpu_features": sorted(v.cpu_features),
         "disks": [_disk_to_dict(x) for x in v.disks],
@@ -259,23 +259,25 @@ def _vm_to_dict(v: VM) -> dict[str, Any]:
 
 
 def inventory_to_dict(inv: Inventory) -> dict[str, Any]:
+    """Numbers are written in their field's type (float fields as floats), so an inventory built in
+    code and the same inventory loaded from a file have the same canonical form and digest."""
     p = inv.policy
     out: dict[str, Any] = {
         "version": inv.version,
         "hosts": [_host_to_dict(h) for h in inv.hosts],
         "vms": [_vm_to_dict(v) for v in inv.vms],
-        "links": [{"a": lk.a, "b": lk.b, "gbps": lk.gbps} for lk in inv.links],
+        "links": [{"a": lk.a, "b": lk.b, "gbps": float(lk.gbps)} for lk in inv.links],
         "policy": {
-            "cpu_overcommit": p.cpu_overcommit,
-            "memory_overcommit": p.memory_overcommit,
-            "migration_share": p.migration_share,
+            "cpu_overcommit": float(p.cpu_overcommit),
+            "memory_overcommit": float(p.memory_overcommit),
+            "migration_share": float(p.migration_share),
             "max_outbound_per_host": p.max_outbound_per_host,
             "max_inbound_per_host": p.max_inbound_per_host,
             "max_concurrent": p.max_concurrent,
-            "max_downtime_ms": p.max_downtime_ms,
+            "max_downtime_ms": float(p.max_downtime_ms),
             "auto_converge": p.auto_converge,
-            "progress_timeout_s": p.progress_timeout_s,
-            "completion_timeout_per_gib_s": p.completion_timeout_per_gib_s,
+            "progress_timeout_s": float(p.progress_timeout_s),
+            "completion_timeout_per_gib_s": float(p.completion_timeout_per_gib_s),
         },
     }
     if inv.missing_hosts:
