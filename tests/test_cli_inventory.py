@@ -72,6 +72,17 @@ def test_inventory_show_table_and_json(capsys: pytest.CaptureFixture[str]) -> No
     assert {"name", "memory_free_mib", "vcpus_used", "local_disk_free_gib", "state", "switch"} <= set(doc["hosts"][0])
 
 
+def test_unreachable_hosts_are_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = json.loads((DATA / "small.json").read_text())
+    doc["missing_hosts"] = [{"name": "r3-h01", "uri": "qemu+ssh://r3-h01/system", "reason": "timed out"}]
+    path = tmp_path / "inv.json"
+    path.write_text(json.dumps(doc))
+    code, out, _ = run(capsys, "validate", str(path))
+    assert code == 0 and "1 unreachable hosts" in out
+    code, out, _ = run(capsys, "inventory", "show", str(path))
+    assert code == 0 and "unreachable: r3-h01 (qemu+ssh://r3-h01/system): timed out" in out
+
+
 def test_generate_to_stdout_and_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "generate", "--hosts", "8", "--vms", "30", "--racks", "2", "--seed", "5")
     assert code == 0

@@ -109,6 +109,8 @@ def register(app: typer.Typer) -> None:
         # Piped output gets a wide table rather than rich's 80 columns, which would squeeze it unreadable.
         out = console if console.is_terminal else Console(highlight=False, width=160)
         out.print(table)
+        for m in loaded.inventory.missing_hosts:  # never shown as empty hosts: they were not read at all
+            out.print(f"[red]unreachable[/]: {m.name} ({m.uri or 'no uri'}): {m.reason}")
 
     @app.command("generate")
     def generate(
