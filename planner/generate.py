@@ -103,7 +103,7 @@ def generate_fleet(hosts: int, vms: int, racks: int, seed: int = 0, *, uplink_gb
     roles = [ROLES[_weighted(rng, role_weights)] for _ in range(vms)]
     for role in roles:
         counters[role] += 1
-    name_width = {r: len(str(max(9, n))) for r, n in counters.items()}
+    name_width = {r: max(2, len(str(n))) for r, n in counters.items()}  # web-01, ..., web-123
     seq = dict.fromkeys(ROLES, 0)
     max_group = max(1, min(4, len(host_list) - max(1, len(host_list) // 20) - 1))
     groups: list[frozenset[str]] = [frozenset()] * vms
