@@ -34,7 +34,7 @@ from planner.migration_facts import vm_estimate
 from planner.model import VM, Inventory
 from planner.topology import Resource, Topology
 
-TIME_UNITS_PER_S = 10  # the makespan proxy is counted in tenths of a second
+TIME_UNITS_PER_S = 1  # the makespan proxy is counted in whole seconds (keeps objective weights small)
 
 
 @dataclass(frozen=True)
@@ -167,16 +167,17 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     room = resident_room(inventory, drained)
     total_bytes = int(pairs.groupby(level="vm")["bytes_mib"].max().sum())
     min_cap = max(1, math.floor(min(topology.capacity_mibs(r) for r in topology.all_resources()) * share))
-    t_max = math.ceil(TIME_UNITS_PER_S * total_bytes / min_cap) + int(pairs["slot_units"].sum()) + 1
+    slot_max = int(pairs.groupby(level="vm")["slot_units"].max().sum()) + 1
+    t_max = math.ceil(TIME_UNITS_PER_S * total_bytes / min_cap) + slot_max
     load_t = m.new_int_var(0, t_max, "busiest_resource_time")
-    util = m.new_int_var(0, 10_000, "max_memory_use_pct")  # > 100 only on hosts overloaded already
+    util = m.new_int_var(0, 1_000, "max_memory_use_pct")  # > 100 only on hosts overloaded already
     mem_cap = {h.name: h.usable_memory_mib * inventory.policy.memory_overcommit for h in inventory.hosts}
 
     frame = pairs.assign(x=x)
     in_limit = inventory.policy.max_inbound_per_host
     # Below the busiest resource, the inbound slots of the busiest destination: spreads VMs over
     # destinations even when a shared link dominates (their migrations then run slowly, for long).
-    slot_t = m.new_int_var(0, t_max, "busiest_inbound_slots_time")
+    slot_t = m.new_int_var(0, slot_max, "busiest_inbound_slots_time")
     for h, rows in frame.groupby(host_of):
         h = str(h)
         r = room[h]
@@ -214,10 +215,9 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
 
     _add_affinity(m, inventory, movers, x, placed, drained)
 
-    n_cross = int(frame["cross_switch"].sum())
-    w_util = n_cross + 1
-    w_slot = 10_001 * w_util
-    w_time = (t_max + 1) * w_slot
+    w_util = len(names) + 1  # at most one cross-switch move per VM
+    w_slot = 1_001 * w_util
+    w_time = (slot_max + 1) * w_slot
     w_unplaced = (t_max + 1) * w_time
     unplaced_count = len(names) - sum(placed.values())
     cross = (frame["x"] * frame["cross_switch"].astype(int)).sum()

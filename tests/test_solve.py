@@ -1,0 +1,73 @@
+"""make_plan end to end: every plan passes the checker, simulation agrees, the lower bound holds."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.checker import check_plan
+from planner.generate import generate_fleet
+from planner.model import HostState
+from planner.plan import PlanStatus
+from planner.simulate import simulate
+from planner.solve import make_plan
+from tests._planner_fixtures import flat, host, two_racks, vm
+
+
+def test_drains_a_generated_rack_validly() -> None:
+    inv = generate_fleet(hosts=24, vms=120, racks=3, seed=3)
+    drained = [h.name for h in inv.hosts if h.labels.get("rack") == "r1"]
+    plan = make_plan(inv, drained, time_limit_s=5, workers=1)
+    assert check_plan(inv, plan) == []
+    assert {m.source for m in plan.migrations} <= set(drained)
+    assert plan.lower_bound_s <= plan.makespan_s
+    assert plan.solver in ("cp-sat", "greedy")
+    # waves: numbered in start order, one start time each
+    starts = {w: {m.start_s for m in migs} for w, migs in plan.waves.items()}
+    assert all(len(s) == 1 for s in starts.values())
+    assert [min(s) for _, s in sorted(starts.items())] == sorted(min(s) for s in starts.values())
+
+
+def test_maintenance_hosts_are_drained_without_being_named() -> None:
+    inv = flat([host("h1"), host("h2", state=HostState.MAINTENANCE), host("h3")], [vm("a", "h1"), vm("b", "h2")])
+    plan = make_plan(inv, ["h1"], time_limit_s=2, workers=1)
+    assert set(plan.drained) == {"h1", "h2"}
+    assert {m.vm: m.destination for m in plan.migrations} == {"a": "h3", "b": "h3"}
+
+
+def test_higher_priority_starts_no_later() -> None:
+    vms = [vm(f"v{i}", "h1", memory_mib=4096, priority=i % 3) for i in range(6)]
+    inv = flat([host("h1"), host("h2"), host("h3")], vms, max_outbound_per_host=1)
+    plan = make_plan(inv, ["h1"], time_limit_s=5, workers=1)
+    order = [m.priority for m in sorted(plan.migrations, key=lambda m: m.start_s)]
+    assert order == sorted(order, reverse=True)
+
+
+def test_same_switch_destination_preferred_over_a_slow_uplink() -> None:
+    inv = two_racks(per_rack=2, uplink_gbps=1.0, vms=[vm(f"v{i}", "a1", memory_mib=2048) for i in range(3)])
+    plan = make_plan(inv, ["a1"], time_limit_s=5, workers=1)
+    assert {m.destination for m in plan.migrations} == {"a2"}
+
+
+def test_infeasible_plan_still_moves_what_it_can() -> None:
+    inv = flat([host("h1"), host("h2")], [vm("pinned", "h1", pinned=True), vm("free", "h1")])
+    plan = make_plan(inv, ["h1"], time_limit_s=2, workers=1)
+    assert plan.status is PlanStatus.INFEASIBLE
+    assert [m.vm for m in plan.migrations] == ["free"]
+    assert "pinned" in plan.unplaced[0].reasons[0]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hosts=st.integers(4, 10), vms_per_host=st.integers(1, 6), racks=st.integers(1, 3), seed=st.integers(0, 999),
+       drain_count=st.integers(1, 2))
+def test_solve_check_simulate(hosts: int, vms_per_host: int, racks: int, seed: int, drain_count: int) -> None:
+    inv = generate_fleet(hosts=hosts, vms=hosts * vms_per_host, racks=min(racks, hosts), seed=seed)
+    drained = [h.name for h in inv.hosts[:drain_count]]
+    plan = make_plan(inv, drained, time_limit_s=2, workers=1)  # raises InconsistentPlanError on any violation
+    assert check_plan(inv, plan) == []
+    final = simulate(inv, plan).final
+    for v in inv.vms:
+        where = final.host_of[v.name]
+        if v.host in drained:
+            assert where != v.host or v.name in {u.vm for u in plan.unplaced}
+    assert plan.lower_bound_s <= plan.makespan_s + 1e-6
