@@ -56,6 +56,8 @@ _KEY_SETS = {k: frozenset(v) for k, v in (("top", TOP_KEYS), ("host", HOST_KEYS)
                                           ("missing", MISSING_HOST_KEYS))}
 
 _MISSING = object()
+# libyaml's safe loader when PyYAML was built with it: ~10x faster on big inventories.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HOST_STATES = {s.value: s for s in HostState}
 _VM_STATES = {s.value: s for s in VMState}
 
@@ -98,7 +100,7 @@ def decode_document(raw: bytes, source: str, *, yaml_syntax: bool) -> tuple[obje
         raise InventoryError(source, [Problem(f"byte {e.start}", "not UTF-8 text (is this the right file?)")]) from None
     if yaml_syntax:
         try:
-            return yaml.safe_load(text), []
+            return yaml.load(text, Loader=_YAML_LOADER), []  # a safe loader (C or Python): no arbitrary objects
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
