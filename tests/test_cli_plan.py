@@ -1,0 +1,82 @@
+"""`evac plan` and `evac check`: exit codes, output, unknown hosts and labels, malformed plan files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from executor.cli.main import main
+
+CASES = Path(__file__).parent / "cases"
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    case = json.loads((CASES / "pinned_on_drained_host.json").read_text())
+    p = tmp_path / "inv.json"
+    p.write_text(json.dumps(case["inventory"]))
+    return p
+
+
+@pytest.fixture
+def feasible(tmp_path: Path) -> Path:
+    case = json.loads((CASES / "maintenance_host.json").read_text())
+    p = tmp_path / "ok.json"
+    p.write_text(json.dumps(case["inventory"]))
+    return p
+
+
+def test_plan_feasible_writes_a_plan_that_checks(feasible: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(feasible), "--drain", "h1", "-o", str(out), "--time-limit", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "makespan" in text and "lower bound" in text and "wave" in text
+    doc = json.loads(out.read_text())
+    assert doc["version"] == 1 and set(doc["drained"]) == {"h1", "h2"}
+    assert main(["check", str(feasible), str(out)]) == 0
+    assert "ok:" in capsys.readouterr().out
+
+
+def test_plan_infeasible_exits_1_and_names_the_reason(inventory: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(inventory), "--drain", "h1", "--time-limit", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "license-server" in out and "pinned" in out
+
+
+def test_plan_json_prints_the_plan(feasible: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(feasible), "--drain", "h1", "--json", "--time-limit", "2"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] in ("optimal", "feasible") and len(doc["migrations"]) == 2
+
+
+def test_unknown_hosts_and_labels_are_all_named(feasible: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(feasible), "--drain", "nope", "--drain", "h9", "--drain-label", "rack=zz"]) == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "'h9'" in err and "rack=zz" in err and "Traceback" not in err
+
+
+def test_baselines_table(feasible: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(feasible), "--drain", "h1", "--baselines", "--time-limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "sequential" in out and "kubevirt" in out
+
+
+def test_check_reports_violations(feasible: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(feasible), "--drain", "h1", "-o", str(out), "--time-limit", "2"]) == 0
+    doc = json.loads(out.read_text())
+    doc["migrations"][0]["end_s"] = doc["migrations"][0]["start_s"] + 0.01  # shorter than the model allows
+    out.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["check", str(feasible), str(out)]) == 1
+    assert "duration" in capsys.readouterr().out
+
+
+def test_check_malformed_plan_exits_2(feasible: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"version": 1, "migrations": "soon"}')
+    assert main(["check", str(feasible), str(bad)]) == 2
+    assert "migrations" in capsys.readouterr().err
