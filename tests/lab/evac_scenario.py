@@ -4,9 +4,10 @@ bench/bench_executor_lab.py.
 Host h1 carries six memdirty guests of 64-192 MiB dirtying 0-8 MiB/s; two are persistent, one of
 those has a local qcow2 disk (pool `default`, 24 MiB of random data written before it starts, copied
 with copy-storage). The inventory comes from evac's collector (`executor.collector.collect`, dirty
-rates measured by QEMU); the plan is written by hand here (fixed destinations, every migration
-capped at `CAP_MIBS`, start times from the duration model and the plan monitor) because the CP-SAT
-planner (`planner.solve`) is not in the tree yet; it is checked with `planner.checker.check_plan`.
+rates measured by QEMU). The plan is either written by hand (fixed destinations, every migration
+capped at `CAP_MIBS`, start times from the duration model and the plan monitor; checked with
+`planner.checker.check_plan`) or made by evac's CP-SAT planner (`planner.solve.make_plan`), which
+chooses destinations and per-migration caps itself.
 
 `BandwidthRecorder` is a Reporter: it keeps every job-statistics sample the runner polls, from which
 `measured_rates` computes Δdata_processed/Δtime_elapsed per window (libvirt's own clock).
@@ -38,6 +39,7 @@ from planner.topology import Topology
 from tests.lab.harness import Lab, LabDisk
 
 CAP_MIBS = 24.0  # per migration (virsh migrate --bandwidth 24)
+CPSAT_NIC_GBPS = 0.8  # for planner="cp-sat": see build()
 RATE_TOLERANCE = 0.10  # measured window rate may exceed the cap by at most 10 %
 DISK_DATA_MIB = 24
 
@@ -105,8 +107,10 @@ def read_disk_digest(path: Path, fmt: str, mib: int) -> str:
         out.unlink(missing_ok=True)
 
 
-def build(lab: Lab, guests: Sequence[GuestSpec] = GUESTS, cap_mibs: float = CAP_MIBS) -> Scenario:
-    """Defines and starts the guests on h1, collects the inventory, writes the plan."""
+def build(lab: Lab, guests: Sequence[GuestSpec] = GUESTS, cap_mibs: float = CAP_MIBS,
+          planner: str = "hand") -> Scenario:
+    """Defines and starts the guests on h1, collects the inventory, plans: by hand (fixed destinations,
+    every migration at `cap_mibs`) or with evac's CP-SAT planner (`planner="cp-sat"`)."""
     uuids: dict[str, str] = {}
     digests: dict[str, str] = {}
     disks: dict[str, LabDisk] = {}
@@ -132,7 +136,18 @@ def build(lab: Lab, guests: Sequence[GuestSpec] = GUESTS, cap_mibs: float = CAP_
     # under TCG, which emulates them anywhere: their feature lists are cleared here (reported to H5).
     inventory = dataclasses.replace(result.inventory, vms=tuple(
         dataclasses.replace(v, cpu_features=frozenset(), cpu_model=None) for v in result.inventory.vms))
-    plan = hand_plan(inventory, {g.name: g.destination for g in guests}, cap_mibs)
+    if planner == "cp-sat":
+        # Slow the lab's NICs down on paper so the plan's caps bind (TCG migrates ~210 MiB/s uncapped):
+        # 0.8 Gbit/s × migration_share 0.5 = 47.7 MiB/s per NIC direction, shared by its migrations.
+        inventory = dataclasses.replace(inventory, hosts=tuple(
+            dataclasses.replace(h, nic_gbps=CPSAT_NIC_GBPS) for h in inventory.hosts))
+        from planner.solve import make_plan
+
+        plan = make_plan(inventory, ["h1"], time_limit_s=10)
+        if plan.unplaced or len(plan.migrations) != len(guests):
+            raise RuntimeError(f"CP-SAT left VMs unplaced: {plan.unplaced}")
+    else:
+        plan = hand_plan(inventory, {g.name: g.destination for g in guests}, cap_mibs)
     violations = check_plan(inventory, plan)
     if violations:
         raise RuntimeError("hand-written plan invalid: " + "; ".join(str(v) for v in violations))
