@@ -8,12 +8,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from executor.cli.main import main
+from planner.errors import InventoryError
 from planner.generate import generate_fleet
+from planner.inventory import inventory_schema, parse_inventory
 from tests.test_inventory import valid_doc
 
 HOST_REQUIRED = ("name", "cpus", "memory_mib", "nic_gbps")
@@ -41,12 +44,16 @@ def _write(tmp: Path, doc: Any) -> Path:
     return path
 
 
+ALL_KINDS = ("delete", "wrong_type", "not_finite", "negative", "duplicate", "dangling", "policy")
+# Breakages the JSON Schema can see too (not references between objects; JSON itself has no NaN).
+FIELD_KINDS = ("delete", "wrong_type", "negative", "policy")
+
+
 @st.composite
-def broken(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+def broken(draw: st.DrawFn, kinds: tuple[str, ...] = ALL_KINDS) -> tuple[dict[str, Any], str]:
     """A valid document broken once, and the location the message must name."""
     doc = valid_doc()
-    kind = draw(st.sampled_from(["delete", "wrong_type", "not_finite", "negative", "duplicate", "dangling",
-                                 "policy"]))
+    kind = draw(st.sampled_from(kinds))
     hosts, vms = doc["hosts"], doc["vms"]
     if kind == "delete":
         if draw(st.booleans()):
@@ -139,3 +146,24 @@ def test_generated_fleets_are_valid(hosts: int, vms: int, racks: int, seed: int,
     code, output = _run(_write(tmp_path, inv.to_dict()), capsys)
     assert code == 0, output
     assert f"ok: {hosts} hosts, {vms} VMs" in output
+
+
+SCHEMA = jsonschema.Draft202012Validator(inventory_schema())
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=broken(kinds=FIELD_KINDS))
+def test_schema_refuses_what_the_loader_refuses_field_by_field(case: tuple[dict[str, Any], str]) -> None:
+    doc, _ = case
+    with pytest.raises(InventoryError):
+        parse_inventory(doc)
+    assert not SCHEMA.is_valid(doc)
+
+
+@settings(max_examples=10, deadline=None)
+@given(hosts=st.integers(1, 10), vms=st.integers(0, 40), seed=st.integers(0, 2**16))
+def test_schema_accepts_what_the_loader_accepts(hosts: int, vms: int, seed: int) -> None:
+    doc = generate_fleet(hosts, vms, min(hosts, 3), seed).to_dict()
+    assert parse_inventory(doc).warnings == []
+    SCHEMA.validate(doc)
+    SCHEMA.validate(valid_doc())
