@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from planner.csv_import import load_csv_inventory, write_csv_inventory
 from planner.errors import InventoryError
@@ -113,3 +115,29 @@ def test_malformed_csv(tmp_path: Path) -> None:
     assert any(p.startswith("vms.csv: empty file") for p in _problems(tmp_path))
     (tmp_path / "vms.csv").write_text("name,host,vcpus,memory_mib\nweb-01,a1,1,512,extra\n")
     assert "vms.csv: malformed CSV: a row has more cells than the header has columns" in _problems(tmp_path)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=st.integers(0, 19), column=st.sampled_from(["vcpus", "memory_mib", "host", "name"]),
+       value=st.sampled_from(["-3", "abc", "1.5", "nan", "", "8G", "true"]))
+def test_a_broken_cell_names_its_file_row_and_column(tmp_path_factory: pytest.TempPathFactory, row: int, column: str,
+                                                     value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from executor.cli.main import main
+
+    folder = tmp_path_factory.mktemp("csv")
+    write_csv_inventory(generate_fleet(6, 20, 2, seed=1), folder)
+    frame = pd.read_csv(folder / "vms.csv", dtype=str, keep_default_na=False)
+    if column == "name" and value:
+        row = max(row, 1)
+        value = frame.loc[row - 1, "name"]  # a duplicate: reported at the later row
+    elif column == "host" and value:
+        value = "x-" + value  # an unknown host
+    frame.loc[row, column] = value
+    frame.to_csv(folder / "vms.csv", index=False)
+    code = main(["validate", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"vms.csv row {row + 2} column {column}" in err
+    assert "Traceback" not in err
