@@ -76,7 +76,8 @@ def dynamic_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topo
     for name, h in destination.items():
         other = inventory.vm[name]
         r = room[h]
-        room[h] = type(r)(r.vcpus - other.vcpus, r.memory_mib - other.memory_mib, r.disk_mib - other.local_disk_alloc_mib)
+        room[h] = type(r)(r.vcpus - other.vcpus, r.memory_mib - other.memory_mib,
+                          r.disk_mib - other.local_disk_alloc_mib)
     staying_groups = resident_groups(inventory, drained)
     groups_at: dict[str, set[str]] = defaultdict(set)
     for h, gs in staying_groups.items():

@@ -20,6 +20,7 @@ the hint and the fallback when CP-SAT finds nothing in time.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping
@@ -63,8 +64,10 @@ def pair_frame(inventory: Inventory, movers: list[VM], cands: Candidates, topolo
                 slot_cache[key] = vm_estimate(vm, cap / 2, p, model).duration_s
             links = tuple(Topology.resources(path))[1:-1]  # switch-to-switch links only
             rows.append((vm.name, h, vm.vcpus, vm.memory_mib, math.ceil(vm.local_disk_alloc_mib),
-                         math.ceil(est_cache[key]), math.ceil(slot_cache[key] * TIME_UNITS_PER_S), links, topology.switch_of[vm.host] != topology.switch_of[h]))
-    frame = pd.DataFrame(rows, columns=["vm", "host", "vcpus", "memory_mib", "disk_mib", "bytes_mib", "slot_units", "links",
+                         math.ceil(est_cache[key]), math.ceil(slot_cache[key] * TIME_UNITS_PER_S), links,
+                         topology.switch_of[vm.host] != topology.switch_of[h]))
+    frame = pd.DataFrame(rows, columns=["vm", "host", "vcpus", "memory_mib", "disk_mib", "bytes_mib", "slot_units",
+                                        "links",
                                         "cross_switch"])
     return frame.set_index(["vm", "host"])
 
@@ -206,7 +209,7 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     # anti-affinity: at most one VM of a group per host
     by_group_host: dict[tuple[str, str], list[cp_model.IntVar]] = defaultdict(list)
     vm_by_name = inventory.vm
-    for (v, h), xv in x.items():
+    for v, h, xv in _pairs(x):
         for g in vm_by_name[v].anti_affinity:
             by_group_host[(g, h)].append(xv)
     for xs_list in by_group_host.values():
@@ -219,11 +222,11 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     w_slot = 1_001 * w_util
     w_time = (slot_max + 1) * w_slot
     w_unplaced = (t_max + 1) * w_time
-    unplaced_count = len(names) - sum(placed.values())
+    unplaced_count = len(names) - cp_model.LinearExpr.sum(list(placed.values()))
     cross = (frame["x"] * frame["cross_switch"].astype(int)).sum()
     m.minimize(w_unplaced * unplaced_count + w_time * load_t + w_slot * slot_t + w_util * util + cross)
 
-    for (v, h), xv in x.items():
+    for v, h, xv in _pairs(x):
         m.add_hint(xv, hint.get(v) == h)
 
     solver = cp_model.CpSolver()
@@ -231,8 +234,7 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     solver.parameters.num_workers = max(1, workers)
     status = solver.solve(m)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        values = solver.boolean_values(x)
-        dest = {str(v): str(h) for (v, h), on in values.items() if on}
+        dest = {v: h for v, h, xv in _pairs(x) if solver.boolean_value(xv)}
         return PlacementResult(dest, tuple(n for n in names if n not in dest),
                                "optimal" if status == cp_model.OPTIMAL else "feasible",
                                solver.value(load_t) / TIME_UNITS_PER_S)
@@ -242,6 +244,11 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
         # Leaving VMs out is always allowed, so this is a modelling bug, not the user's problem.
         raise AssertionError("placement model infeasible although every VM may stay unplaced")
     raise AssertionError(f"placement model invalid: {solver.status_name(status)}")
+
+
+def _pairs(x: pd.Series) -> list[tuple[str, str, cp_model.IntVar]]:
+    """(vm, host, variable) for a Series indexed by (vm, host)."""
+    return [(str(k[0]), str(k[1]), xv) for k, xv in x.items()]  # type: ignore[index]
 
 
 def _add_affinity(m: cp_model.CpModel, inventory: Inventory, movers: list[VM], x: pd.Series,
@@ -258,16 +265,16 @@ def _add_affinity(m: cp_model.CpModel, inventory: Inventory, movers: list[VM], x
             for g in v.affinity:
                 if g in groups:
                     stay_hosts[g].add(v.host)
-    by_vm_host = dict(x.items())
+    by_vm_host = {(v, h): xv for v, h, xv in _pairs(x)}
     for g, members in groups.items():
         allowed: set[str] | None = stay_hosts.get(g) or None
-        hosts = {h for (v, h) in by_vm_host if v in members}
+        hosts = {h for (vn, h) in by_vm_host if vn in members}
         choice = {h: m.new_bool_var(f"aff_{g}_{h}") for h in sorted(hosts)}
         m.add(sum(choice.values()) <= 1)
-        for (v, h), xv in by_vm_host.items():
-            if v in members:
+        for (vn, h), xv in by_vm_host.items():
+            if vn in members:
                 m.add_implication(xv, choice[h])
                 if allowed is not None and h not in allowed:
                     m.add(xv == 0)
-        for a, b in zip(members, members[1:], strict=False):
+        for a, b in itertools.pairwise(members):
             m.add(placed.get(a, 0) == placed.get(b, 0))

@@ -295,17 +295,17 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
             everything.append(iv)
     for r, items in by_resource.items():
         _cumulative(m, items, caps[r])
-    n_per_source = defaultdict(int)
-    n_per_dest = defaultdict(int)
+    n_per_source: dict[str, int] = defaultdict(int)
+    n_per_dest: dict[str, int] = defaultdict(int)
     for t in tasks:
         n_per_source[t.facts.source] += 1
         n_per_dest[t.facts.destination] += 1
     for groups, counts, limit in ((by_source, n_per_source, policy.max_outbound_per_host),
                                   (by_dest, n_per_dest, policy.max_inbound_per_host)):
         if limit > 0:
-            for host, ivs in groups.items():
+            for host, host_ivs in groups.items():
                 if counts[host] > limit:
-                    _cumulative(m, [(iv, 1) for iv in ivs], limit)
+                    _cumulative(m, [(iv, 1) for iv in host_ivs], limit)
     if 0 < policy.max_concurrent < len(tasks):
         _cumulative(m, [(iv, 1) for iv in everything], policy.max_concurrent)
 

@@ -107,7 +107,8 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
         status = PlanStatus.FEASIBLE
     solver = "greedy" if "greedy" in (sched.status, result.status) and tasks else "cp-sat"
     plan = Plan(inventory_sha256=inventory.sha256, drained=tuple(sorted(empty, key=_host_order(inventory))),
-                status=status, makespan_s=makespan, lower_bound_s=min(lb.value_s, makespan) if not tasks else lb.value_s,
+                status=status, makespan_s=makespan,
+                lower_bound_s=min(lb.value_s, makespan) if not tasks else lb.value_s,
                 solve_s=time.monotonic() - t0, migrations=tuple(migrations), unplaced=unplaced, solver=solver,
                 drain_labels=tuple(drain_labels))
     assert_plan_valid(inventory, plan, model, topology=topology)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from planner.candidates import find_candidates
 from planner.placement import pair_frame, place
 from planner.topology import Topology
-from tests._planner_fixtures import flat, host, vm, two_racks
+from tests._planner_fixtures import flat, host, two_racks, vm
 
 
 def _place(inv, drained):  # type: ignore[no-untyped-def]

@@ -28,7 +28,8 @@ def test_greedy_respects_source_nic_and_outbound_limit() -> None:
     s = greedy_schedule(tasks, caps, inv.policy, {t.vm: (0, 1) for t in tasks})
     events = sorted({s.start_units[t.vm] for t in tasks})
     for at in events:
-        active = [t for t in tasks if s.start_units[t.vm] <= at < s.start_units[t.vm] + t.levels[s.level[t.vm]].duration_units]
+        active = [t for t in tasks
+                  if s.start_units[t.vm] <= at < s.start_units[t.vm] + t.levels[s.level[t.vm]].duration_units]
         assert len(active) <= 2
         assert sum(t.levels[s.level[t.vm]].demand for t in active) <= caps[("h1", "(flat)")]
 
