@@ -537,10 +537,19 @@ class _Validator:
     def cross_check(self, hosts: list[tuple[int, Host]], vms: list[tuple[int, VM]], links: list[tuple[int, Link]],
                     policy: Policy, missing: list[tuple[int, MissingHost]]) -> None:
         host_by_name: dict[str, Host] = {}
+        by_uri: dict[str, str] = {}
+        by_address: dict[str, str] = {}
         for i, h in hosts:
             if h.name in host_by_name:
                 self.error(f"hosts[{i}].name", f"duplicate host name {h.name!r}")
             host_by_name[h.name] = h
+            # Two names for one libvirt host would let a plan "migrate" a VM onto the host it is on.
+            if h.uri and by_uri.setdefault(h.uri, h.name) != h.name:
+                self.error(f"hosts[{i}].uri", f"same uri as host {by_uri[h.uri]!r}: {h.uri}")
+            if h.migration_address and by_address.setdefault(h.migration_address, h.name) != h.name:
+                self.warn(f"hosts[{i}].migration_address", f"same address as host "
+                                                           f"{by_address[h.migration_address]!r}: "
+                                                           f"{h.migration_address}")
         self.check_network(hosts, links, host_by_name)
         for i, m in missing:
             if m.name in host_by_name:

@@ -26,8 +26,10 @@ def valid_doc() -> dict[str, Any]:
             "memory_mib": 262144, "reserved_memory_mib": 8192, "arch": "x86_64", "cpu_model": "Icelake-Server",
             "cpu_features": ["avx512f", "pku"], "nic_gbps": 25, "switch": "tor-a", "local_disk_free_gib": 1800,
             "storage": ["nfs-1"], "networks": ["br-prod"], "labels": {"rack": "r1", "zone": "a"}, "state": "up"}
-    h02 = {**copy.deepcopy(host), "name": "h02", "migration_address": "10.0.0.2"}
-    h03 = {**copy.deepcopy(host), "name": "h03", "switch": "tor-b", "migration_address": "10.0.1.1"}
+    h02 = {**copy.deepcopy(host), "name": "h02", "uri": "qemu+ssh://h02.example.net/system",
+           "migration_address": "10.0.0.2"}
+    h03 = {**copy.deepcopy(host), "name": "h03", "uri": "qemu+ssh://h03.example.net/system", "switch": "tor-b",
+           "migration_address": "10.0.1.1"}
     vm = {"name": "web-01", "uuid": "4b1f0c9e-2f0e-4c36-9d55-0f6a3c2a9e11", "host": "h01", "vcpus": 4,
           "memory_mib": 8192, "state": "running", "dirty_rate_mibs": 12.5, "cpu_model": "Icelake-Server",
           "cpu_features": ["avx512f"],
@@ -123,6 +125,8 @@ def test_digest_does_not_depend_on_how_numbers_or_defaults_are_written() -> None
                                                               "down"),
     (lambda d: d["hosts"][1].__setitem__("name", "h01"), "hosts[1].name: duplicate host name 'h01'"),
     (lambda d: d["vms"][1].__setitem__("name", "web-01"), "vms[1].name: duplicate VM name 'web-01'"),
+    (lambda d: d["hosts"][1].__setitem__("uri", "qemu+ssh://h01.example.net/system"),
+     "hosts[1].uri: same uri as host 'h01': qemu+ssh://h01.example.net/system"),
     (lambda d: d["vms"][1].__setitem__("uuid", "4B1F0C9E-2F0E-4C36-9D55-0F6A3C2A9E11"),
      "vms[1].uuid: duplicate uuid 4B1F0C9E-2F0E-4C36-9D55-0F6A3C2A9E11 (also VM 'web-01')"),
     (lambda d: d["vms"][0].__setitem__("uuid", "not-a-uuid"), "vms[0].uuid: malformed uuid 'not-a-uuid'"),
