@@ -108,7 +108,7 @@ def read_disk_digest(path: Path, fmt: str, mib: int) -> str:
 
 
 def build(lab: Lab, guests: Sequence[GuestSpec] = GUESTS, cap_mibs: float = CAP_MIBS,
-          planner: str = "hand") -> Scenario:
+          planner: str = "hand", same_plan_as: Scenario | None = None) -> Scenario:
     """Defines and starts the guests on h1, collects the inventory, plans: by hand (fixed destinations,
     every migration at `cap_mibs`) or with evac's CP-SAT planner (`planner="cp-sat"`)."""
     uuids: dict[str, str] = {}
@@ -136,7 +136,13 @@ def build(lab: Lab, guests: Sequence[GuestSpec] = GUESTS, cap_mibs: float = CAP_
     # under TCG, which emulates them anywhere: their feature lists are cleared here (reported to H5).
     inventory = dataclasses.replace(result.inventory, vms=tuple(
         dataclasses.replace(v, cpu_features=frozenset(), cpu_model=None) for v in result.inventory.vms))
-    if planner == "cp-sat":
+    if same_plan_as is not None:
+        # Same plan and inventory as an earlier run, with the uuids of the guests just started: modes
+        # compared on one plan, not on plans of slightly different measured dirty rates.
+        inventory = dataclasses.replace(same_plan_as.inventory, vms=tuple(
+            dataclasses.replace(v, uuid=uuids[v.name]) for v in same_plan_as.inventory.vms))
+        plan = dataclasses.replace(same_plan_as.plan, inventory_sha256=inventory.sha256)
+    elif planner == "cp-sat":
         # Slow the lab's NICs down on paper so the plan's caps bind (TCG migrates ~210 MiB/s uncapped):
         # 0.8 Gbit/s × migration_share 0.5 = 47.7 MiB/s per NIC direction, shared by its migrations.
         inventory = dataclasses.replace(inventory, hosts=tuple(
