@@ -60,6 +60,7 @@ _MISSING = object()
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HOST_STATES = {s.value: s for s in HostState}
 _VM_STATES = {s.value: s for s in VMState}
+_ONLY_STR = {str}
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,10 @@ class _Validator:
         return value
 
     def strings(self, d: Mapping[str, Any], key: str, where: str) -> frozenset[str]:
+        value = d.get(key)
+        # Fast path (~135,000 lists for 30,000 VMs, most empty or one item): C-level checks only.
+        if type(value) is list and (not value or ({*map(type, value)} == _ONLY_STR and "" not in value)):
+            return frozenset(value)
         return frozenset(self.string_list(d, key, where))
 
     def string_list(self, d: Mapping[str, Any], key: str, where: str) -> list[str]:
@@ -309,8 +314,6 @@ class _Validator:
         if value is _MISSING:
             return []
         loc = f"{where}.{key}"
-        if type(value) is list and all(type(item) is str and item for item in value):
-            return value
         if not isinstance(value, list):
             self.error(loc, f"must be a list of strings, got {_show(value)}")
             return []
