@@ -1,5 +1,8 @@
-"""Regenerates data/small.json, data/medium.json and data/hard.json (deterministic), then checks that the
-demo drains fit by first-fit decreasing. Run from the repository root: .venv/bin/python data/make_samples.py"""
+"""Regenerates data/small.json (and data/small-csv/), data/medium.json and data/hard.json (deterministic),
+then checks that the demo drains fit by first-fit decreasing.
+
+    .venv/bin/python data/make_samples.py
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planner.baselines import ffd_placement  # after the sys.path line
+from planner.csv_import import write_csv_inventory
 from planner.generate import AZURE_SIZE_MIX, generate_fleet
 from planner.inventory import load_inventory
 from planner.model import Policy
@@ -29,6 +33,7 @@ def main() -> int:
     small = generate_fleet(6, 40, 2, seed=7, memory_used=0.6, size_mix=NO_HUGE, maintenance=("r1-h01",),
                            anti_affinity_share=0.3, uplink_gbps=40.0)
     write(small.to_dict(), "small.json")
+    write_csv_inventory(small, DATA / "small-csv")  # the same fleet in the CSV layout
     medium = generate_fleet(50, 600, 4, seed=11, memory_used=0.55, size_mix=NO_HUGE, uplink_gbps=100.0)
     write(medium.to_dict(), "medium.json")
     policy = Policy(migration_share=0.4, max_downtime_ms=500.0, progress_timeout_s=150.0,

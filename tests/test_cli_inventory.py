@@ -22,11 +22,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("name", ["small", "medium", "hard"])
+@pytest.mark.parametrize("name", ["small.json", "medium.json", "hard.json", "small-csv"])
 def test_every_sample_fleet_validates(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "validate", str(DATA / f"{name}.json"))
+    code, out, err = run(capsys, "validate", str(DATA / name))
     assert code == 0, err
     assert out.startswith("ok: ") and " hosts, " in out and err == ""
+
+
+def test_csv_sample_is_the_json_sample() -> None:
+    from planner.inventory import load_inventory
+
+    assert load_inventory(DATA / "small-csv").inventory.sha256 == load_inventory(DATA / "small.json").inventory.sha256
 
 
 def test_validate_lists_every_problem_and_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
