@@ -218,16 +218,24 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
 
     _add_affinity(m, inventory, movers, x, placed, drained)
 
-    w_util = len(names) + 1  # at most one cross-switch move per VM
+    # Lexicographic by weights; each weight exceeds the whole range of the terms below it.
+    cross = (frame["x"] * frame["cross_switch"].astype(int)).sum()  # ≤ len(names)
+    w_util = len(names) + 1
     w_slot = 1_001 * w_util
     w_time = (slot_max + 1) * w_slot
     w_unplaced = (t_max + 1) * w_time
+    if w_unplaced * (len(names) + 1) > 2**60:  # huge fleets: keep only the makespan proxy and placing
+        w_util = w_slot = 0
+        w_time = len(names) + 1
+        w_unplaced = (t_max + 1) * w_time
     unplaced_count = len(names) - cp_model.LinearExpr.sum(list(placed.values()))
-    cross = (frame["x"] * frame["cross_switch"].astype(int)).sum()
     m.minimize(w_unplaced * unplaced_count + w_time * load_t + w_slot * slot_t + w_util * util + cross)
 
     for v, h, xv in _pairs(x):
         m.add_hint(xv, hint.get(v) == h)
+    # The greedy placement is feasible: never accept fewer VMs placed. (With few workers CP-SAT does
+    # not always start from the hint, and its first solutions can leave many VMs out.)
+    m.add(cp_model.LinearExpr.sum(list(placed.values())) >= len(hint))
 
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)

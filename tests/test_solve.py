@@ -71,3 +71,25 @@ def test_solve_check_simulate(hosts: int, vms_per_host: int, racks: int, seed: i
         if v.host in drained:
             assert where != v.host or v.name in {u.vm for u in plan.unplaced}
     assert plan.lower_bound_s <= plan.makespan_s + 1e-6
+
+
+def test_greedy_fallback_when_cp_sat_finds_nothing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ortools.sat.python import cp_model
+
+    monkeypatch.setattr(cp_model.CpSolver, "solve", lambda self, model, callback=None: cp_model.UNKNOWN)
+    inv = generate_fleet(hosts=8, vms=40, racks=2, seed=5)
+    plan = make_plan(inv, [inv.hosts[0].name, inv.hosts[1].name], time_limit_s=1, workers=1)
+    assert plan.solver == "greedy"
+    assert check_plan(inv, plan) == []
+
+
+def test_reporter_hears_solver_progress() -> None:
+    calls: list[tuple[float, float, float]] = []
+
+    class Rec:
+        def solver_progress(self, elapsed_s: float, objective: float, bound: float) -> None:
+            calls.append((elapsed_s, objective, bound))
+
+    inv = generate_fleet(hosts=8, vms=40, racks=2, seed=5)
+    plan = make_plan(inv, [inv.hosts[0].name], time_limit_s=2, workers=1, reporter=Rec())
+    assert calls and all(obj >= plan.lower_bound_s - 0.1 for _, obj, _ in calls)
