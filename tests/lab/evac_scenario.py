@@ -128,14 +128,12 @@ def build(lab: Lab, guests: Sequence[GuestSpec] = GUESTS, cap_mibs: float = CAP_
         doms.append(dom)
     for dom in doms:
         lab.wait_ready(dom, timeout_s=120)
-    result = collect([h.uri for h in lab.hosts], dirty_rate=True, dirty_rate_seconds=1)
+    # virt_type="qemu": the lab's guests run under TCG, so the hosts' CPU offer is TCG's (with KVM's
+    # host-model the TCG guests' `svm` would make every lab host look CPU-incompatible).
+    result = collect([h.uri for h in lab.hosts], dirty_rate=True, dirty_rate_seconds=1, virt_type="qemu")
     if result.failures:
         raise RuntimeError(f"collector could not read: {result.failures}")
-    # The collector gives TCG guests (qemu64: includes `svm`) CPU features that the hosts' KVM host-model
-    # CPU does not list, so the planner's checker would call every lab host ineligible. The guests run
-    # under TCG, which emulates them anywhere: their feature lists are cleared here (reported to H5).
-    inventory = dataclasses.replace(result.inventory, vms=tuple(
-        dataclasses.replace(v, cpu_features=frozenset(), cpu_model=None) for v in result.inventory.vms))
+    inventory = result.inventory
     if same_plan_as is not None:
         # Same plan and inventory as an earlier run, with the uuids of the guests just started: modes
         # compared on one plan, not on plans of slightly different measured dirty rates.
