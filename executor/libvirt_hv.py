@@ -414,7 +414,10 @@ class LibvirtHypervisor(Hypervisor):
                 continue  # network disks (nbd, rbd, iscsi...) are shared by nature
             directory = os.path.dirname(disk.source)
             if disk.target in spec.copy_storage:
-                if _find_pool_for_dir(conn, directory) is None and not _vol_exists(conn, disk.source):
+                if _vol_exists(conn, disk.source):
+                    problems.append(f"{dst}: {disk.source} already exists; evac does not overwrite a file it did "
+                                    f"not create ({vm}'s disk {disk.target}: remove it, or migrate by hand)")
+                elif _find_pool_for_dir(conn, directory) is None:
                     problems.append(f"{dst}: no active storage pool with target path {directory} to create "
                                     f"{vm}'s disk {disk.target} for copy-storage (define a dir pool there)")
                 continue

@@ -219,6 +219,7 @@ def test_precheck_shared_pool_must_show_the_disk(tmp_path: Path) -> None:
     shared = _hv({"a": _node(tmp_path, "a2", domains=("vm1",), volumes=("vm1",)),
                   "b": _node(tmp_path, "b2", volumes=("vm1",))})
     assert not any("vda" in p for p in shared.precheck(_spec()))
+    assert any("already exists; evac does not overwrite" in p for p in shared.precheck(_spec(copy_storage=("vda",))))
 
 
 def test_precheck_memory_domain_present_absent_state(tmp_path: Path) -> None:
