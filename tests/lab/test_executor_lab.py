@@ -7,6 +7,7 @@ h2 and h3 under a 24 MiB/s cap per migration, through `executor.runner.run_plan`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from executor.collector import collect
 from executor.hypervisor import DomainState, HypervisorError, MigrationFailed, MigrationOutcome, MigrationSpec
 from executor.journal import Journal
 from executor.libvirt_hv import LibvirtHypervisor
@@ -278,3 +280,27 @@ def test_hung_daemon_gives_unknown_within_keepalive_bound(lab: Lab) -> None:
     finally:
         os.kill(pid, signal.SIGCONT)
     assert hv.domain_status("h3", "nobody").state is DomainState.ABSENT
+
+
+def test_runner_aborts_a_stalled_migration_and_the_vm_stays_on_its_source(lab: Lab, tmp_path: Path) -> None:
+    # 32 MiB rewritten at 8 MiB/s, capped at 4 MiB/s, no auto-converge: pre-copy can never finish.
+    dom = lab.define_guest(1, "st", memory_mib=64, dirty_rate_mibs=8, wss_mib=32)
+    lab.wait_ready(dom)
+    collected = collect([h.uri for h in lab.hosts], virt_type="qemu").inventory
+    inventory = dataclasses.replace(collected, policy=dataclasses.replace(
+        collected.policy, progress_timeout_s=4, auto_converge=False))
+    plan = es.hand_plan(inventory, {"st": "h2"}, cap_mibs=4)
+    hv = es.hypervisor(lab, inventory)
+    with Journal.open(tmp_path / "journal.db", plan, inventory_sha256=inventory.sha256) as journal:
+        t0 = time.monotonic()
+        result = run_plan(plan, inventory, hv, journal, es.BandwidthRecorder(), RunOptions(retries=0))
+        took_s = time.monotonic() - t0
+    outcome = result.results["st"]
+    assert outcome.state.value == "aborted", outcome
+    # 64 MiB × completion_timeout_per_gib_s 150 = 9.4 s: the completion timeout fires before the downtime
+    # ladder of the 4 s progress timeout gets far; either way the runner's abort went through libvirt.
+    assert "abort" in outcome.escalations and "timeout" in outcome.error, outcome
+    assert took_s < 60
+    assert hv.domain_status("h1", "st", dom.UUIDString()).state is DomainState.RUNNING
+    assert hv.domain_status("h2", "st", dom.UUIDString()).state is DomainState.ABSENT
+    assert lab.heartbeat_advances(dom)
