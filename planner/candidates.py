@@ -38,7 +38,7 @@ from planner.model import VM, Host, Inventory
 from planner.topology import Topology
 from planner.units import gib_to_mib
 
-KEEP_ALL_BELOW = 16  # a VM with at most this many possible hosts keeps them all
+KEEP_ALL_BELOW = 48  # a VM with at most this many possible hosts keeps them all
 PER_VM = 10  # hosts per VM when pruning
 
 

@@ -17,55 +17,73 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 
 from planner.candidates import resident_groups, resident_room
-from planner.migration_facts import eligible, host_room
+from planner.migration_facts import can_receive, eligible, host_room
 from planner.model import VM, HostState, Inventory
 from planner.topology import Topology
 
 
-def static_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topology: Topology) -> list[str]:
-    """Reasons no valid plan can move `vm` at all (empty: it can move if room allows)."""
-    reasons: list[tuple[int, str]] = []
-    src = inventory.host.get(vm.host)
-    if vm.pinned:
-        reasons.append((100, f"VM is pinned and its host {vm.host} is being drained"))
-    if src is not None and src.state is HostState.DOWN and vm.live:
-        reasons.append((100, f"host {vm.host} is down: a {vm.state.value} VM cannot be live-migrated"))
-    receivers = [h for h in inventory.hosts
-                 if h.state is HostState.UP and h.name not in drained and h.name != vm.host]
-    if not receivers:
-        reasons.append((95, "no host can receive VMs (every other host is drained, in maintenance or down)"))
+class StaticExplainer:
+    """`static_reasons` for many VMs of one drain: what the receiving hosts offer is computed once."""
+
+    def __init__(self, inventory: Inventory, drained: Collection[str], topology: Topology) -> None:
+        self.inventory = inventory
+        self.drained = frozenset(drained)
+        self.topology = topology
+        self.connected = topology.connected()
+        self.receivers = [h for h in inventory.hosts if h.state is HostState.UP and h.name not in self.drained]
+        self.arches = {h.arch for h in self.receivers}
+        self.models = {h.cpu_model for h in self.receivers}
+        self.features = frozenset().union(*(h.cpu_features for h in self.receivers))
+        self.storage = frozenset().union(*(h.storage for h in self.receivers))
+        self.networks = frozenset().union(*(h.networks for h in self.receivers))
+        rooms = [host_room(h, inventory.policy) for h in self.receivers]
+        self.max_room = tuple(max((r[i] for r in rooms), default=0.0) for i in range(3))
+
+    def reasons(self, vm: VM) -> list[str]:
+        """Reasons no valid plan can move `vm` at all (empty: it can move if room allows), ranked."""
+        inventory, drained = self.inventory, self.drained
+        reasons: list[tuple[int, str]] = []
+        src = inventory.host.get(vm.host)
+        if vm.pinned:
+            reasons.append((100, f"VM is pinned and its host {vm.host} is being drained"))
+        if src is not None and src.state is HostState.DOWN and vm.live:
+            reasons.append((100, f"host {vm.host} is down: a {vm.state.value} VM cannot be live-migrated"))
+        receivers = [h for h in self.receivers if h.name != vm.host] if vm.host not in drained else self.receivers
+        if not receivers:
+            reasons.append((95, "no host can receive VMs (every other host is drained, in maintenance or down)"))
+            return [r for _, r in sorted(reasons, key=lambda x: -x[0])]
+        if src is not None and src.arch is not None and None not in self.arches and src.arch not in self.arches:
+            reasons.append((90, f"no host has arch {src.arch}"))
+        if vm.cpu_model is not None and None not in self.models and vm.cpu_model not in self.models:
+            reasons.append((90, f"no host offers CPU model {vm.cpu_model}"))
+        reasons += [(90, f"no host offers CPU feature {f}") for f in sorted(vm.cpu_features - self.features)]
+        reasons += [(90, f"no host mounts storage {s}") for s in sorted(vm.shared_storage - self.storage)]
+        reasons += [(90, f"no host offers network {n}") for n in sorted(vm.networks - self.networks)]
+        cpu, mem, disk = self.max_room
+        if vm.memory_mib > mem:
+            reasons.append((80, f"needs {vm.memory_mib} MiB, the largest host offers {mem:g} MiB"))
+        if vm.vcpus > cpu:
+            reasons.append((80, f"needs {vm.vcpus} vCPUs, the largest host offers {cpu:g}"))
+        if vm.local_disk_alloc_gib > disk:
+            reasons.append((80, f"its local disks need {vm.local_disk_alloc_gib:g} GiB, the most free on any host "
+                                f"is {disk:g} GiB"))
+        if not reasons:
+            # any() stops at the first host that may receive it: cheap on big fleets
+            if not any(can_receive(vm, h, inventory, drained) for h in receivers):
+                per_host = [(eligible(vm, h, inventory, drained), h.name) for h in receivers]
+                best, name = min(per_host, key=lambda x: (len(x[0]), x[1]))
+                reasons.append((70, f"no host offers all it needs together; closest, {name}: " + "; ".join(best)))
+            elif not self.connected and not any(
+                    self.topology.reachable(vm.host, h.name) for h in receivers
+                    if can_receive(vm, h, inventory, drained)):
+                ok = [h for h in receivers if can_receive(vm, h, inventory, drained)]
+                reasons.append((70, f"no network path from {vm.host} to any of the {len(ok)} compatible hosts"))
         return [r for _, r in sorted(reasons, key=lambda x: -x[0])]
-    if src is not None and src.arch is not None and not any(h.arch in (None, src.arch) for h in receivers):
-        reasons.append((90, f"no host has arch {src.arch}"))
-    if vm.cpu_model is not None and not any(h.cpu_model in (None, vm.cpu_model) for h in receivers):
-        reasons.append((90, f"no host offers CPU model {vm.cpu_model}"))
-    for f in sorted(vm.cpu_features):
-        if not any(f in h.cpu_features for h in receivers):
-            reasons.append((90, f"no host offers CPU feature {f}"))
-    for s in sorted(vm.shared_storage):
-        if not any(s in h.storage for h in receivers):
-            reasons.append((90, f"no host mounts storage {s}"))
-    for n in sorted(vm.networks):
-        if not any(n in h.networks for h in receivers):
-            reasons.append((90, f"no host offers network {n}"))
-    p = inventory.policy
-    rooms = [host_room(h, p) for h in receivers]
-    if vm.memory_mib > max(r[1] for r in rooms):
-        reasons.append((80, f"needs {vm.memory_mib} MiB, the largest host offers {max(r[1] for r in rooms):g} MiB"))
-    if vm.vcpus > max(r[0] for r in rooms):
-        reasons.append((80, f"needs {vm.vcpus} vCPUs, the largest host offers {max(r[0] for r in rooms):g}"))
-    if vm.local_disk_alloc_gib > max(r[2] for r in rooms):
-        reasons.append((80, f"its local disks need {vm.local_disk_alloc_gib:g} GiB, the most free on any host is "
-                            f"{max(r[2] for r in rooms):g} GiB"))
-    if not reasons and not vm.pinned:
-        per_host = [(eligible(vm, h, inventory, drained), h.name) for h in receivers]
-        ok = [name for r, name in per_host if not r]
-        if not ok:
-            best, name = min(per_host, key=lambda x: (len(x[0]), x[1]))
-            reasons.append((70, f"no host offers all it needs together; closest, {name}: " + "; ".join(best)))
-        elif not any(topology.reachable(vm.host, h) for h in ok):
-            reasons.append((70, f"no network path from {vm.host} to any of the {len(ok)} compatible hosts"))
-    return [r for _, r in sorted(reasons, key=lambda x: -x[0])]
+
+
+def static_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topology: Topology) -> list[str]:
+    """Reasons no valid plan can move `vm` at all (empty: it can move if room allows), ranked."""
+    return StaticExplainer(inventory, drained, topology).reasons(vm)
 
 
 def dynamic_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topology: Topology,

@@ -22,7 +22,7 @@ from typing import Protocol
 from planner.candidates import Candidates, find_candidates
 from planner.checker import assert_plan_valid
 from planner.duration import DEFAULT_MODEL, DurationModel
-from planner.explain import dynamic_reasons, static_reasons
+from planner.explain import StaticExplainer, dynamic_reasons
 from planner.lowerbound import lower_bound
 from planner.migration_facts import drain_set
 from planner.model import Inventory
@@ -51,8 +51,9 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
     movers_all = [v for v in inventory.vms if v.host in empty]
     reasons: dict[str, list[str]] = {}
     movable = []
+    explainer = StaticExplainer(inventory, empty, topology)
     for v in movers_all:
-        r = static_reasons(inventory, v, empty, topology)
+        r = explainer.reasons(v)
         if r:
             reasons[v.name] = r
         else:
