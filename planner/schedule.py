@@ -226,8 +226,8 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
         else:
             seen: set[str] = set()
             candidates = []
-            for key in freed:
-                for u in users[key]:
+            for freed_key in freed:
+                for u in users[freed_key]:
                     if u.vm in pending and u.vm not in seen:
                         seen.add(u.vm)
                         candidates.append(u)
