@@ -118,15 +118,20 @@ def fair_levels(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
     """Per task, the level nearest to a fair share of its busiest resource.
 
     A resource r used by n_r tasks can have at most min(n_r, Σ per-source outbound limits,
-    max_concurrent) of them active; sharing it equally gives each cap_r / that. The task's fair
+    Σ per-destination inbound limits, max_concurrent) of them active; sharing it equally gives each cap_r / that. The task's fair
     bandwidth is the smallest such share along its path; its level is the lowest one at or above.
     """
-    lim_out, lim_all = _limit(policy.max_outbound_per_host), _limit(policy.max_concurrent)
+    lim_out, lim_in = _limit(policy.max_outbound_per_host), _limit(policy.max_inbound_per_host)
+    lim_all = _limit(policy.max_concurrent)
     per_source: dict[Resource, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    per_dest: dict[Resource, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for t in tasks:
         for r in t.resources:
             per_source[r][t.facts.source] += 1
-    active = {r: min(lim_all, sum(min(lim_out, n) for n in srcs.values())) for r, srcs in per_source.items()}
+            per_dest[r][t.facts.destination] += 1
+    active = {r: min(lim_all, sum(min(lim_out, n) for n in srcs.values()),
+                     sum(min(lim_in, n) for n in per_dest[r].values()))
+              for r, srcs in per_source.items()}
     out = {}
     for t in tasks:
         fair = min(caps[r] / max(1, active[r]) for r in t.resources)
