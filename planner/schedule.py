@@ -118,8 +118,9 @@ def fair_levels(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
     """Per task, the level nearest to a fair share of its busiest resource.
 
     A resource r used by n_r tasks can have at most min(n_r, Σ per-source outbound limits,
-    Σ per-destination inbound limits, max_concurrent) of them active; sharing it equally gives each cap_r / that. The task's fair
-    bandwidth is the smallest such share along its path; its level is the lowest one at or above.
+    Σ per-destination inbound limits, max_concurrent) of them active; sharing it equally gives each
+    cap_r / that. The task's fair bandwidth is the smallest such share along its path; its level is
+    the lowest one at or above.
     """
     lim_out, lim_in = _limit(policy.max_outbound_per_host), _limit(policy.max_inbound_per_host)
     lim_all = _limit(policy.max_concurrent)
