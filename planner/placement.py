@@ -24,7 +24,7 @@ import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from ortools.sat.python import cp_model
@@ -44,6 +44,7 @@ class PlacementResult:
     unplaced: tuple[str, ...]  # VMs the model could not place (capacity, anti-affinity, affinity)
     status: str  # "optimal", "feasible" (CP-SAT) or "greedy" (fallback / no model needed)
     predicted_load_s: float  # the busiest destination NIC or link, seconds (objective term 2)
+    greedy: Mapping[str, str] = field(default_factory=dict)  # the greedy placement (hint), for comparison
 
 
 def pair_frame(inventory: Inventory, movers: list[VM], cands: Candidates, topology: Topology,
@@ -245,9 +246,9 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
         dest = {v: h for v, h, xv in _pairs(x) if solver.boolean_value(xv)}
         return PlacementResult(dest, tuple(n for n in names if n not in dest),
                                "optimal" if status == cp_model.OPTIMAL else "feasible",
-                               solver.value(load_t) / TIME_UNITS_PER_S)
+                               solver.value(load_t) / TIME_UNITS_PER_S, hint)
     if status == cp_model.UNKNOWN:  # no solution within the time limit: the greedy one is valid
-        return PlacementResult(hint, tuple(n for n in names if n not in hint), "greedy", math.nan)
+        return PlacementResult(hint, tuple(n for n in names if n not in hint), "greedy", math.nan, hint)
     if status == cp_model.INFEASIBLE:
         # Leaving VMs out is always allowed, so this is a modelling bug, not the user's problem.
         raise AssertionError("placement model infeasible although every VM may stay unplaced")

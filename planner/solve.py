@@ -28,7 +28,7 @@ from planner.migration_facts import drain_set
 from planner.model import Inventory
 from planner.placement import PlacementResult, place
 from planner.plan import Migration, Plan, PlanStatus, Unplaced
-from planner.schedule import UNITS_PER_S, build_tasks, solve_schedule, waves_of
+from planner.schedule import UNITS_PER_S, best_greedy, build_tasks, resource_caps, solve_schedule, waves_of
 from planner.topology import Topology
 
 PLACEMENT_SHARE = 0.25  # of the time limit; the schedule gets the rest (it gains more from time)
@@ -76,13 +76,25 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
 
     tasks = build_tasks(inventory, result.destination, topology, model)
     lb = lower_bound(inventory, named, model, moving=set(result.destination), topology=topology)
+    lb_units = int(lb.value_s * UNITS_PER_S)
+    if result.status != "greedy" and result.greedy and set(result.greedy) == set(result.destination):
+        # The placement objective is a proxy for the makespan: when the greedy placement moves the
+        # same VMs, let the greedy scheduler judge both and keep the one it schedules shorter.
+        alt = build_tasks(inventory, result.greedy, topology, model)
+        caps = resource_caps(tasks, topology, inventory.policy.migration_share)
+        alt_caps = resource_caps(alt, topology, inventory.policy.migration_share)
+        if (best_greedy(alt, alt_caps, inventory.policy, lb_units).makespan_units
+                < best_greedy(tasks, caps, inventory.policy, lb_units).makespan_units):
+            tasks = alt
+            result = PlacementResult(result.greedy, result.unplaced, result.status, result.predicted_load_s,
+                                     result.greedy)
 
     def progress(elapsed_s: float, objective: float, bound: float) -> None:
         if reporter is not None:
             reporter.solver_progress(time.monotonic() - t0, objective / UNITS_PER_S, bound / UNITS_PER_S)
 
     sched = solve_schedule(tasks, topology, inventory.policy, time_limit_s=max(0.5, deadline - time.monotonic()),
-                           workers=workers, lower_bound_units=int(lb.value_s * UNITS_PER_S),
+                           workers=workers, lower_bound_units=lb_units,
                            progress=progress if reporter is not None else None)
     waves = waves_of(sched.start_units)
     migrations = []
