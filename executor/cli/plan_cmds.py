@@ -44,11 +44,18 @@ class _RichSolverReporter:
                                                     f"(bound {bound:.1f} s)")
 
 
-def waves_table(plan: Plan) -> Table:
+def waves_table(plan: Plan, max_rows: int = 25) -> Table:
     table = Table(title=f"plan: {len(plan.migrations)} migrations in {len(plan.waves)} waves")
     for col in ("wave", "VMs", "start s", "end s", "GiB"):
         table.add_column(col, justify="right" if col != "VMs" else "left")
-    for w, migs in plan.waves.items():
+    items = list(plan.waves.items())
+    # long plans: the first waves and the last ones, the middle elided
+    shown = [*items[:max_rows - 3], None, *items[-2:]] if len(items) > max_rows else list(items)
+    for item in shown:
+        if item is None:
+            table.add_row("…", f"{len(items) - max_rows + 1} more waves", "", "", "")
+            continue
+        w, migs = item
         names = ", ".join(m.vm for m in migs[:4]) + (f" +{len(migs) - 4}" if len(migs) > 4 else "")
         gib = sum(m.memory_mib + m.disk_mib for m in migs) / 1024
         table.add_row(str(w), names, f"{min(m.start_s for m in migs):.1f}", f"{max(m.end_s for m in migs):.1f}",
