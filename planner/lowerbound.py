@@ -24,6 +24,14 @@ ever get (the best capped path over its eligible destinations) is ≤ transferre
   ≥ floor_duration, so makespan ≥ Σ_{v on host} floor_duration / k; likewise Σ over all / k for
   max_concurrent and Σ over all / (max_inbound × receivers) for inbound slots. A limit ≤ 0 is
   "no limit" and gives no term.
+* NIC-and-slots term (`nic_slots`): the two previous families taken together. A NIC whose n
+  migrations run at most k at a time, with capped capacity C: each migration i lasts
+  d_i = f + sent_i/b_i ≥ f + B_i/b_i (f = the fixed cost, B_i its floor bytes), holding b_i for
+  all of it — the fixed cost too, since plan v1 counts a migration's bandwidth from start to end.
+  So C·T ≥ Σ b_i·d_i ≥ f·Σb_i + ΣB and k·T ≥ Σ d_i ≥ n·f + Σ B_i/b_i. By Cauchy–Schwarz
+  Σb_i ≥ (Σ√B_i)² / Σ(B_i/b_i) ≥ Q / (kT − nf) with Q = (Σ√B_i)², hence
+  C·T − ΣB − f·Q/(kT − nf) ≥ 0, whose left side grows with T: T is at least its largest root
+  (`nic_slots_bound`). Low bandwidth saves NIC time but costs slot time; this term prices both.
 """
 
 from __future__ import annotations
@@ -71,6 +79,31 @@ class _Terms:
             return LowerBound(0.0, "nothing to move", {})
         family, (value, about) = max(self.best.items(), key=lambda kv: kv[1][0])
         return LowerBound(value, f"{family}: {about}", {k: v for k, (v, _) in self.best.items()})
+
+
+def nic_slots_bound(floor_mib: Iterable[float], capped_mibs: float, slots: int, fixed_s: float) -> float:
+    """Smallest T with C·T − ΣB − f·Q/(kT − nf) ≥ 0 (module docstring, NIC-and-slots term)."""
+    b = [x for x in floor_mib if x > 0]
+    n = len(b)
+    if n == 0 or slots <= 0 or capped_mibs <= 0:
+        return 0.0
+    total = sum(b)
+    q = sum(math.sqrt(x) for x in b) ** 2
+    c, k, f = capped_mibs, float(slots), fixed_s
+    # (C·T − ΣB)(k·T − n·f) − f·Q = 0  ⇔  C·k·T² − (C·n·f + k·ΣB)·T + (ΣB·n·f − f·Q) = 0
+    qa, qb, qc = c * k, -(c * n * f + k * total), total * n * f - f * q
+    disc = max(qb * qb - 4 * qa * qc, 0.0)
+    return (-qb + math.sqrt(disc)) / (2 * qa)
+
+
+def _nic_slot_terms(terms: _Terms, bytes_by_nic: Mapping[Resource, list[float]], topo: Topology, share: float,
+                    slots: int, fixed_s: float, direction: str) -> None:
+    for r, floors in bytes_by_nic.items():
+        cap = topo.capacity_mibs(r) * share
+        value = nic_slots_bound(floors, cap, slots, fixed_s)
+        host = r[0] if direction == "out" else r[1]
+        terms.add("nic_slots", value, f"{len(floors)} migrations {'leave' if direction == 'out' else 'enter'} "
+                                      f"{host} at {cap:.1f} MiB/s, {slots} at a time, {fixed_s:g} s fixed cost each")
 
 
 def _slot_terms(terms: _Terms, inventory: Inventory, durations: Mapping[str, float], vms: Mapping[str, VM],
@@ -168,6 +201,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     bytes_of: dict[str, float] = {}
     duration_of: dict[str, float] = {}
     forced: dict[Resource, float] = defaultdict(float)
+    out_floors: dict[Resource, list[float]] = defaultdict(list)
     receivers: set[str] = set()
     keys_moving: set[RequirementKey] = set()
     used: dict[str, tuple[float, float]] = {}
@@ -204,6 +238,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         bytes_of[vm.name] = est.transferred_mib
         duration_of[vm.name] = est.duration_s
         forced[(vm.host, topo.switch_of[vm.host])] += est.transferred_mib
+        out_floors[(vm.host, topo.switch_of[vm.host])].append(est.transferred_mib)
         for res in seen.common:
             forced[res] += est.transferred_mib
         if seen.only is not None:
@@ -225,6 +260,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         inbound[f"{total_s:.1f} s of migrations into {len(receivers)} hosts, {k} at a time each"] = \
             total_s / (k * len(receivers))
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
+    _nic_slot_terms(terms, out_floors, topo, share, p.max_outbound_per_host, model.fixed_cost_s, "out")
     return terms.result()
 
 
@@ -252,6 +288,8 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
     per_resource: dict[Resource, float] = defaultdict(float)
     duration_of: dict[str, float] = {}
     per_dest: dict[str, float] = defaultdict(float)
+    out_floors: dict[Resource, list[float]] = defaultdict(list)
+    in_floors: dict[Resource, list[float]] = defaultdict(list)
     for name, d in dest.items():
         vm = inventory.vm[name]
         path = topo.path(vm.host, d)
@@ -260,6 +298,8 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
         est = vm_floor_estimate(vm, topo.path_capacity_mibs(path, share), p, model)
         for r in Topology.resources(path):
             per_resource[r] += est.transferred_mib
+        out_floors[(path[0], path[1])].append(est.transferred_mib)
+        in_floors[(path[-2], path[-1])].append(est.transferred_mib)
         duration_of[name] = est.duration_s
         per_dest[d] += est.duration_s
     hosts = inventory.host
@@ -272,4 +312,6 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
     if k > 0:
         inbound = {f"{total:.1f} s of migrations into {h}, {k} at a time": total / k for h, total in per_dest.items()}
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
+    _nic_slot_terms(terms, out_floors, topo, share, p.max_outbound_per_host, model.fixed_cost_s, "out")
+    _nic_slot_terms(terms, in_floors, topo, share, p.max_inbound_per_host, model.fixed_cost_s, "in")
     return terms.result()

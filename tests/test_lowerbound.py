@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from planner.baselines import ffd_placement, run_baselines, sequential_plan
 from planner.checker import check_plan
-from planner.lowerbound import lower_bound, placement_lower_bound
+from planner.lowerbound import lower_bound, nic_slots_bound, placement_lower_bound
 from planner.model import VM, Host, Inventory, Link, Policy, VMState
 from planner.units import gbps_to_mibs
 from tests._planner_fixtures import flat, host, local_disk, two_racks, vm
@@ -32,10 +32,39 @@ def test_hand_computed_flat_drain() -> None:
     assert lb.terms["longest_migration"] == pytest.approx(one)
     assert lb.terms["outbound_slots"] == pytest.approx(3 * one / 2)  # max_outbound_per_host = 2
     assert lb.terms["destination_nics"] == pytest.approx(3 * 1024 / (2 * CAP))
-    assert lb.value_s == pytest.approx(3 * one / 2) and lb.binding.startswith("outbound_slots")
+    # NIC and slots together: with equal sizes the bound is n·f/k + ΣB/C (fixed costs spread over
+    # the k slots, bytes over the NIC), above each family alone
+    assert lb.terms["nic_slots"] == pytest.approx(3 * FIXED / 2 + 3 * 1024 / CAP)
+    assert lb.value_s == pytest.approx(lb.terms["nic_slots"]) and lb.binding.startswith("nic_slots")
     unlimited = replace(inv, policy=replace(inv.policy, max_outbound_per_host=0, max_inbound_per_host=0))
     lb2 = lower_bound(unlimited, ["h1"])
     assert lb2.value_s == pytest.approx(3 * 1024 / CAP) and lb2.binding.startswith("source_nic")
+
+
+def test_nic_slots_bound_is_tight_for_two_equal_migrations_in_parallel() -> None:
+    """Two equal migrations, two slots: sharing the NIC half each is optimal, and the bound says so."""
+    b = 1024.0
+    best = FIXED + b / (CAP / 2)  # both at C/2 in parallel, from 0 to the end
+    assert nic_slots_bound([b, b], CAP, 2, FIXED) == pytest.approx(best)
+    # one slot: strictly sequential at full capacity
+    assert nic_slots_bound([b, b], CAP, 1, FIXED) == pytest.approx(2 * (FIXED + b / CAP))
+    assert nic_slots_bound([], CAP, 2, FIXED) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(1, 5000), min_size=1, max_size=6), st.integers(1, 4),
+       st.lists(st.floats(0.05, 1.0), min_size=6, max_size=6))
+def test_nic_slots_bound_never_exceeds_a_packed_schedule(sizes: list[float], k: int, shares: list[float]) -> None:
+    """Any list schedule at any bandwidths (≤ C in sum, ≤ k at once) takes at least the bound."""
+    n = len(sizes)
+    bw = [CAP * shares[i] / min(k, n) for i in range(n)]  # k at once never exceed C in sum
+    slot_free = [0.0] * k
+    end = 0.0
+    for size, b in zip(sizes, bw, strict=False):
+        i = min(range(k), key=lambda j: slot_free[j])
+        slot_free[i] += FIXED + size / b
+        end = max(end, slot_free[i])
+    assert nic_slots_bound(sizes, CAP, k, FIXED) <= end * (1 + 1e-9)
 
 
 def test_max_concurrent_term() -> None:
