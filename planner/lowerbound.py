@@ -24,8 +24,10 @@ ever get (the best capped path over its eligible destinations) is ≤ transferre
   ≥ floor_duration, so makespan ≥ Σ_{v on host} floor_duration / k; likewise Σ over all / k for
   max_concurrent and Σ over all / (max_inbound × receivers) for inbound slots. A limit ≤ 0 is
   "no limit" and gives no term.
-* NIC-and-slots term (`nic_slots`): the two previous families taken together. A NIC whose n
-  migrations run at most k at a time, with capped capacity C: each migration i lasts
+* NIC-and-slots term (`nic_slots`): the two previous families taken together, for any resource
+  (NIC direction or link direction) that n migrations must cross and of which at most k can be
+  in flight at once (k from the sources' outbound limits, the destinations' inbound limits when
+  known, max_concurrent, and n itself), with capped capacity C: each migration i lasts
   d_i = f + sent_i/b_i ≥ f + B_i/b_i (f = the fixed cost, B_i its floor bytes), holding b_i for
   all of it — the fixed cost too, since plan v1 counts a migration's bandwidth from start to end.
   So C·T ≥ Σ b_i·d_i ≥ f·Σb_i + ΣB and k·T ≥ Σ d_i ≥ n·f + Σ B_i/b_i. By Cauchy–Schwarz
@@ -51,7 +53,7 @@ from planner.migration_facts import (
     requirement_key,
     vm_floor_estimate,
 )
-from planner.model import VM, Host, Inventory
+from planner.model import VM, Host, Inventory, Policy
 from planner.plan import Plan
 from planner.topology import Resource, Topology
 from planner.units import gbps_to_mibs
@@ -93,17 +95,46 @@ def nic_slots_bound(floor_mib: Iterable[float], capped_mibs: float, slots: int, 
     # (C·T − ΣB)(k·T − n·f) − f·Q = 0  ⇔  C·k·T² − (C·n·f + k·ΣB)·T + (ΣB·n·f − f·Q) = 0
     qa, qb, qc = c * k, -(c * n * f + k * total), total * n * f - f * q
     disc = max(qb * qb - 4 * qa * qc, 0.0)
-    return (-qb + math.sqrt(disc)) / (2 * qa)
+    # shaved by 1e-9 so rounding in the root never puts the bound a hair above a plan that meets it
+    return (-qb + math.sqrt(disc)) / (2 * qa) * (1 - 1e-9)
 
 
-def _nic_slot_terms(terms: _Terms, bytes_by_nic: Mapping[Resource, list[float]], topo: Topology, share: float,
-                    slots: int, fixed_s: float, direction: str) -> None:
-    for r, floors in bytes_by_nic.items():
-        cap = topo.capacity_mibs(r) * share
-        value = nic_slots_bound(floors, cap, slots, fixed_s)
-        host = r[0] if direction == "out" else r[1]
-        terms.add("nic_slots", value, f"{len(floors)} migrations {'leave' if direction == 'out' else 'enter'} "
-                                      f"{host} at {cap:.1f} MiB/s, {slots} at a time, {fixed_s:g} s fixed cost each")
+@dataclass
+class _Crossing:
+    """The migrations every plan must send across one resource, for the NIC-and-slots term."""
+
+    floors_mib: list[float] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    destinations: set[str] | None = field(default_factory=set)  # None: not known (any plan)
+
+    def add(self, floor_mib: float, source: str, destination: str | None) -> None:
+        self.floors_mib.append(floor_mib)
+        self.sources.add(source)
+        if destination is None:
+            self.destinations = None
+        elif self.destinations is not None:
+            self.destinations.add(destination)
+
+    def slots(self, policy: Policy) -> int:
+        """How many of these migrations can be in flight at once, at most (0 = no limit known)."""
+        limits = [len(self.floors_mib)]
+        if policy.max_outbound_per_host > 0:
+            limits.append(policy.max_outbound_per_host * len(self.sources))
+        if policy.max_inbound_per_host > 0 and self.destinations:
+            limits.append(policy.max_inbound_per_host * len(self.destinations))
+        if policy.max_concurrent > 0:
+            limits.append(policy.max_concurrent)
+        return min(limits)
+
+
+def _nic_slot_terms(terms: _Terms, crossings: Mapping[Resource, _Crossing], topo: Topology, policy: Policy,
+                    fixed_s: float) -> None:
+    for r, c in crossings.items():
+        cap = topo.capacity_mibs(r) * policy.migration_share
+        k = c.slots(policy)
+        terms.add("nic_slots", nic_slots_bound(c.floors_mib, cap, k, fixed_s),
+                  f"{len(c.floors_mib)} migrations cross {r[0]}->{r[1]} at {cap:.1f} MiB/s, at most {k} at a time, "
+                  f"{fixed_s:g} s fixed cost each")
 
 
 def _slot_terms(terms: _Terms, inventory: Inventory, durations: Mapping[str, float], vms: Mapping[str, VM],
@@ -201,7 +232,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     bytes_of: dict[str, float] = {}
     duration_of: dict[str, float] = {}
     forced: dict[Resource, float] = defaultdict(float)
-    out_floors: dict[Resource, list[float]] = defaultdict(list)
+    crossings: dict[Resource, _Crossing] = defaultdict(_Crossing)
     receivers: set[str] = set()
     keys_moving: set[RequirementKey] = set()
     used: dict[str, tuple[float, float]] = {}
@@ -238,11 +269,13 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         bytes_of[vm.name] = est.transferred_mib
         duration_of[vm.name] = est.duration_s
         forced[(vm.host, topo.switch_of[vm.host])] += est.transferred_mib
-        out_floors[(vm.host, topo.switch_of[vm.host])].append(est.transferred_mib)
+        crossings[(vm.host, topo.switch_of[vm.host])].add(est.transferred_mib, vm.host, seen.only)
         for res in seen.common:
             forced[res] += est.transferred_mib
+            crossings[res].add(est.transferred_mib, vm.host, seen.only)
         if seen.only is not None:
             forced[(topo.switch_of[seen.only], seen.only)] += est.transferred_mib
+            crossings[(topo.switch_of[seen.only], seen.only)].add(est.transferred_mib, vm.host, seen.only)
 
     for r, mib in forced.items():
         cap = topo.capacity_mibs(r) * share
@@ -260,7 +293,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         inbound[f"{total_s:.1f} s of migrations into {len(receivers)} hosts, {k} at a time each"] = \
             total_s / (k * len(receivers))
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
-    _nic_slot_terms(terms, out_floors, topo, share, p.max_outbound_per_host, model.fixed_cost_s, "out")
+    _nic_slot_terms(terms, crossings, topo, p, model.fixed_cost_s)
     return terms.result()
 
 
@@ -288,8 +321,7 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
     per_resource: dict[Resource, float] = defaultdict(float)
     duration_of: dict[str, float] = {}
     per_dest: dict[str, float] = defaultdict(float)
-    out_floors: dict[Resource, list[float]] = defaultdict(list)
-    in_floors: dict[Resource, list[float]] = defaultdict(list)
+    crossings: dict[Resource, _Crossing] = defaultdict(_Crossing)
     for name, d in dest.items():
         vm = inventory.vm[name]
         path = topo.path(vm.host, d)
@@ -298,8 +330,7 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
         est = vm_floor_estimate(vm, topo.path_capacity_mibs(path, share), p, model)
         for r in Topology.resources(path):
             per_resource[r] += est.transferred_mib
-        out_floors[(path[0], path[1])].append(est.transferred_mib)
-        in_floors[(path[-2], path[-1])].append(est.transferred_mib)
+            crossings[r].add(est.transferred_mib, vm.host, d)
         duration_of[name] = est.duration_s
         per_dest[d] += est.duration_s
     hosts = inventory.host
@@ -312,6 +343,5 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
     if k > 0:
         inbound = {f"{total:.1f} s of migrations into {h}, {k} at a time": total / k for h, total in per_dest.items()}
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
-    _nic_slot_terms(terms, out_floors, topo, share, p.max_outbound_per_host, model.fixed_cost_s, "out")
-    _nic_slot_terms(terms, in_floors, topo, share, p.max_inbound_per_host, model.fixed_cost_s, "in")
+    _nic_slot_terms(terms, crossings, topo, p, model.fixed_cost_s)
     return terms.result()

@@ -38,7 +38,9 @@ def test_hand_computed_flat_drain() -> None:
     assert lb.value_s == pytest.approx(lb.terms["nic_slots"]) and lb.binding.startswith("nic_slots")
     unlimited = replace(inv, policy=replace(inv.policy, max_outbound_per_host=0, max_inbound_per_host=0))
     lb2 = lower_bound(unlimited, ["h1"])
-    assert lb2.value_s == pytest.approx(3 * 1024 / CAP) and lb2.binding.startswith("source_nic")
+    # no slot limit: all three may run at once at C/3, and still each pays its fixed cost
+    assert lb2.terms["source_nic"] == pytest.approx(3 * 1024 / CAP)
+    assert lb2.value_s == pytest.approx(FIXED + 3 * 1024 / CAP) and lb2.binding.startswith("nic_slots")
 
 
 def test_nic_slots_bound_is_tight_for_two_equal_migrations_in_parallel() -> None:
@@ -83,7 +85,8 @@ def test_rack_uplink_is_a_cut_when_every_destination_is_behind_it() -> None:
     uplink = gbps_to_mibs(1.0) * 0.5
     # every path crosses the 1 Gb/s uplink, so each VM's best bandwidth is the uplink's cap as well
     assert lb.terms["link"] == pytest.approx(4 * 2048 / uplink)
-    assert lb.binding.startswith("link") and ("tor-a->spine" in lb.binding or "spine->tor-b" in lb.binding)
+    assert lb.binding.startswith(("link", "nic_slots"))
+    assert "tor-a->spine" in lb.binding or "spine->tor-b" in lb.binding
     # with a receiver in its own rack, the uplink is no longer forced
     inv2 = replace(inv, hosts=tuple(replace(h, networks=frozenset({"n"})) for h in inv.hosts))
     assert "link" not in lower_bound(inv2, ["a1"]).terms
