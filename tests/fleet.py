@@ -8,14 +8,14 @@ its planned destination (or, quarantined, untouched on both).
 
 from __future__ import annotations
 
-import heapq
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 from executor.hypervisor import DomainState
 from executor.sim_hv import SimulatedHypervisor
 from planner.duration import estimate
 from planner.model import VM, Disk, Host, HostState, Inventory, Policy
-from planner.monitor import PlanMonitor
+from planner.monitor import dispatch_times
 from planner.plan import Migration, Plan, PlanStatus
 from planner.topology import Topology
 
@@ -80,33 +80,7 @@ def greedy_plan(inv: Inventory, drained: Iterable[str] | None = None, share_link
         provisional.append(Migration(vm.name, vm.host, dest, 0, float(i), float(i) + est.duration_s, bw, path,
                                      local, vm.live, est.converges, est.throttled, est.downtime_ms, vm.priority,
                                      float(vm.memory_mib), sum(d.allocation_gib for d in vm.local_disks) * 1024.0))
-    draft = Plan(inv.sha256, drained, PlanStatus.FEASIBLE, 0.0, 0.0, 0.0, tuple(provisional), solver="greedy-test")
-    mon = PlanMonitor(draft, inv)
-    t = 0.0
-    ends: list[tuple[float, str]] = []
-    timed: dict[str, tuple[float, float]] = {}
-    while not mon.finished:
-        for m in mon.startable():
-            mon.start(m.vm)
-            timed[m.vm] = (t, t + m.duration_s)
-            heapq.heappush(ends, (t + m.duration_s, m.vm))
-        if not ends:
-            raise AssertionError(f"greedy schedule stuck: {mon.blocked()}")
-        t, vm_name = heapq.heappop(ends)
-        mon.commit(vm_name)
-    migs = []
-    for m in provisional:
-        s, e = timed[m.vm]
-        migs.append(Migration(m.vm, m.source, m.destination, 0, s, e, m.bandwidth_mibs, m.path, m.copy_storage,
-                              m.live, m.converges, m.auto_converge, m.predicted_downtime_ms, m.priority,
-                              m.memory_mib, m.disk_mib))
-    # Waves: migrations starting at the same instant form one wave, in time order.
-    starts = sorted({m.start_s for m in migs})
-    wave = {s: i for i, s in enumerate(starts)}
-    migs = [Migration(**{**{f: getattr(m, f) for f in Migration.__slots__}, "wave": wave[m.start_s]})
-            for m in migs]
-    makespan = max((m.end_s for m in migs), default=0.0)
-    return Plan(inv.sha256, drained, PlanStatus.FEASIBLE, makespan, 0.0, 0.0, tuple(migs), solver="greedy-test")
+    return timed_plan(inv, provisional, "greedy-test", drained)
 
 
 def assert_nothing_lost(sim: SimulatedHypervisor, plan: Plan, quarantined: Iterable[str] = ()) -> None:
@@ -124,3 +98,22 @@ def assert_nothing_lost(sim: SimulatedHypervisor, plan: Plan, quarantined: Itera
         assert host in allowed, f"{vm.name} on {host}, expected one of {allowed}"
         expected = DomainState.SHUTOFF if not vm.live else DomainState.RUNNING
         assert state is expected, f"{vm.name} is {state} on {host}"
+
+
+def timed_plan(inventory: Inventory, provisional: Sequence[Migration], solver: str,
+               drained: Iterable[str] | None = None) -> Plan:
+    """Plan v1 from migrations whose destinations and bandwidths are fixed: start times come from the
+    duration model played through the executor's own plan monitor (`dispatch_times`); migrations
+    starting at the same instant form one wave, numbered in time order."""
+    drained_hosts = tuple(drained) if drained is not None else tuple(sorted({m.source for m in provisional}))
+    draft = Plan(inventory.sha256, drained_hosts, PlanStatus.FEASIBLE, 0.0, 0.0, 0.0, tuple(provisional),
+                 solver=solver)
+    timed = dispatch_times(draft, inventory)
+    stuck = [m.vm for m in provisional if m.vm not in timed]
+    if stuck:
+        raise AssertionError(f"{solver} schedule stuck: {stuck}")
+    wave = {s: i for i, s in enumerate(sorted({s for s, _ in timed.values()}))}
+    migs = tuple(dataclasses.replace(m, start_s=timed[m.vm][0], end_s=timed[m.vm][1], wave=wave[timed[m.vm][0]])
+                 for m in provisional)
+    return Plan(inventory.sha256, drained_hosts, PlanStatus.FEASIBLE, max((m.end_s for m in migs), default=0.0),
+                0.0, 0.0, migs, solver=solver)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import heapq
 import os
 import subprocess
 import threading
@@ -33,9 +32,9 @@ from executor.reporter import Reporter
 from planner.checker import check_plan
 from planner.duration import estimate
 from planner.model import Inventory
-from planner.monitor import PlanMonitor
-from planner.plan import Migration, Plan, PlanStatus
+from planner.plan import Migration, Plan
 from planner.topology import Topology
+from tests.fleet import timed_plan
 from tests.lab.harness import Lab, LabDisk
 
 CAP_MIBS = 24.0  # per migration (virsh migrate --bandwidth 24)
@@ -176,25 +175,7 @@ def hand_plan(inventory: Inventory, destinations: dict[str, str], cap_mibs: floa
         provisional.append(Migration(name, vm.host, dest, 0, float(i), float(i) + est.duration_s, cap_mibs, path,
                                      tuple(d.target for d in vm.local_disks), vm.live, est.converges,
                                      est.throttled, est.downtime_ms, vm.priority, float(vm.memory_mib), disk_mib))
-    drained = tuple(sorted({m.source for m in provisional}))
-    draft = Plan(inventory.sha256, drained, PlanStatus.FEASIBLE, 0.0, 0.0, 0.0, tuple(provisional), solver="hand")
-    mon = PlanMonitor(draft, inventory)
-    t = 0.0
-    ends: list[tuple[float, str]] = []
-    timed: dict[str, tuple[float, float]] = {}
-    while not mon.finished:
-        for m in mon.startable():
-            mon.start(m.vm)
-            timed[m.vm] = (t, t + m.duration_s)
-            heapq.heappush(ends, (t + m.duration_s, m.vm))
-        t, vm_name = heapq.heappop(ends)
-        mon.commit(vm_name)
-    starts = sorted({s for s, _ in timed.values()})
-    migs = tuple(Migration(**{**{f: getattr(m, f) for f in Migration.__slots__},
-                              "start_s": timed[m.vm][0], "end_s": timed[m.vm][1],
-                              "wave": starts.index(timed[m.vm][0])}) for m in provisional)
-    makespan = max(m.end_s for m in migs)
-    return Plan(inventory.sha256, drained, PlanStatus.FEASIBLE, makespan, 0.0, 0.0, migs, solver="hand")
+    return timed_plan(inventory, provisional, "hand")
 
 
 def hypervisor(lab: Lab, inventory: Inventory) -> LibvirtHypervisor:
