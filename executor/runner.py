@@ -44,15 +44,15 @@ from executor.hypervisor import (
     MigrationSpec,
 )
 from executor.journal import Journal
+from executor.libvirt_errors import RETRYABLE
 from executor.reporter import Reporter
 from executor.states import Event, Placement, State, classify, transition
 from planner.model import Inventory
 from planner.monitor import PlanMonitor
 from planner.plan import Migration, Plan
 
-# libvirt errors that can succeed when tried again (NOTES §5): internal error 1 is not among them,
-# nor CPU incompatible (91), unsafe (81), missing pool (49), unsupported (74, 84), access (88).
-RETRYABLE_CODES = frozenset({9, 38, 39, 68})  # operation failed, system error, RPC, job lock timeout
+# libvirt errors that can succeed when tried again: one list, kept with the code names (NOTES §5).
+RETRYABLE_CODES = frozenset(int(c) for c in RETRYABLE)
 
 
 class TimeoutAction(StrEnum):
