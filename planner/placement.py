@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -149,7 +150,11 @@ def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame
 
 def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: frozenset[str], topology: Topology,
           *, time_limit_s: float, workers: int, model: DurationModel = DEFAULT_MODEL) -> PlacementResult:
-    """Solves the placement; see the module docstring for the model."""
+    """Solves the placement; see the module docstring for the model.
+
+    `time_limit_s` bounds the whole call (building the model counts): CP-SAT gets what is left.
+    """
+    t0 = time.monotonic()
     if not movers:
         return PlacementResult({}, (), "optimal", 0.0)
     pairs = pair_frame(inventory, movers, cands, topology, model)
@@ -160,12 +165,37 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
 
     m = cp_model.CpModel()
     x = m.new_bool_var_series("x", pairs.index)
-    vm_of = pairs.index.get_level_values("vm")
-    host_of = pairs.index.get_level_values("host")
+    # Plain lists from here on: per-host pandas arithmetic costs seconds on 30,000 pairs.
+    keys = list(pairs.index)
+    xs_all = x.tolist()
+    vcpus_l = pairs["vcpus"].tolist()
+    mem_l = pairs["memory_mib"].tolist()
+    disk_l = pairs["disk_mib"].tolist()
+    bytes_l = pairs["bytes_mib"].tolist()
+    slot_l = pairs["slot_units"].tolist()
+    links_l = pairs["links"].tolist()
+    cross_l = pairs["cross_switch"].tolist()
+    rows_of_vm: dict[str, list[int]] = defaultdict(list)
+    rows_of_host: dict[str, list[int]] = defaultdict(list)
+    for i, (v, h) in enumerate(keys):
+        rows_of_vm[str(v)].append(i)
+        rows_of_host[str(h)].append(i)
+    hinted = [hint.get(str(v)) == h for v, h in keys]
+    # The hint must be COMPLETE (every variable, not only x) for CP-SAT to take it as its first
+    # solution; on a 30,000-pair model it otherwise finds none in its time limit. So the
+    # objective variables get the values the greedy placement implies.
+    hint_load = hint_slot = hint_util = 0
     placed: dict[str, cp_model.LinearExprT] = {}
-    for v, xs in x.groupby(vm_of):
-        m.add(sum(xs) <= 1)
-        placed[str(v)] = sum(xs)
+    for v, rows in rows_of_vm.items():
+        s = cp_model.LinearExpr.sum([xs_all[i] for i in rows])
+        m.add(s <= 1)
+        placed[v] = s
+
+    def weighted(rows: list[int], coefs: list[int]) -> cp_model.LinearExprT:
+        return cp_model.LinearExpr.weighted_sum([xs_all[i] for i in rows], [coefs[i] for i in rows])
+
+    def hinted_sum(rows: list[int], coefs: list[int]) -> int:
+        return sum(coefs[i] for i in rows if hinted[i])
 
     share = inventory.policy.migration_share
     room = resident_room(inventory, drained)
@@ -177,35 +207,38 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     util = m.new_int_var(0, 1_000, "max_memory_use_pct")  # > 100 only on hosts overloaded already
     mem_cap = {h.name: h.usable_memory_mib * inventory.policy.memory_overcommit for h in inventory.hosts}
 
-    frame = pairs.assign(x=x)
     in_limit = inventory.policy.max_inbound_per_host
     # Below the busiest resource, the inbound slots of the busiest destination: spreads VMs over
     # destinations even when a shared link dominates (their migrations then run slowly, for long).
     slot_t = m.new_int_var(0, slot_max, "busiest_inbound_slots_time")
-    for h, rows in frame.groupby(host_of):
-        h = str(h)
+    for h, rows in rows_of_host.items():
         r = room[h]
-        xs = rows["x"]
-        m.add((rows["vcpus"] * xs).sum() <= math.floor(r.vcpus + 1e-9))
-        m.add((rows["memory_mib"] * xs).sum() <= math.floor(r.memory_mib + 1e-9))
-        if rows["disk_mib"].any():
-            m.add((rows["disk_mib"] * xs).sum() <= math.floor(r.disk_mib))
+        m.add(weighted(rows, vcpus_l) <= math.floor(r.vcpus + 1e-9))
+        mem_sum = weighted(rows, mem_l)
+        m.add(mem_sum <= math.floor(r.memory_mib + 1e-9))
+        if any(disk_l[i] for i in rows):
+            m.add(weighted(rows, disk_l) <= math.floor(r.disk_mib))
         nic_mibs = max(1, math.floor(topology.capacity_mibs((topology.switch_of[h], h)) * share))
-        m.add(TIME_UNITS_PER_S * (rows["bytes_mib"] * xs).sum() <= load_t * nic_mibs)
+        m.add(TIME_UNITS_PER_S * weighted(rows, bytes_l) <= load_t * nic_mibs)
+        hint_load = max(hint_load, -(-TIME_UNITS_PER_S * hinted_sum(rows, bytes_l) // nic_mibs))
         if in_limit > 0:  # inbound slots: at most in_limit at once, each busy ~ its time at half its cap
-            m.add((rows["slot_units"] * xs).sum() <= load_t * in_limit)
-            m.add((rows["slot_units"] * xs).sum() <= slot_t * in_limit)
+            slots = weighted(rows, slot_l)
+            m.add(slots <= load_t * in_limit)
+            m.add(slots <= slot_t * in_limit)
+            hint_slot = max(hint_slot, -(-hinted_sum(rows, slot_l) // in_limit))
         if mem_cap[h] > 0:
             resident = math.ceil(mem_cap[h] - r.memory_mib)
-            m.add(100 * (resident + (rows["memory_mib"] * xs).sum()) <= util * math.ceil(mem_cap[h]))
+            m.add(100 * (resident + mem_sum) <= util * math.ceil(mem_cap[h]))
+            hint_util = max(hint_util, -(-100 * (resident + hinted_sum(rows, mem_l)) // math.ceil(mem_cap[h])))
 
-    link_terms: dict[Resource, list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
-    for b, links, xv in zip(frame["bytes_mib"], frame["links"], frame["x"], strict=True):
+    link_rows: dict[Resource, list[int]] = defaultdict(list)
+    for i, links in enumerate(links_l):
         for lk in links:
-            link_terms[lk].append((b, xv))
-    for lk, terms in link_terms.items():
+            link_rows[lk].append(i)
+    for lk, rows in link_rows.items():
         cap = max(1, math.floor(topology.capacity_mibs(lk) * share))
-        m.add(TIME_UNITS_PER_S * sum(b * xv for b, xv in terms) <= load_t * cap)
+        m.add(TIME_UNITS_PER_S * weighted(rows, bytes_l) <= load_t * cap)
+        hint_load = max(hint_load, -(-TIME_UNITS_PER_S * hinted_sum(rows, bytes_l) // cap))
 
     # anti-affinity: at most one VM of a group per host
     by_group_host: dict[tuple[str, str], list[cp_model.IntVar]] = defaultdict(list)
@@ -217,10 +250,10 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
         if len(xs_list) > 1:
             m.add_at_most_one(xs_list)
 
-    _add_affinity(m, inventory, movers, x, placed, drained)
+    _add_affinity(m, inventory, movers, x, placed, drained, hint)
 
     # Lexicographic by weights; each weight exceeds the whole range of the terms below it.
-    cross = (frame["x"] * frame["cross_switch"].astype(int)).sum()  # ≤ len(names)
+    cross = cp_model.LinearExpr.sum([xs_all[i] for i, c in enumerate(cross_l) if c])  # ≤ len(names)
     w_util = len(names) + 1
     w_slot = 1_001 * w_util
     w_time = (slot_max + 1) * w_slot
@@ -232,14 +265,17 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     unplaced_count = len(names) - cp_model.LinearExpr.sum(list(placed.values()))
     m.minimize(w_unplaced * unplaced_count + w_time * load_t + w_slot * slot_t + w_util * util + cross)
 
-    for v, h, xv in _pairs(x):
-        m.add_hint(xv, hint.get(v) == h)
+    for xv, on in zip(xs_all, hinted, strict=True):
+        m.add_hint(xv, on)
+    m.add_hint(load_t, min(t_max, max(hint_load, hint_slot)))
+    m.add_hint(slot_t, min(slot_max, hint_slot))
+    m.add_hint(util, min(1_000, hint_util))
     # The greedy placement is feasible: never accept fewer VMs placed. (With few workers CP-SAT does
     # not always start from the hint, and its first solutions can leave many VMs out.)
     m.add(cp_model.LinearExpr.sum(list(placed.values())) >= len(hint))
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)
+    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s - (time.monotonic() - t0))
     solver.parameters.num_workers = max(1, workers)
     status = solver.solve(m)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -261,7 +297,8 @@ def _pairs(x: pd.Series) -> list[tuple[str, str, cp_model.IntVar]]:
 
 
 def _add_affinity(m: cp_model.CpModel, inventory: Inventory, movers: list[VM], x: pd.Series,
-                  placed: Mapping[str, cp_model.LinearExprT], drained: frozenset[str]) -> None:
+                  placed: Mapping[str, cp_model.LinearExprT], drained: frozenset[str],
+                  hint: Mapping[str, str]) -> None:
     """Moving members of an affinity group: all or none, onto one host (a staying member's, if any)."""
     moving = {v.name for v in movers}
     groups: dict[str, list[str]] = defaultdict(list)
@@ -279,6 +316,8 @@ def _add_affinity(m: cp_model.CpModel, inventory: Inventory, movers: list[VM], x
         allowed: set[str] | None = stay_hosts.get(g) or None
         hosts = {h for (vn, h) in by_vm_host if vn in members}
         choice = {h: m.new_bool_var(f"aff_{g}_{h}") for h in sorted(hosts)}
+        for h, cv in choice.items():
+            m.add_hint(cv, any(hint.get(vn) == h for vn in members))
         m.add(sum(choice.values()) <= 1)
         for (vn, h), xv in by_vm_host.items():
             if vn in members:

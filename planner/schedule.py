@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ UNITS_PER_S = 10  # schedule time unit: 0.1 s
 # migration's bandwidth too, so a link filled by many slow migrations wastes less than by few fast ones.
 LEVEL_DIVISORS = (1, 2, 3, 4, 6, 8)
 MILLI = 1000  # bandwidth in cumulatives: 0.001 MiB/s
+MIN_SOLVE_S = 0.2  # less time than this left for CP-SAT: keep the greedy schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,80 +166,127 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
         order = sorted(tasks, key=lambda t: (-t.priority, rank[t.vm], -load[t.facts.source], t.vm))
     else:
         order = sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
-    used: dict[Resource, int] = defaultdict(int)
-    out_n: dict[str, int] = defaultdict(int)
-    in_n: dict[str, int] = defaultdict(int)
-    total = 0
+    # Everything by small integers (this loop runs for every event of a 2,500-migration drain):
+    # task i = order[i]; keys 0..R-1 are resources, then one outbound slot key per source host,
+    # then one inbound slot key per destination host.
+    key_of: dict[object, int] = {}
+    res_of: list[tuple[int, ...]] = []
+    for t in order:
+        res_of.append(tuple(key_of.setdefault(r, len(key_of)) for r in t.resources))
+    n_res = len(key_of)
+    cap = [0] * n_res
+    for r, k in key_of.items():
+        cap[k] = caps[r]  # type: ignore[index]
+    out_key = [key_of.setdefault(("out", t.facts.source), len(key_of)) for t in order]
+    in_key = [key_of.setdefault(("in", t.facts.destination), len(key_of)) for t in order]
+    level_tries = [tuple(tries[t.vm]) if tries is not None else (0,) for t in order]
+    demand_tries = [tuple(t.levels[li].demand for li in lt) for t, lt in zip(order, level_tries, strict=True)]
+    min_demand = [min(d) for d in demand_tries]
+    used = [0] * n_res
+    slots = [0] * (len(key_of) - n_res)  # running migrations per slot key (index key - n_res)
     lim_out, lim_in = _limit(policy.max_outbound_per_host), _limit(policy.max_inbound_per_host)
     lim_all = _limit(policy.max_concurrent)
-    running: list[tuple[int, str]] = []
-    by_vm = {t.vm: t for t in tasks}
-    start: dict[str, int] = {}
-    level: dict[str, int] = {}
-    # A task that could not start at one event can start at a later one only if something it
-    # needs was freed in between: a resource on its path, its source's or destination's slot, or
-    # a global slot. So at each event only the pending users of what was freed are looked at (on
-    # a 250-host drain: hundreds of tasks, not thousands).
-    position = {t.vm: i for i, t in enumerate(order)}
-    users: dict[object, list[Task]] = defaultdict(list)
-    for t in order:
-        for key in (*t.resources, ("out", t.facts.source), ("in", t.facts.destination)):
-            users[key].append(t)
-    pending = set(position)
-    candidates: list[Task] = list(order)
-    blocked_by_total = False
+    total = 0
+    running: list[tuple[int, int]] = []  # (end, task)
+    start_of = [-1] * len(order)
+    level_of = [0] * len(order)
+    demand_of = [0] * len(order)
+    # A task that cannot start waits on ONE key that blocks it: the outbound or inbound slot that
+    # is full, or the first resource without room for its smallest demand. Until that key is
+    # freed the task cannot start (between events usage only grows), and after, only if its
+    # smallest demand fits the key's free room. So the waiting tasks are kept per (key, smallest
+    # demand), in order; at an event only the groups of freed keys that fit now are merged, in
+    # task order, and a group drops out of the merge as soon as it no longer fits (room only
+    # shrinks while tasks start). On a 250-host drain that looks at a handful of tasks per event
+    # instead of thousands, and gives the same schedule as re-trying every pending task.
+    groups: list[dict[int, list[int]]] = [defaultdict(list) for _ in range(len(key_of))]
+    pending = len(order)
     now = 0
+    examined = [-1] * len(order)  # the event at which a task was last looked at
+    event = 0
+
+    def fits(k: int, dem: int) -> bool:
+        return used[k] + dem <= cap[k] if k < n_res else slots[k - n_res] < (lim_out if k in out_keys else lim_in)
+
+    out_keys = set(out_key)
+    in_keys = set(in_key)
+    if out_keys & in_keys:  # a host both source and destination: impossible in a drain (see module doc)
+        raise AssertionError("a host is both a source and a destination")
+
+    def attempt(i: int) -> bool:
+        """Start task i now if it fits, else park it on what blocks it; False when max_concurrent is full."""
+        nonlocal total, pending
+        if total >= lim_all:
+            return False
+        examined[i] = event
+        ok, ik = out_key[i], in_key[i]
+        if slots[ok - n_res] >= lim_out:
+            heapq.heappush(groups[ok][0], i)
+            return True
+        if slots[ik - n_res] >= lim_in:
+            heapq.heappush(groups[ik][0], i)
+            return True
+        rs = res_of[i]
+        for li, dem in zip(level_tries[i], demand_tries[i], strict=True):
+            if all(used[r] + dem <= cap[r] for r in rs):
+                for r in rs:
+                    used[r] += dem
+                slots[ok - n_res] += 1
+                slots[ik - n_res] += 1
+                total += 1
+                start_of[i], level_of[i], demand_of[i] = now, li, dem
+                heapq.heappush(running, (now + order[i].levels[li].duration_units, i))
+                pending -= 1
+                return True
+        dem = min_demand[i]
+        blocker = next(r for r in rs if used[r] + dem > cap[r])
+        heapq.heappush(groups[blocker][dem], i)
+        return True
+
+    full_scan: list[int] | None = list(range(len(order)))  # every pending task, in order
+    freed: set[int] = set()
     while pending:
-        candidates.sort(key=lambda t: position[t.vm])
-        for t in candidates:
-            f = t.facts
-            if t.vm not in pending:
-                continue
-            if total >= lim_all:
-                blocked_by_total = True
-                break
-            if out_n[f.source] >= lim_out or in_n[f.destination] >= lim_in:
-                continue
-            for li in (tries[t.vm] if tries is not None else (0,)):
-                lvl = t.levels[li]
-                if all(used[r] + lvl.demand <= caps[r] for r in t.resources):
-                    for r in t.resources:
-                        used[r] += lvl.demand
-                    out_n[f.source] += 1
-                    in_n[f.destination] += 1
-                    total += 1
-                    start[t.vm], level[t.vm] = now, li
-                    heapq.heappush(running, (now + lvl.duration_units, t.vm))
-                    pending.discard(t.vm)
+        if full_scan is not None:
+            scan, full_scan = full_scan, None
+            for i in scan:
+                if start_of[i] < 0 and not attempt(i):  # max_concurrent full: all look again next time
+                    full_scan = [j for j in range(len(order)) if start_of[j] < 0]
                     break
+        else:
+            front = [(g[0], k, dem) for k in freed for dem, g in groups[k].items() if g and fits(k, dem)]
+            heapq.heapify(front)
+            while front:
+                _, k, dem = heapq.heappop(front)
+                if not fits(k, dem):
+                    continue  # the group waits for the next time k is freed
+                g = groups[k][dem]
+                i = heapq.heappop(g)
+                if start_of[i] < 0 and examined[i] != event and not attempt(i):
+                    full_scan = [j for j in range(len(order)) if start_of[j] < 0]
+                    break
+                if g and fits(k, dem):
+                    heapq.heappush(front, (g[0], k, dem))
         if not pending:
             break
         if not running:  # cannot happen: alone, every task fits at its path cap
-            raise AssertionError(f"greedy schedule stuck with {len(pending)} migrations and nothing running")
+            raise AssertionError(f"greedy schedule stuck with {pending} migrations and nothing running")
         now = running[0][0]
-        freed: set[object] = set()
+        event += 1
+        freed = set()
         while running and running[0][0] == now:
-            _, name = heapq.heappop(running)
-            t = by_vm[name]
-            for r in t.resources:
-                used[r] -= t.levels[level[name]].demand
-            out_n[t.facts.source] -= 1
-            in_n[t.facts.destination] -= 1
+            _, i = heapq.heappop(running)
+            dem = demand_of[i]
+            for r in res_of[i]:
+                used[r] -= dem
+            slots[out_key[i] - n_res] -= 1
+            slots[in_key[i] - n_res] -= 1
             total -= 1
-            freed.update(t.resources)
-            freed.update((("out", t.facts.source), ("in", t.facts.destination)))
-        if blocked_by_total:
-            candidates = [by_vm[v] for v in pending]
-            blocked_by_total = False
-        else:
-            seen: set[str] = set()
-            candidates = []
-            for freed_key in freed:
-                for u in users[freed_key]:
-                    if u.vm in pending and u.vm not in seen:
-                        seen.add(u.vm)
-                        candidates.append(u)
-    makespan = max((start[t.vm] + t.levels[level[t.vm]].duration_units for t in tasks), default=0)
+            freed.update(res_of[i])
+            freed.add(out_key[i])
+            freed.add(in_key[i])
+    start = {order[i].vm: start_of[i] for i in range(len(order))}
+    level = {order[i].vm: level_of[i] for i in range(len(order))}
+    makespan = max((start_of[i] + order[i].levels[level_of[i]].duration_units for i in range(len(order))), default=0)
     return Schedule(start, level, makespan, "greedy")
 
 
@@ -309,12 +358,24 @@ class _Progress(cp_model.CpSolverSolutionCallback):
 
 
 def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *, time_limit_s: float, workers: int,
-                   lower_bound_units: int = 0, progress: ProgressHook | None = None) -> Schedule:
-    """CP-SAT schedule of `tasks` (see the module docstring); the greedy schedule if CP-SAT finds nothing."""
+                   lower_bound_units: int = 0, progress: ProgressHook | None = None,
+                   greedy: Schedule | None = None) -> Schedule:
+    """CP-SAT schedule of `tasks` (see the module docstring); the greedy schedule if CP-SAT finds nothing.
+
+    `time_limit_s` bounds the whole call (the greedy schedules and building the model count);
+    when less than MIN_SOLVE_S is left for CP-SAT, the greedy schedule is returned unsolved.
+    `greedy`: `best_greedy` of these tasks, if the caller already has it.
+    """
+    t0 = time.monotonic()
     caps = resource_caps(tasks, topology, policy.migration_share)
-    greedy = best_greedy(tasks, caps, policy, lower_bound_units)
+    if greedy is None:
+        greedy = best_greedy(tasks, caps, policy, lower_bound_units)
     if not tasks:
         return Schedule({}, {}, 0, "optimal")
+    if greedy.makespan_units <= lower_bound_units:  # proven optimal by the bound: nothing to solve
+        return Schedule(greedy.start_units, greedy.level, greedy.makespan_units, "optimal")
+    if time_limit_s - (time.monotonic() - t0) < MIN_SOLVE_S:
+        return greedy  # no time left for CP-SAT to improve it
     horizon = greedy.makespan_units
     m = cp_model.CpModel()
     index = pd.Index([t.vm for t in tasks], name="vm")
@@ -377,7 +438,10 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
     m.add_hint(makespan, horizon)
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s)
+    left_s = time_limit_s - (time.monotonic() - t0)
+    if left_s < MIN_SOLVE_S:
+        return greedy
+    solver.parameters.max_time_in_seconds = left_s
     solver.parameters.num_workers = max(1, workers)
     status = solver.solve(m, _Progress(progress, makespan, lower_bound_units) if progress is not None else None)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
