@@ -330,14 +330,12 @@ def best_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
         {t.vm: tuple(range(fair[t.vm], -1, -1)) for t in tasks},
     ]
     if target_units > 0:
-        # Cheap (milliseconds per 100 migrations): try several deadlines; fewer on big fleets.
-        stretches = (0.85, 0.95, 1.05) if len(tasks) > 1000 else (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1)
-        for stretch in stretches:
+        # Cheap (~15 ms per greedy run for 2,445 migrations): try several deadlines.
+        for stretch in (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1):
             lv = source_levels(tasks, policy, int(target_units * stretch))
             variants.append({t.vm: tuple(range(lv[t.vm], -1, -1)) for t in tasks})
     runs = [greedy_schedule(tasks, caps, policy, v) for v in variants]
-    if len(tasks) <= 1000:
-        runs += [greedy_schedule(tasks, caps, policy, v, interleave=True) for v in variants]
+    runs += [greedy_schedule(tasks, caps, policy, v, interleave=True) for v in variants]
     return min(runs, key=lambda s: s.makespan_units)
 
 

@@ -45,3 +45,79 @@ def test_cp_sat_is_no_worse_than_greedy() -> None:
 
 def test_waves_group_identical_starts_in_order() -> None:
     assert waves_of({"a": 5, "b": 0, "c": 5, "d": 2}) == {"b": 0, "d": 1, "a": 2, "c": 2}
+
+
+def _reference_greedy(tasks, caps, policy, tries):  # type: ignore[no-untyped-def]
+    """The list schedule written plainly: at every event, every pending task in order tries to start."""
+    import heapq
+
+    def limit(n: int) -> int:
+        return n if n > 0 else 1 << 30
+
+    order = sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
+    used: dict[object, int] = {}
+    out_n: dict[str, int] = {}
+    in_n: dict[str, int] = {}
+    running: list[tuple[int, str]] = []
+    start: dict[str, int] = {}
+    level: dict[str, int] = {}
+    by_vm = {t.vm: t for t in tasks}
+    now = 0
+    while len(start) < len(tasks):
+        for t in order:
+            if t.vm in start:
+                continue
+            if len(running) >= limit(policy.max_concurrent):
+                break
+            s, d = t.facts.source, t.facts.destination
+            if out_n.get(s, 0) >= limit(policy.max_outbound_per_host) or \
+                    in_n.get(d, 0) >= limit(policy.max_inbound_per_host):
+                continue
+            for li in tries[t.vm]:
+                dem = t.levels[li].demand
+                if all(used.get(r, 0) + dem <= caps[r] for r in t.resources):
+                    for r in t.resources:
+                        used[r] = used.get(r, 0) + dem
+                    out_n[s] = out_n.get(s, 0) + 1
+                    in_n[d] = in_n.get(d, 0) + 1
+                    start[t.vm], level[t.vm] = now, li
+                    heapq.heappush(running, (now + t.levels[li].duration_units, t.vm))
+                    break
+        if len(start) == len(tasks):
+            break
+        now = running[0][0]
+        while running and running[0][0] == now:
+            _, name = heapq.heappop(running)
+            t = by_vm[name]
+            for r in t.resources:
+                used[r] -= t.levels[level[name]].demand
+            out_n[t.facts.source] -= 1
+            in_n[t.facts.destination] -= 1
+    return start, level
+
+
+def test_greedy_matches_the_plain_list_schedule() -> None:
+    """The event-driven greedy (tasks parked on what blocks them) gives exactly the plain schedule."""
+    from dataclasses import replace
+
+    from planner.candidates import find_candidates
+    from planner.generate import generate_fleet
+    from planner.placement import greedy_placement, pair_frame
+
+    base = generate_fleet(hosts=40, vms=300, racks=4, seed=3)
+    drained = frozenset(h.name for h in base.hosts if h.labels.get("rack") == "r4")
+    limits: list[dict[str, int]] = [{}, {"max_concurrent": 4}, {"max_outbound_per_host": 1, "max_inbound_per_host": 0},
+                                    {"max_outbound_per_host": 0, "max_inbound_per_host": 1, "max_concurrent": 9}]
+    for extra in limits:
+        inv = replace(base, policy=replace(base.policy, **extra))  # type: ignore[arg-type]
+        topo = Topology(inv)
+        movers = [v for v in inv.vms if v.host in drained and not v.pinned]
+        cands = find_candidates(inv, movers, drained, topo)
+        dest = greedy_placement(inv, movers, pair_frame(inv, movers, cands, topo), drained, topo)
+        tasks = build_tasks(inv, dest, topo)
+        assert len(tasks) > 20
+        caps = resource_caps(tasks, topo, inv.policy.migration_share)
+        for tries in ({t.vm: (0,) for t in tasks}, {t.vm: tuple(range(len(t.levels) - 1, -1, -1)) for t in tasks},
+                      {t.vm: (i % len(t.levels), 0) for i, t in enumerate(tasks)}):
+            s = greedy_schedule(tasks, caps, inv.policy, tries)
+            assert (dict(s.start_units), dict(s.level)) == _reference_greedy(tasks, caps, inv.policy, tries), extra

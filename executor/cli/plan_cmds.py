@@ -83,7 +83,8 @@ def register(app: typer.Typer) -> None:
             "--drain-label", help="Empty every host with this label, key=value (repeatable).")] = None,
         output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-        time_limit: Annotated[float, typer.Option("--time-limit", help="Solver time limit, seconds.")] = 30.0,
+        time_limit: Annotated[float, typer.Option(
+            "--time-limit", help="Time limit for the whole planning (solvers, checker), seconds.")] = 30.0,
         workers: Annotated[int, typer.Option("--workers", help="Solver threads.")] = 2,
         baselines: Annotated[bool, typer.Option("--baselines", help="Compare with today's tools.")] = False,
     ) -> None:
