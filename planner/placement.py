@@ -37,6 +37,7 @@ from planner.model import VM, Inventory
 from planner.topology import Resource, Topology
 
 TIME_UNITS_PER_S = 1  # the makespan proxy is counted in whole seconds (keeps objective weights small)
+MIN_SOLVE_S = 0.05  # less time than this left for CP-SAT: keep the greedy placement
 
 
 @dataclass(frozen=True)
@@ -274,8 +275,11 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     # not always start from the hint, and its first solutions can leave many VMs out.)
     m.add(cp_model.LinearExpr.sum(list(placed.values())) >= len(hint))
 
+    left_s = time_limit_s - (time.monotonic() - t0)
+    if left_s < MIN_SOLVE_S:  # no time left to solve: the greedy placement is the answer
+        return PlacementResult(hint, tuple(n for n in names if n not in hint), "greedy", math.nan, hint)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s - (time.monotonic() - t0))
+    solver.parameters.max_time_in_seconds = left_s
     solver.parameters.num_workers = max(1, workers)
     status = solver.solve(m)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):

@@ -370,10 +370,14 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
         greedy = best_greedy(tasks, caps, policy, lower_bound_units)
     if not tasks:
         return Schedule({}, {}, 0, "optimal")
-    if greedy.makespan_units <= lower_bound_units:  # proven optimal by the bound: nothing to solve
-        return Schedule(greedy.start_units, greedy.level, greedy.makespan_units, "optimal")
-    if time_limit_s - (time.monotonic() - t0) < MIN_SOLVE_S:
-        return greedy  # no time left for CP-SAT to improve it
+    if greedy.makespan_units <= lower_bound_units or time_limit_s - (time.monotonic() - t0) < MIN_SOLVE_S:
+        # Proven optimal by the bound, or no time left for CP-SAT to improve it: the greedy
+        # schedule is the answer (the reporter still hears of it, as of a solver's solution).
+        if progress is not None:
+            progress(time.monotonic() - t0, float(greedy.makespan_units), float(lower_bound_units))
+        if greedy.makespan_units <= lower_bound_units:
+            return Schedule(greedy.start_units, greedy.level, greedy.makespan_units, "optimal")
+        return greedy
     horizon = greedy.makespan_units
     m = cp_model.CpModel()
     index = pd.Index([t.vm for t in tasks], name="vm")
@@ -437,7 +441,9 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
 
     solver = cp_model.CpSolver()
     left_s = time_limit_s - (time.monotonic() - t0)
-    if left_s < MIN_SOLVE_S:
+    if left_s < MIN_SOLVE_S:  # building the model took the time left
+        if progress is not None:
+            progress(time.monotonic() - t0, float(greedy.makespan_units), float(lower_bound_units))
         return greedy
     solver.parameters.max_time_in_seconds = left_s
     solver.parameters.num_workers = max(1, workers)

@@ -78,12 +78,12 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
 
     cands = find_candidates(inventory, movable, empty, topology)
     result = place(inventory, movable, cands, empty, topology,
-                   time_limit_s=max(0.5, left_s() * PLACEMENT_SHARE), workers=workers, model=model)
+                   time_limit_s=left_s() * PLACEMENT_SHARE, workers=workers, model=model)
     for widen in (4, 0):  # pruning may have cost a VM its place: widen the windows, then keep every host
         if not any(not cands.complete[v] for v in result.unplaced):
             break
         cands = find_candidates(inventory, movable, empty, topology, per_vm=cands.per_vm * widen)
-        left = max(0.5, left_s() * PLACEMENT_SHARE)
+        left = left_s() * PLACEMENT_SHARE
         result = _better(result, place(inventory, movable, cands, empty, topology, time_limit_s=left,
                                        workers=workers, model=model))
     for name in result.unplaced:

@@ -121,3 +121,26 @@ def test_greedy_matches_the_plain_list_schedule() -> None:
                       {t.vm: (i % len(t.levels), 0) for i, t in enumerate(tasks)}):
             s = greedy_schedule(tasks, caps, inv.policy, tries)
             assert (dict(s.start_units), dict(s.level)) == _reference_greedy(tasks, caps, inv.policy, tries), extra
+
+
+def test_no_time_left_gives_the_greedy_schedule_and_reports_it() -> None:
+    inv, topo, tasks = _tasks(6)
+    caps = resource_caps(tasks, topo, inv.policy.migration_share)
+    heard: list[tuple[float, float, float]] = []
+    s = solve_schedule(tasks, topo, inv.policy, time_limit_s=0.0, workers=1, lower_bound_units=1,
+                       progress=lambda *a: heard.append(a))
+    g = greedy_schedule(tasks, caps, inv.policy)
+    assert s.status == "greedy" and s.makespan_units <= g.makespan_units
+    assert [h[1:] for h in heard] == [(float(s.makespan_units), 1.0)]
+
+
+def test_greedy_at_the_lower_bound_is_optimal_without_cp_sat(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ortools.sat.python import cp_model
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("CP-SAT called although the greedy schedule meets the bound")
+
+    monkeypatch.setattr(cp_model.CpSolver, "solve", refuse)
+    inv, topo, tasks = _tasks(1)
+    s = solve_schedule(tasks, topo, inv.policy, time_limit_s=5, workers=1, lower_bound_units=10**6)
+    assert s.status == "optimal"

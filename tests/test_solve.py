@@ -93,3 +93,10 @@ def test_reporter_hears_solver_progress() -> None:
     inv = generate_fleet(hosts=8, vms=40, racks=2, seed=5)
     plan = make_plan(inv, [inv.hosts[0].name], time_limit_s=2, workers=1, reporter=Rec())
     assert calls and all(obj >= plan.lower_bound_s - 0.1 for _, obj, _ in calls)
+
+
+def test_a_tiny_time_limit_still_gives_a_valid_plan() -> None:
+    inv = generate_fleet(hosts=12, vms=80, racks=2, seed=9)
+    plan = make_plan(inv, [inv.hosts[0].name, inv.hosts[1].name], time_limit_s=0.001, workers=1)
+    assert plan.solver == "greedy" and plan.migrations
+    assert check_plan(inv, plan) == []
