@@ -163,6 +163,8 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     names = [v.name for v in movers]
     if pairs.empty:
         return PlacementResult({}, tuple(names), "optimal", 0.0)
+    if time_limit_s - (time.monotonic() - t0) < MIN_SOLVE_S:  # no time to build and solve a model
+        return PlacementResult(hint, tuple(n for n in names if n not in hint), "greedy", math.nan, hint)
 
     m = cp_model.CpModel()
     x = m.new_bool_var_series("x", pairs.index)
