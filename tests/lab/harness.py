@@ -41,6 +41,7 @@ API summary (hosts may be given as a `LabHost` or its 1-based index everywhere):
   `lab-shared` (files under /var/lib/libvirt/shared); /var/lib/libvirt/images is local (storage null).
   Lab links are veths (unlimited: one TCG migration moves ~170 MiB/s) unless `shape()`d; a shaped link
   gives one migration ~75-90 % of its line rate (TCP over tbf: 1 Gbit/s -> ~88 MiB/s of 119).
+* `lab.wire_bytes(host)`: bytes sent/received on the host's NIC, to observe caps on the wire.
 * `lab.hosts_file`: a ready `evac collect --hosts-file` for the lab (declares `lab-nbd`).
 * `with Lab.up(hosts=2) as lab:` stops the lab on exit (scripts, benchmarks).
 * `lab.connect(host) -> virConnect` (cached, reopened after a daemon restart).
@@ -744,6 +745,12 @@ class Lab:
         tbf = ["root", "tbf", "rate", f"{rate_bit}bit", "burst", str(burst), "latency", "50ms"]
         run("ip", "netns", "exec", host.netns, "tc", "qdisc", "replace", "dev", "eth0", *tbf)
         run("ip", "netns", "exec", f"{self.prefix}sw", "tc", "qdisc", "replace", "dev", f"p{host.index}", *tbf)
+
+    def wire_bytes(self, ref: HostRef) -> tuple[int, int]:
+        """(sent, received) bytes so far on the host's NIC (its eth0), as the kernel counts them on the wire."""
+        host = self.host(ref)
+        stats = json.loads(run("ip", "-n", host.netns, "-s", "-j", "link", "show", "eth0").stdout)[0]["stats64"]
+        return int(stats["tx"]["bytes"]), int(stats["rx"]["bytes"])
 
     def unshape(self, ref: HostRef) -> None:
         host = self.host(ref)
