@@ -560,6 +560,11 @@ class _Validator:
 
         mounted = {s for _, h in hosts for s in h.storage}
         offered = {n for _, h in hosts for n in h.networks}
+        # A host whose size fields were wrong got a placeholder size: judging VMs against it would only
+        # add errors that are consequences of the one already reported.
+        host_sizes_known = not any(e.where.startswith("hosts[") and
+                                   e.where.rsplit(".", 1)[-1] in ("cpus", "memory_mib", "reserved_memory_mib")
+                                   for e in self.errors)
         max_vcpus = max((h.cpus * policy.cpu_overcommit for _, h in hosts), default=0.0)
         max_memory = max((h.usable_memory_mib * policy.memory_overcommit for _, h in hosts), default=0.0)
         names: set[str] = set()
@@ -593,10 +598,10 @@ class _Validator:
                                                           f"{_listing(mounted)})")
             for n in sorted(v.networks - offered):
                 self.error(f"{w}.networks", f"no host offers network {n!r} (hosts offer: {_listing(offered)})")
-            if hosts and v.vcpus > max_vcpus:
+            if hosts and host_sizes_known and v.vcpus > max_vcpus:
                 self.error(f"{w}.vcpus", f"{v.vcpus} vCPUs fit on no host: the largest takes {max_vcpus:g} "
                                          f"(cpus x cpu_overcommit {policy.cpu_overcommit:g})")
-            if hosts and v.memory_mib > max_memory:
+            if hosts and host_sizes_known and v.memory_mib > max_memory:
                 self.error(f"{w}.memory_mib", f"{v.memory_mib} MiB fits on no host: the largest takes "
                                               f"{max_memory:g} MiB ((memory_mib - reserved_memory_mib) x "
                                               f"memory_overcommit {policy.memory_overcommit:g})")

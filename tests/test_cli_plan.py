@@ -80,3 +80,38 @@ def test_check_malformed_plan_exits_2(feasible: Path, tmp_path: Path, capsys: py
     bad.write_text('{"version": 1, "migrations": "soon"}')
     assert main(["check", str(feasible), str(bad)]) == 2
     assert "migrations" in capsys.readouterr().err
+
+
+def test_check_accepts_the_inventory_file_digest(feasible: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan written by another tool names its inventory by the file's SHA-256: same inventory."""
+    import hashlib
+
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(feasible), "--drain", "h1", "-o", str(out), "--time-limit", "2"]) == 0
+    doc = json.loads(out.read_text())
+    doc["inventory_sha256"] = hashlib.sha256(feasible.read_bytes()).hexdigest()
+    out.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["check", str(feasible), str(out)]) == 0
+    doc["inventory_sha256"] = "0" * 64  # names some other inventory: the checker says so
+    out.write_text(json.dumps(doc))
+    assert main(["check", str(feasible), str(out)]) == 1
+    assert "inventory_sha256" in capsys.readouterr().out
+
+
+def test_plan_for_another_fleet_is_one_short_message(feasible: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(feasible), "--drain", "h1", "-o", str(out), "--time-limit", "2"]) == 0
+    doc = json.loads(out.read_text())
+    for i, m in enumerate(doc["migrations"]):
+        m["vm"] = f"elsewhere-{i}"
+        m["destination"] = "nowhere"
+    out.write_text(json.dumps(doc))
+    capsys.readouterr()
+    for command in (["check", str(feasible), str(out)], ["run", str(out), "-i", str(feasible), "--dry-run"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "VMs are not in the inventory" in err and "'nowhere'" not in err and "nowhere" in err
+        assert len(err.splitlines()) <= 6, err

@@ -175,6 +175,18 @@ def test_every_problem_is_reported_at_once() -> None:
                                                 "policy.migration_share"] or len(set(found)) == 4
 
 
+def test_a_bad_host_size_is_not_blamed_on_every_vm() -> None:
+    """A host size that failed validation must not make every VM "fit on no host" as well."""
+    doc = valid_doc()
+    for h in doc["hosts"]:
+        h["memory_mib"] = "256G"
+    found = problems_of(doc)
+    assert [p.split(":")[0] for p in found] == ["hosts[0].memory_mib", "hosts[1].memory_mib", "hosts[2].memory_mib"]
+    doc = valid_doc()
+    doc["vms"][2]["memory_mib"] = 10**6  # with sizes known, an oversized VM is still caught
+    assert any("fits on no host" in p for p in problems_of(doc))
+
+
 def test_unknown_keys_are_warnings_with_did_you_mean() -> None:
     doc = valid_doc()
     doc["vms"][0]["memroy_mib"] = 1

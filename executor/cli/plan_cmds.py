@@ -132,12 +132,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Verify a plan (anyone's) against every rule of plan v1, at every instant.
 
-        Exit 0 valid, 1 with the violations listed, 2 for a malformed plan file.
+        Exit 0 valid, 1 with the violations listed, 2 for a malformed plan file or a plan made for
+        another inventory.
         """
+        import dataclasses
+
+        from executor.cli.run_cmds import check_plan_matches, digest_matches
         from planner.checker import check_plan
 
         inv = _load(inventory)
         plan = load_plan(plan_file)
+        check_plan_matches(plan, inv, str(plan_file), str(inventory), require_digest=False)
+        if digest_matches(plan, inv, str(inventory)):  # the file's own digest names the same inventory
+            plan = dataclasses.replace(plan, inventory_sha256=inv.sha256)
         violations = check_plan(inv, plan)
         if not violations:
             console.print(f"ok: {len(plan.migrations)} migrations, makespan {plan.makespan_s:.1f} s, "

@@ -8,6 +8,7 @@ what would happen. `evac status JOURNAL` reads a run's journal (also while the r
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import signal
@@ -42,20 +43,42 @@ def _load_inventory(path: Path) -> Inventory:
     return inventory
 
 
-def check_plan_matches(plan: Plan, inventory: Inventory, plan_path: str, inventory_path: str) -> None:
-    """Refuses a plan made for another inventory (exit 2), naming what differs."""
+def _some(names: list[str], shown: int = 8) -> str:
+    return ", ".join(names[:shown]) + (f" … and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def digest_matches(plan: Plan, inventory: Inventory, inventory_path: str) -> bool:
+    """A plan names its inventory by evac's canonical digest (`Inventory.sha256`, the same for JSON, YAML
+    and CSV) or, as a plan from another tool naturally would, by the SHA-256 of the inventory file."""
+    if plan.inventory_sha256 == inventory.sha256:
+        return True
+    path = Path(inventory_path)
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == plan.inventory_sha256
+
+
+def check_plan_matches(plan: Plan, inventory: Inventory, plan_path: str, inventory_path: str,
+                       require_digest: bool = True) -> None:
+    """Refuses a plan made for another inventory (exit 2), naming what differs.
+
+    VMs and hosts the inventory lacks are listed together, not one line each: a plan for another
+    fleet would otherwise bury the one thing to say (wrong inventory) under hundreds of lines."""
     problems = []
-    if plan.inventory_sha256 != inventory.sha256:
+    if require_digest and not digest_matches(plan, inventory, inventory_path):
         problems.append(Problem("inventory_sha256", f"the plan was made for inventory {plan.inventory_sha256[:12]}…, "
                                                     f"{inventory_path} is {inventory.sha256[:12]}…; re-plan"))
+    unknown_vms = [m.vm for m in plan.migrations if m.vm not in inventory.vm]
+    unknown_hosts = sorted({h for m in plan.migrations for h in (m.source, m.destination)
+                            if h not in inventory.host})
+    if unknown_vms:
+        problems.append(Problem("migrations[].vm", f"{len(unknown_vms)} of {len(plan.migrations)} VMs are not in the "
+                                                   f"inventory: {_some(unknown_vms)}"))
+    if unknown_hosts:
+        problems.append(Problem("migrations[]", f"{len(unknown_hosts)} hosts are not in the inventory: "
+                                                f"{_some(unknown_hosts)}"))
     for i, m in enumerate(plan.migrations):
         vm = inventory.vm.get(m.vm)
-        if vm is None:
-            problems.append(Problem(f"migrations[{i}].vm", f"{m.vm!r} is not in the inventory"))
-        elif vm.host != m.source:
-            problems.append(Problem(f"migrations[{i}].source", f"{m.vm} is on {vm.host}, not {m.source}"))
-        if m.destination not in inventory.host:
-            problems.append(Problem(f"migrations[{i}].destination", f"unknown host {m.destination!r}"))
+        if vm is not None and vm.host != m.source:
+            problems.append(Problem(f"migrations[{i}].source", f"{m.vm} is on {vm.host} now, not {m.source}"))
     if problems:
         raise UsageError(f"plan {plan_path} does not fit inventory {inventory_path}", problems)
 
