@@ -34,6 +34,21 @@ ever get (the best capped path over its eligible destinations) is ≤ transferre
   Σb_i ≥ (Σ√B_i)² / Σ(B_i/b_i) ≥ Q / (kT − nf) with Q = (Σ√B_i)², hence
   C·T − ΣB − f·Q/(kT − nf) ≥ 0, whose left side grows with T: T is at least its largest root
   (`nic_slots_bound`). Low bandwidth saves NIC time but costs slot time; this term prices both.
+* capacity cut (`capacity_cut`, only when `moving` names the VMs the plan moves): for a switch S
+  let A be the moving VMs whose source is outside S, and R_out the room, after the VMs that stay,
+  of every host outside S that may receive any of them (up, not emptied, compatible; memory and,
+  separately, vCPUs, after overcommit and reserve). The checker holds every receiving host to
+  max(start usage, room) at every start of a migration into it, and in a drain its residents stay,
+  so the VMs of A that end outside S use at most R_out: those placed inside S need at least
+  D = Σ demand(A) − R_out. Each of them is a migration from outside S to a host of S, whose path
+  enters S over a link X→S (hosts hang off one switch), and sends ≥ floor_bytes(v) while holding
+  b on that link for its whole duration. So T × Σ_{X} capacity(X→S) × share ≥ the fewest floor
+  bytes of any subset of A with demand ≥ D, which is ≥ the fractional knapsack (VMs by floor
+  bytes per unit of demand, cheapest first; fractional is a relaxation). Outbound likewise: the
+  moving VMs of S need Σ demand − (room of S's receivers) placed outside S, over links S→X.
+  Every simplification only drops VMs from A or adds room (VMs of S leaving only fill R_out;
+  unreachable or too-small hosts still count), so the term can only get weaker. Without `moving`
+  a plan may leave any VM unplaced for lack of room, so the term is not used.
 """
 
 from __future__ import annotations
@@ -294,7 +309,70 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
             total_s / (k * len(receivers))
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
     _nic_slot_terms(terms, crossings, topo, p, model.fixed_cost_s)
+    if moving is not None and receivers:
+        rooms: dict[str, tuple[float, float]] = {}
+        for name in receivers:
+            h = hosts[name]
+            cpu, mem, _disk = host_room(h, p)
+            if rebalance:  # residents may leave: the checker's limit is max(start usage, room)
+                residents = inventory.vms_on.get(name, ())
+                rooms[name] = (max(cpu, sum(v.vcpus for v in residents)),
+                               max(mem, sum(v.memory_mib for v in residents)))
+            else:
+                cpu_used, mem_used = used.get(name, (0.0, 0.0))
+                rooms[name] = (max(cpu - cpu_used, 0.0), max(mem - mem_used, 0.0))
+        kept = [v for v in movers if v.name in bytes_of]
+        _capacity_cut_terms(terms, kept, bytes_of, rooms, topo, share)
     return terms.result()
+
+
+def _capacity_cut_terms(terms: _Terms, movers: list[VM], bytes_of: Mapping[str, float],
+                        rooms: Mapping[str, tuple[float, float]], topo: Topology, share: float) -> None:
+    """The capacity-cut term (module docstring) for every switch, both directions, memory and vCPUs."""
+    switch_of = topo.switch_of
+    switches = {switch_of[h] for h in rooms} | {switch_of[v.host] for v in movers}
+    # capped capacity of the links into and out of each switch (from other switches only)
+    cut_in: dict[str, float] = {}
+    cut_out: dict[str, float] = {}
+    for sw in switches:
+        others = [x for x in topo.graph[sw] if topo.graph.nodes[x].get("kind") == "switch" and x != sw]
+        cut_in[sw] = sum(topo.capacity_mibs((x, sw)) for x in others) * share
+        cut_out[sw] = sum(topo.capacity_mibs((sw, x)) for x in others) * share
+    # the checker lets each host go 1e-6 over its limit: count that as room too
+    slack = 1e-6 * (len(rooms) + 1)
+    for dim, what in ((1, "MiB of memory"), (0, "vCPUs")):
+        def demand(v: VM, dim: int = dim) -> float:
+            return float(v.memory_mib if dim == 1 else v.vcpus)
+        cheap_first = sorted((v for v in movers if demand(v) > 0), key=lambda v: bytes_of[v.name] / demand(v))
+        room_total = sum(r[dim] for r in rooms.values())
+        demand_total = sum(demand(v) for v in cheap_first)
+        room_in: dict[str, float] = defaultdict(float)
+        demand_in: dict[str, float] = defaultdict(float)
+        for name, r in rooms.items():
+            room_in[switch_of[name]] += r[dim]
+        for v in cheap_first:
+            demand_in[switch_of[v.host]] += demand(v)
+        for sw in switches:
+            for inbound, cap in ((True, cut_in[sw]), (False, cut_out[sw])):
+                if inbound:  # VMs from outside sw, room outside sw
+                    need = (demand_total - demand_in[sw]) - (room_total - room_in[sw]) - slack
+                else:  # VMs of sw, room inside sw
+                    need = demand_in[sw] - room_in[sw] - slack
+                if need <= 0 or cap <= 0:
+                    continue
+                mib, left = 0.0, need
+                for v in cheap_first:
+                    if (switch_of[v.host] == sw) == inbound:
+                        continue
+                    d = demand(v)
+                    if d >= left:
+                        mib += bytes_of[v.name] * left / d
+                        break
+                    mib += bytes_of[v.name]
+                    left -= d
+                way = "into" if inbound else "out of"
+                terms.add("capacity_cut", mib / cap,
+                          f"{need:.0f} {what} must move {way} {sw}: ≥ {mib:.0f} MiB over its links at {cap:.1f} MiB/s")
 
 
 def _pareto(rooms: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:

@@ -107,37 +107,99 @@ def test_vms_without_destination_are_left_out() -> None:
     assert lower_bound(inv, ["h1"], moving=set()).value_s == 0.0
 
 
+def _thin_rack_fleet(drain_side: str) -> tuple[Inventory, list[str]]:
+    """Rack a (40 Gb/s uplink) and rack b (1 Gb/s uplink); the rack of the drained host is nearly full.
+
+    a1 (drained) holds four running idle VMs and one shut-off VM of 4 GiB each; a2, in the same rack,
+    has 8 GiB free after its reserve (2 GiB) and its resident (8 GiB). `drain_side="b"`: the same with
+    the racks' roles swapped, so the VMs must leave through the thin uplink instead of entering by it.
+    """
+    near, far = ("a", "b") if drain_side == "a" else ("b", "a")
+    hosts = [host(f"{near}1", switch=f"tor-{near}"),
+             host(f"{near}2", switch=f"tor-{near}", memory_mib=18432, reserved_memory_mib=2048),
+             host(f"{far}1", switch=f"tor-{far}")]
+    vms = [vm(f"v{i}", f"{near}1", memory_mib=4096, dirty_rate_mibs=0.0) for i in range(4)]
+    vms += [vm("s0", f"{near}1", memory_mib=4096, state=VMState.SHUTOFF), vm("r", f"{near}2", memory_mib=8192)]
+    links = (Link("tor-a", "spine", 40.0), Link("tor-b", "spine", 1.0))
+    return Inventory(hosts=tuple(hosts), vms=tuple(vms), links=links, policy=Policy()), [f"{near}1"]
+
+
+@pytest.mark.parametrize("drain_side", ["b", "a"])
+def test_capacity_cut_through_a_thin_uplink(drain_side: str) -> None:
+    """20 GiB must leave b1 (or a1); only 8 GiB fit in its own rack, so 12 GiB cross the 1 Gb/s uplink.
+
+    Cheapest bytes per MiB first: the shut-off VM (no disks: 0 MiB sent) covers 4 GiB for free, two
+    idle running VMs (4 GiB sent each) the other 8 GiB: ≥ 8192 MiB through 1 Gb/s × 0.5.
+    """
+    inv, drained = _thin_rack_fleet(drain_side)
+    plan = sequential_plan(inv, drained)
+    assert check_plan(inv, plan) == [] and not plan.unplaced
+    placed = {m.vm for m in plan.migrations}
+    lb = lower_bound(inv, drained, moving=placed)
+    uplink = gbps_to_mibs(1.0) * 0.5
+    assert lb.terms["capacity_cut"] == pytest.approx(2 * 4096 / uplink, rel=1e-5)
+    assert lb.binding.startswith("capacity_cut") and "tor-b" in lb.binding
+    assert lb.binding.split(": ")[1].startswith("12288 MiB of memory must move " + ("into" if drain_side == "a"
+                                                                                  else "out of"))
+    assert lb.value_s <= plan.makespan_s
+    # without `moving` a plan may leave VMs unplaced for lack of room: no capacity term
+    assert "capacity_cut" not in lower_bound(inv, drained).terms
+    # a roomier near host: everything fits in the rack, nothing is forced through the uplink
+    roomy = replace(inv, hosts=tuple(replace(h, memory_mib=65536) if h.name.endswith("2") else h for h in inv.hosts))
+    assert "capacity_cut" not in lower_bound(roomy, drained, moving=placed).terms
+
+
+def test_capacity_cut_counts_vcpus_too() -> None:
+    """Memory to spare in the near rack but vCPUs short: the vCPU cut binds instead."""
+    inv, drained = _thin_rack_fleet("a")
+    inv = replace(inv, hosts=tuple(replace(h, memory_mib=65536, cpus=2) if h.name == "a2" else h for h in inv.hosts))
+    placed = {m.vm for m in sequential_plan(inv, drained).migrations}
+    lb = lower_bound(inv, drained, moving=placed)
+    # 5 VMs × 2 vCPUs = 10 needed, a2 has 2 × 4 (overcommit) − 2 (resident) = 6 free: 4 vCPUs (2 VMs)
+    # cross, the shut-off one (0 MiB sent) and one idle running one (4096 MiB)
+    assert lb.terms["capacity_cut"] == pytest.approx(4096 / (gbps_to_mibs(1.0) * 0.5), rel=1e-5)
+    assert "vCPUs must move into tor-b" in lb.binding
+
+
 # ---------------------------------------------------------------- random fleets
 
 
 @st.composite
 def fleets(draw: st.DrawFn) -> tuple[Inventory, list[str]]:
-    racks = draw(st.integers(1, 2))
+    # half the fleets are capacity-tight: racks behind a thin uplink, fast NICs, idle VMs, small hosts
+    # with residents, so the capacity cut is present and sometimes binds (not only the NIC/slot terms)
+    tight = draw(st.booleans())
+    racks = draw(st.integers(2, 3) if tight else st.integers(1, 3))
     n_hosts = draw(st.integers(3, 6))
     hosts = []
     for i in range(n_hosts):
         hosts.append(Host(
-            name=f"h{i}", cpus=draw(st.integers(4, 32)), memory_mib=draw(st.sampled_from([8192, 16384, 65536])),
-            nic_gbps=draw(st.sampled_from([1.0, 10.0, 25.0])), local_disk_free_gib=draw(st.sampled_from([0, 10, 500])),
+            name=f"h{i}", cpus=draw(st.integers(1, 32)),
+            memory_mib=draw(st.sampled_from([4096, 8192, 16384, 65536])),
+            reserved_memory_mib=draw(st.sampled_from([0, 0, 1024])),
+            nic_gbps=draw(st.sampled_from([25.0] if tight else [1.0, 10.0, 25.0])),
+            local_disk_free_gib=draw(st.sampled_from([0, 10, 500])),
             networks=frozenset(draw(st.sets(st.sampled_from(["n1", "n2"])))),
             switch=f"tor{i % racks}" if racks > 1 else None))
-    links = tuple(Link(f"tor{r}", "spine", draw(st.sampled_from([1.0, 10.0, 40.0]))) for r in range(racks)) \
+    links = tuple(Link(f"tor{r}", "spine", draw(st.sampled_from([1.0, 1.0, 40.0] if tight else [1.0, 10.0, 40.0])))
+                  for r in range(racks)) \
         if racks > 1 else ()
     drained = ["h0"] + (["h1"] if draw(st.booleans()) else [])
     vms = []
-    for i in range(draw(st.integers(1, 7))):
+    for i in range(draw(st.integers(4, 9) if tight else st.integers(1, 9))):
         vms.append(VM(
-            name=f"v{i}", host=draw(st.sampled_from([*drained, f"h{n_hosts - 1}"])),
+            name=f"v{i}", host=draw(st.sampled_from([*drained, *drained, *(f"h{j}" for j in range(2, n_hosts))])),
             vcpus=draw(st.integers(1, 8)), memory_mib=draw(st.integers(128, 8192)),
-            dirty_rate_mibs=draw(st.sampled_from([0.0, 5.0, 50.0, 400.0, 3000.0])),
+            dirty_rate_mibs=draw(st.sampled_from([0.0, 5.0] if tight else [0.0, 5.0, 50.0, 400.0, 3000.0])),
             state=draw(st.sampled_from([VMState.RUNNING, VMState.RUNNING, VMState.SHUTOFF])),
             disks=(local_disk("vdb", draw(st.sampled_from([0.5, 4.0]))),) if draw(st.booleans()) else (),
             networks=frozenset(draw(st.sets(st.sampled_from(["n1", "n2"]), max_size=1))),
             anti_affinity=frozenset({"g"}) if draw(st.booleans()) else frozenset()))
     policy = Policy(migration_share=draw(st.sampled_from([0.3, 0.5, 1.0])), auto_converge=draw(st.booleans()),
                     max_downtime_ms=draw(st.sampled_from([50, 300, 500])),
-                    max_outbound_per_host=draw(st.integers(1, 3)), max_inbound_per_host=draw(st.integers(1, 3)),
-                    max_concurrent=draw(st.integers(0, 3)))
+                    max_outbound_per_host=draw(st.integers(2 if tight else 1, 3)),
+                    max_inbound_per_host=draw(st.integers(1, 3)),
+                    max_concurrent=draw(st.integers(0, 0 if tight else 3)))
     return Inventory(hosts=tuple(hosts), vms=tuple(vms), links=links, policy=policy), drained
 
 
