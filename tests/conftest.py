@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,3 +101,26 @@ def _lab_reset_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
     used: Lab | None = funcargs.get("lab")  # absent if the lab failed to start
     if used is not None:
         used.reset()
+
+
+# ---- unreachable libvirt hosts for connection and collector tests (loopback only)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback TCP port nobody listens on: connecting is refused at once."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback TCP port that accepts connections and never answers: libvirt.open would wait forever."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    yield int(s.getsockname()[1])
+    s.close()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -130,21 +129,6 @@ def test_dirty_rate_unsupported_is_a_warning_not_a_failure() -> None:
     assert any("dirty rate not measured" in w.message for w in result.warnings)
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(8)
-    yield int(s.getsockname()[1])
-    s.close()
 
 
 class Recorder(CollectReporter):
@@ -161,9 +145,9 @@ class Recorder(CollectReporter):
         self.events.append(("failed", failure.uri))
 
 
-def test_failing_hosts_are_reported_by_name_and_reason(tmp_path: Path, silent_port: int) -> None:
+def test_failing_hosts_are_reported_by_name_and_reason(tmp_path: Path, closed_port: int, silent_port: int) -> None:
     missing_socket = f"qemu+unix:///system?socket={tmp_path}/nope.sock"
-    closed = f"qemu+tcp://127.0.0.1:{_closed_port()}/system"
+    closed = f"qemu+tcp://127.0.0.1:{closed_port}/system"
     silent = f"qemu+tcp://127.0.0.1:{silent_port}/system"
     rec = Recorder()
     result = collect([H1, missing_socket, closed, silent], timeout_s=1, allow_insecure_transport=True,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,36 +30,20 @@ def test_missing_unix_socket_is_unreachable(tmp_path: Path) -> None:
     assert info.value.uri == uri and info.value.exit_code == 3
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
-
-def test_closed_tcp_port_is_unreachable() -> None:
+def test_closed_tcp_port_is_unreachable(closed_port: int) -> None:
     with pytest.raises(ConnectError) as info:
-        open_connection(f"qemu+tcp://127.0.0.1:{_closed_port()}/system", timeout_s=5)
+        open_connection(f"qemu+tcp://127.0.0.1:{closed_port}/system", timeout_s=5)
     assert info.value.code is ConnectFailure.UNREACHABLE
     assert "refused" in info.value.reason.lower()
     assert info.value.libvirt_code == 38
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers: libvirt.open would wait forever."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(8)
-    yield int(s.getsockname()[1])
-    s.close()
 
-
-def test_silent_host_times_out_at_the_deadline(silent_server: int) -> None:
+def test_silent_host_times_out_at_the_deadline(silent_port: int) -> None:
     start = time.monotonic()
     with pytest.raises(ConnectError) as info:
-        open_connection(f"qemu+tcp://127.0.0.1:{silent_server}/system", timeout_s=0.5)
+        open_connection(f"qemu+tcp://127.0.0.1:{silent_port}/system", timeout_s=0.5)
     elapsed = time.monotonic() - start
     assert info.value.code is ConnectFailure.TIMEOUT
     assert elapsed < 3.0  # generous: the point is "does not hang", not a speed figure
