@@ -107,15 +107,23 @@ def _host_entries(doc: Any, source: str, problems: list[Problem]) -> dict[str, d
     if not isinstance(hosts, dict):
         problems.append(Problem(f"{source}: hosts", "must be a mapping of host name to settings"))
         return {}
-    out: dict[str, dict[str, Any]] = {}
-    for name, entry in hosts.items():
-        where = f"{source}: hosts.{name}"
+    return {str(name): entry for name, entry, _ in
+            _settings_entries(hosts, f"{source}: hosts", _HOST_KEYS, "must be a mapping", problems)}
+
+
+def _settings_entries(raw: dict[Any, Any], prefix: str, known: frozenset[str], not_a_mapping: str,
+                      problems: list[Problem]) -> list[tuple[Any, dict[str, Any], str]]:
+    """(name, entry, where) of each entry that is a mapping; every other entry and every unknown
+    setting becomes a problem naming its place."""
+    out = []
+    for name, entry in raw.items():
+        where = f"{prefix}.{name}"
         if not isinstance(entry, dict):
-            problems.append(Problem(where, "must be a mapping"))
+            problems.append(Problem(where, not_a_mapping))
             continue
-        for key in sorted(set(entry) - _HOST_KEYS):
-            problems.append(Problem(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(_HOST_KEYS))})"))
-        out[str(name)] = entry
+        for key in sorted(set(entry) - known):
+            problems.append(Problem(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(known))})"))
+        out.append((name, entry, where))
     return out
 
 
@@ -151,13 +159,8 @@ def _storage(doc: Any, source: str, problems: list[Problem]) -> tuple[DeclaredSt
         problems.append(Problem(f"{source}: shared_storage", "must be a mapping of storage id to settings"))
         return ()
     out = []
-    for sid, entry in raw.items():
-        where = f"{source}: shared_storage.{sid}"
-        if not isinstance(entry, dict):
-            problems.append(Problem(where, "must be a mapping with `paths` and/or `servers`"))
-            continue
-        for key in sorted(set(entry) - _STORAGE_KEYS):
-            problems.append(Problem(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(_STORAGE_KEYS))})"))
+    for sid, entry, where in _settings_entries(raw, f"{source}: shared_storage", _STORAGE_KEYS,
+                                               "must be a mapping with `paths` and/or `servers`", problems):
         lists: dict[str, tuple[str, ...]] = {}
         for key in ("paths", "servers", "hosts"):
             value = entry.get(key, [])
