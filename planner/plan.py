@@ -8,6 +8,9 @@ Optional fields evac adds to plan v1 (documented in docs/plan.md):
 * `drain_labels` (list of "key=value"): the `--drain-label` selectors that chose `drained`.
 * `migrations[].priority` (int): the VM's priority, copied for the executor's ordering.
 * `migrations[].memory_mib`, `migrations[].disk_mib` (float): what the duration model moved.
+* `inventory_path` (str): where the inventory the plan was made for was read from (`evac plan` writes
+  it absolute; a relative one is read against the plan file's folder), so `evac run PLAN` and
+  `evac check PLAN` need no `--inventory`. Only a hint: `inventory_sha256` still decides.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class Plan:
     unplaced: tuple[Unplaced, ...] = ()
     solver: str = "cp-sat"
     drain_labels: tuple[str, ...] = ()
+    inventory_path: str | None = None
     version: int = 1
 
     @property
@@ -107,6 +111,7 @@ class Plan:
             "solve_s": round(self.solve_s, 3),
             "solver": self.solver,
             "drain_labels": list(self.drain_labels),
+            **({"inventory_path": self.inventory_path} if self.inventory_path is not None else {}),
             "migrations": [_migration_to_dict(m) for m in self.migrations],
             "unplaced": [{"vm": u.vm, "reasons": list(u.reasons)} for u in self.unplaced],
         }
@@ -193,6 +198,9 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
     solve = r.get(doc, "solve_s", "", "num", default=0.0)
     solver = r.get(doc, "solver", "", "str", required=False, default="unknown")
     labels = r.get(doc, "drain_labels", "", "strlist", required=False, default=[])
+    inventory_path = r.get(doc, "inventory_path", "", "str", required=False, default=None)
+    if inventory_path == "" or (isinstance(inventory_path, str) and "\0" in inventory_path):
+        r.err("inventory_path", "must be a file path")
     migs: list[Migration] = []
     seen: set[str] = set()
     for i, m in enumerate(r.get(doc, "migrations", "", "list", default=[])):
@@ -252,6 +260,7 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
         unplaced=tuple(unplaced),
         solver=solver,
         drain_labels=tuple(labels),
+        inventory_path=inventory_path,
     )
 
 
