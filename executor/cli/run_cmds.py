@@ -140,7 +140,7 @@ def _print_unplaced(plan: Plan) -> None:
     console.print(f"[red]{len(plan.unplaced)} VMs not moved (the plan could not place them); they are still "
                   f"on their hosts:[/]")
     for u in plan.unplaced:
-        console.print(f"  {u.vm}: {'; '.join(u.reasons) or 'no reason given'}", markup=False)
+        console.print(f"  {u.vm}: {'; '.join(u.reasons) or 'no reason given'}", markup=False, soft_wrap=True)
 
 
 def dry_run(plan: Plan, inventory: Inventory, options: RunOptions) -> None:
@@ -272,7 +272,8 @@ def register(app: typer.Typer) -> None:
         unsafe_runs = unsafe_run_numbers(runs)
         if unsafe_runs:
             console.print(f"[yellow]--unsafe (VIR_MIGRATE_UNSAFE, libvirt's safety checks skipped) was passed by "
-                          f"run {', '.join(map(str, unsafe_runs))} of {len(runs)}[/]")
+                          f"run{'s' if len(unsafe_runs) > 1 else ''} {', '.join(map(str, unsafe_runs))} of "
+                          f"{len(runs)}[/]", soft_wrap=True)
 
     @app.command("demo")
     def demo(
