@@ -323,22 +323,6 @@ def test_status_warns_when_any_run_used_unsafe(files: tuple[Path, Path, Inventor
 # ---------------------------------------------------------------- the plan names its inventory
 
 
-def test_run_and_check_use_the_plans_recorded_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    inv_path = tmp_path / "inv.json"
-    inv_path.write_text(json.dumps(make_inventory(4, 3).to_dict()))
-    plan_path = tmp_path / "plan.json"
-    monkeypatch.chdir(tmp_path)  # a relative inventory argument is recorded absolute
-    assert main(["plan", "inv.json", "--drain", "h0", "--time-limit", "5", "-o", str(plan_path)]) == 0
-    assert json.loads(plan_path.read_text())["inventory_path"] == str(inv_path)
-    monkeypatch.chdir(Path(__file__).parent)
-    capsys.readouterr()
-    assert main(["run", str(plan_path), "--dry-run"]) == 0
-    assert "virsh migrate" in capsys.readouterr().out
-    assert main(["check", str(plan_path)]) == 0
-    assert main(["check", str(inv_path), str(plan_path)]) == 0  # the two-argument form is unchanged
-
-
 def test_inventory_option_overrides_the_recorded_path_and_the_digest_decides(
         files: tuple[Path, Path, Inventory, Plan], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, inv_path, _, plan = files
