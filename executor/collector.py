@@ -33,6 +33,7 @@ from executor.connection import DEFAULT_TIMEOUT_S, ConnectError, ConnectFailure,
 from executor.site import DeclaredStorage, SiteConfig, load_site_config
 from executor.uri import validate_uris
 from planner.errors import Problem
+from planner.inventory import CONTROL_CHARACTER_RE
 from planner.model import VM, Disk, Host, HostState, Inventory, MissingHost, VMState
 
 GIB = 1024**3
@@ -588,7 +589,9 @@ def assemble(snapshots: Sequence[HostSnapshot], failures: Sequence[HostFailure],
         warnings.append(Problem(f"storage {sid}", f"network storage seen only in disks of {', '.join(sorted(users))}; "
                                 "declare it under shared_storage in the hosts file if other hosts reach it too",
                                 "warning"))
-    missing = tuple(MissingHost(f.name, f.uri, f"{f.code}: {f.reason}") for f in failures)
+    # libvirt's error texts may span lines (ssh's stderr): the inventory holds printable text only.
+    missing = tuple(MissingHost(f.name, f.uri, CONTROL_CHARACTER_RE.sub(" ", f"{f.code}: {f.reason}"))
+                    for f in failures)
     return Inventory(hosts=tuple(hosts), vms=tuple(vms), links=site.links, missing_hosts=missing), warnings
 
 
