@@ -292,6 +292,9 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
     arch = caps.arch or info[0]
     cpu = _CPUOffers(conn, arch, hostname, warnings)
     default_offer = cpu.offer(virttype)
+    if virt_type is None:  # every type this host runs: the fleet's guests decide which one the inventory uses
+        for other in sorted(_CPU_DOMAIN_TYPES & caps.domain_types):
+            cpu.offer(other)
 
     pools = []
     pool_objects: list[tuple[Any, dx.PoolDefinition]] = []
