@@ -37,15 +37,20 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 LADDER = ["max_downtime", "max_downtime", "auto_converge", "abort"]
 
 
-def _inventory(lab: Lab, dirty_rates: dict[str, float]) -> Inventory:
-    """The lab as `evac collect` sees it (default settings), with the guests' dirty rates as the operator
-    knows them (page sampling under-counts on 64 MiB guests) and a lab-sized policy."""
+def _one_guest_to_h2(lab: Lab, name: str, dirty_rate_mibs: int, wss_mib: int,
+                     cap_mibs: float) -> tuple[libvirt.virDomain, Inventory, Plan]:
+    """A 64 MiB memdirty guest on h1; the lab as `evac collect` sees it (default settings), with the guest's
+    dirty rate as the operator knows it (page sampling under-counts on 64 MiB guests) and a lab-sized
+    policy; a plan moving it to h2 at `cap_mibs` (the duration model decides `converges`)."""
+    dom = lab.define_guest(1, name, memory_mib=64, dirty_rate_mibs=dirty_rate_mibs, wss_mib=wss_mib)
+    lab.wait_ready(dom)
     collected = collect([h.uri for h in lab.hosts], timeout_s=10).inventory
-    vms = tuple(dataclasses.replace(v, dirty_rate_mibs=dirty_rates.get(v.name, v.dirty_rate_mibs))
+    vms = tuple(dataclasses.replace(v, dirty_rate_mibs=float(dirty_rate_mibs)) if v.name == name else v
                 for v in collected.vms)
     policy = dataclasses.replace(collected.policy, progress_timeout_s=6, completion_timeout_per_gib_s=2000,
                                  max_downtime_ms=500, auto_converge=True)
-    return dataclasses.replace(collected, vms=vms, policy=policy)
+    inventory = dataclasses.replace(collected, vms=vms, policy=policy)
+    return dom, inventory, es.hand_plan(inventory, {name: "h2"}, cap_mibs=cap_mibs)
 
 
 def _run(lab: Lab, inventory: Inventory, plan: Plan, journal_path: Path) -> tuple[RunResult, list[dict[str, Any]]]:
@@ -88,10 +93,7 @@ def _runs_once_on(lab: Lab, uuid: str, source: str, destination: str, expected: 
 
 
 def test_a_migration_that_never_converges_climbs_the_ladder_then_aborts(lab: Lab, tmp_path: Path) -> None:
-    dom = lab.define_guest(1, "nc", memory_mib=64, dirty_rate_mibs=32, wss_mib=32)
-    lab.wait_ready(dom)
-    inventory = _inventory(lab, {"nc": 32.0})
-    plan = es.hand_plan(inventory, {"nc": "h2"}, cap_mibs=8)
+    dom, inventory, plan = _one_guest_to_h2(lab, "nc", dirty_rate_mibs=32, wss_mib=32, cap_mibs=8)
     [m] = plan.migrations
     assert m.converges is False and m.auto_converge is True  # flagged in the plan: needs throttling
 
@@ -111,10 +113,7 @@ def test_a_migration_that_never_converges_climbs_the_ladder_then_aborts(lab: Lab
 
 
 def test_a_stalled_link_times_out_and_the_vm_stays_on_its_source(lab: Lab, tmp_path: Path) -> None:
-    dom = lab.define_guest(1, "sl", memory_mib=64, dirty_rate_mibs=0, wss_mib=8)
-    lab.wait_ready(dom)
-    inventory = _inventory(lab, {"sl": 0.0})
-    plan = es.hand_plan(inventory, {"sl": "h2"}, cap_mibs=4)
+    dom, inventory, plan = _one_guest_to_h2(lab, "sl", dirty_rate_mibs=0, wss_mib=8, cap_mibs=4)
     [m] = plan.migrations
     assert m.converges is True and m.auto_converge is False  # nothing wrong with it, until the link dies
     uuid = dom.UUIDString()
