@@ -111,7 +111,8 @@ def test_tcp_in_an_inventory_warns_at_validate_and_run_refuses_it_without_the_fl
     assert main(["run", str(plan_path), "--inventory", str(lab), "--dry-run", "--allow-insecure-transport"]) == 0
 
 
-HOSTILE_NAMES = ["db;rm -rf /", "$(touch x)", "`touch y` && echo 'it''s' \"q\" > /tmp/z", "a b\\c*?[x]{1,2}~"]
+HOSTILE_NAMES = ["db;rm -rf /", "$(touch x)", "`touch y` && echo 'it''s' \"q\" > /tmp/z", "a b\\c*?[x]{1,2}~",
+                 "[bold]db[/bold]"]
 
 
 def test_dry_run_commands_read_back_as_the_same_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -141,4 +142,5 @@ def test_dry_run_commands_read_back_as_the_same_arguments(tmp_path: Path, capsys
         assert len(setdowntime) == 4  # VM name and downtime: nothing split, nothing added
         seen.add(name)
     assert seen == set(HOSTILE_NAMES)
+    assert "[bold]db[/bold]" in out.split("the same, as virsh commands:")[0]  # the table shows it, not bold
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not Path("/tmp/z").exists()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from planner.errors import EnvironmentProblem, Problem, UsageError
@@ -184,7 +185,7 @@ def dry_run(plan: Plan, inventory: Inventory, options: RunOptions, peer_uris: di
         flags = [f for f, on in (("auto-converge", spec.auto_converge), ("copy-storage", bool(spec.copy_storage)),
                                  ("offline", not spec.live), ("postcopy", spec.postcopy_allowed),
                                  ("tls", spec.tls), ("UNSAFE", spec.unsafe)) if on]
-        t.add_row(str(i), m.vm, f"{m.source} → {m.destination}", f"{start:.1f}", f"{end:.1f}",
+        t.add_row(str(i), escape(m.vm), escape(f"{m.source} → {m.destination}"), f"{start:.1f}", f"{end:.1f}",
                   f"{m.bandwidth_mibs:.0f}", " ".join(flags))
         dst = inventory.host[m.destination]
         commands.append(f"{i:>3}. " + virsh_command(
