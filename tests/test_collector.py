@@ -219,6 +219,9 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["collect", "qemu+ext:///system", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "`ext` transport" in err and "Traceback" not in err
+    assert main(["collect", H1, "--virt-type", "xen", "-o", str(tmp_path / "xen.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--virt-type" in err and "kvm or qemu" in err and not (tmp_path / "xen.json").exists()
 
 
 # ------------------------------------------------------------------------------------------ assemble (pure)
