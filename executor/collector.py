@@ -33,6 +33,7 @@ from executor.connection import DEFAULT_TIMEOUT_S, ConnectError, ConnectFailure,
 from executor.site import DeclaredStorage, SiteConfig, load_site_config
 from executor.uri import validate_uris
 from planner.errors import Problem
+from planner.inventory import CONTROL_CHARACTER_RE
 from planner.model import VM, Disk, Host, HostState, Inventory, MissingHost, VMState
 
 GIB = 1024**3
@@ -108,6 +109,7 @@ class DomainSnapshot:
     disk_sizes: Mapping[str, tuple[int, int]]  # target -> (capacity, allocation) in bytes
     cpu_features: frozenset[str] | None  # expanded by libvirt; None when the host cannot expand
     dirty_rate_mibs: float | None = None
+    virttype: str | None = None  # the domain type its CPU was expanded for (its own, or --virt-type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,15 @@ class PoolSnapshot:
     definition: dx.PoolDefinition
     active: bool
     available_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CPUOffer:
+    """What one host offers a guest of one domain type: its host-model CPU and the expanded features.
+    kvm and qemu (TCG) offers differ: under KVM without nesting `svm` is missing, TCG emulates it."""
+
+    host_cpu: dx.HostModelCPU | None
+    features: frozenset[str] | None  # expanded host-model features; None when libvirt cannot expand
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,14 @@ class HostSnapshot:
     nics: tuple[dx.NetDevice, ...]
     domains: tuple[DomainSnapshot, ...]
     warnings: tuple[Problem, ...] = ()
+    virttype: str | None = None  # the type host_cpu describes: --virt-type, else kvm when the host has it
+    cpu_offers: Mapping[str, CPUOffer] = field(default_factory=dict)  # per domain type read on this host
+
+    def offer(self, virttype: str | None) -> CPUOffer:
+        """The CPU offer for guests of `virttype` (the host's default one when not read for that type)."""
+        if virttype is not None and virttype in self.cpu_offers:
+            return self.cpu_offers[virttype]
+        return CPUOffer(self.host_cpu, self.host_cpu_features)
 
 
 # ------------------------------------------------------------------------------------------ reading one host
@@ -161,11 +180,45 @@ class _CPUExpander:
         return self.cache[cpu_xml]
 
 
-def _virttype(caps_xml: str) -> str | None:
-    """kvm when the host offers it, else qemu (TCG), else None: the guest type domcapabilities should describe."""
-    if "type='kvm'" in caps_xml or 'type="kvm"' in caps_xml:
-        return "kvm"
-    return "qemu" if "type='qemu'" in caps_xml or 'type="qemu"' in caps_xml else None
+_CPU_DOMAIN_TYPES = frozenset({"kvm", "qemu"})  # the domain types whose CPU offer domain capabilities describe
+
+
+def _virttype(caps: dx.HostCapabilities) -> str | None:
+    """kvm when the host offers it, else qemu (TCG), else None: the host's default guest type."""
+    return next((t for t in ("kvm", "qemu") if t in caps.domain_types), None)
+
+
+class _CPUOffers:
+    """Reads one host's CPU offer per domain type on first need (domain capabilities + expansion), and
+    expands guest CPUs against the offer of their own type."""
+
+    def __init__(self, conn: Any, arch: str | None, hostname: str, warnings: list[Problem]) -> None:
+        self.conn, self.arch, self.hostname, self.warnings = conn, arch, hostname, warnings
+        self.offers: dict[str, CPUOffer] = {}
+        self.expanders: dict[str | None, _CPUExpander] = {}
+
+    def expander(self, virttype: str | None) -> _CPUExpander:
+        if virttype not in self.expanders:
+            self.expanders[virttype] = _CPUExpander(self.conn, self.arch, virttype)
+        return self.expanders[virttype]
+
+    def offer(self, virttype: str | None) -> CPUOffer:
+        key = virttype or ""
+        if key not in self.offers:
+            host_cpu = None
+            try:
+                host_cpu = dx.parse_domain_capabilities(
+                    self.conn.getDomainCapabilities(None, self.arch, None, virttype))
+            except libvirt.libvirtError as exc:
+                self.warnings.append(Problem(self.hostname, f"no domain capabilities"
+                                             f"{f' for {virttype} guests' if virttype else ''} "
+                                             f"({exc.get_error_message()}): CPU model and features of this host "
+                                             "are unknown", "warning"))
+            features = None
+            if host_cpu is not None and host_cpu.supported and host_cpu.model:
+                features = self.expander(virttype).expand(dx.host_model_cpu_xml(host_cpu))
+            self.offers[key] = CPUOffer(host_cpu, features)
+        return self.offers[key]
 
 
 def _volume_info(conn: Any, pools: Sequence[tuple[Any, dx.PoolDefinition]], path: str) -> tuple[int, int] | None:
@@ -234,20 +287,14 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
                     virt_type: str | None, reporter: CollectReporter) -> HostSnapshot:
     warnings: list[Problem] = []
     info = conn.getInfo()  # [arch, memory MiB, active cpus, MHz, nodes, sockets, cores, threads]
-    caps_xml = conn.getCapabilities()
-    caps = dx.parse_capabilities(caps_xml)
-    virttype = virt_type or _virttype(caps_xml)
+    caps = dx.parse_capabilities(conn.getCapabilities())
+    virttype = virt_type or _virttype(caps)
     arch = caps.arch or info[0]
-    host_cpu: dx.HostModelCPU | None = None
-    try:
-        host_cpu = dx.parse_domain_capabilities(conn.getDomainCapabilities(None, arch, None, virttype))
-    except libvirt.libvirtError as exc:
-        warnings.append(Problem(hostname, f"no domain capabilities ({exc.get_error_message()}): "
-                                          "CPU model and features of this host are unknown", "warning"))
-    expander = _CPUExpander(conn, arch, virttype)
-    host_cpu_features = None
-    if host_cpu is not None and host_cpu.supported and host_cpu.model:
-        host_cpu_features = expander.expand(dx.host_model_cpu_xml(host_cpu))
+    cpu = _CPUOffers(conn, arch, hostname, warnings)
+    default_offer = cpu.offer(virttype)
+    if virt_type is None:  # every type this host runs: the fleet's guests decide which one the inventory uses
+        for other in sorted(_CPU_DOMAIN_TYPES & caps.domain_types):
+            cpu.offer(other)
 
     pools = []
     pool_objects: list[tuple[Any, dx.PoolDefinition]] = []
@@ -290,14 +337,20 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
             state_code = dom.state()[0]
             state = _LIVE_STATES.get(state_code, VMState.SHUTOFF)
             sizes, missing = _disk_sizes(conn, dom, d, dom.isActive() == 1, pool_objects)
-            cpu_features = expander.expand(dx.domain_cpu_xml(d.cpu)) if d.cpu.model else None
+            # A guest is judged by the offer of its own domain type (a TCG guest on a KVM host by the
+            # qemu offer), unless --virt-type says which one to use.
+            own = d.domain_type if d.domain_type in _CPU_DOMAIN_TYPES & caps.domain_types else None
+            dom_type = virt_type or own or virttype
+            if dom_type is not None:
+                cpu.offer(dom_type)
+            cpu_features = cpu.expander(dom_type).expand(dx.domain_cpu_xml(d.cpu)) if d.cpu.model else None
             persistent = dom.isPersistent() == 1
         except (libvirt.libvirtError, dx.XMLParseError) as exc:
             warnings.append(Problem(f"{hostname}: domain {dom.name()}", f"not read: {exc}", "error"))
             continue
         for target in missing:
             warnings.append(Problem(f"{hostname}: {d.name}.{target}", "disk size unknown, recorded as 0", "warning"))
-        domains.append(DomainSnapshot(d, state, persistent, sizes, cpu_features))
+        domains.append(DomainSnapshot(d, state, persistent, sizes, cpu_features, virttype=dom_type))
         if state is VMState.RUNNING:
             live_doms.append(dom)
 
@@ -309,9 +362,10 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
 
     return HostSnapshot(
         uri=uri, hostname=hostname, cpus=int(info[2]), memory_mib=int(info[1]),
-        free_memory_mib=int(conn.getFreeMemory()) // 2**20, capabilities=caps, host_cpu=host_cpu,
-        host_cpu_features=host_cpu_features, pools=tuple(pools), networks=frozenset(networks), nics=tuple(nics),
-        domains=tuple(domains), warnings=tuple(warnings),
+        free_memory_mib=int(conn.getFreeMemory()) // 2**20, capabilities=caps, host_cpu=default_offer.host_cpu,
+        host_cpu_features=default_offer.features, pools=tuple(pools), networks=frozenset(networks), nics=tuple(nics),
+        domains=tuple(domains), warnings=tuple(warnings), virttype=virttype,
+        cpu_offers={t: o for t, o in cpu.offers.items() if t},
     )
 
 
@@ -454,7 +508,7 @@ def _vm_cpu(snap: HostSnapshot, host: Host, dom: DomainSnapshot) -> tuple[str | 
 
 
 def _assemble_host(snap: HostSnapshot, name: str, site: SiteConfig, smap: _StorageMap,
-                   warnings: list[Problem]) -> Host:
+                   warnings: list[Problem], virttype: str | None = None) -> Host:
     override = site.override_for(snap.uri, snap.hostname)
     topo = site.hosts.get(name)
     explicit_nic = (override.nic_gbps if override else None) or (topo.nic_gbps if topo else None)
@@ -476,16 +530,17 @@ def _assemble_host(snap: HostSnapshot, name: str, site: SiteConfig, smap: _Stora
         if st.servers and (st.hosts is None or name in st.hosts):
             storage.add(st.id)
     caps = snap.capabilities
-    cpu_features = snap.host_cpu_features
-    if cpu_features is None and snap.host_cpu is not None:
-        cpu_features = snap.host_cpu.features
+    offer = snap.offer(virttype)
+    cpu_features = offer.features
+    if cpu_features is None and offer.host_cpu is not None:
+        cpu_features = offer.host_cpu.features
     return Host(
         name=name, uri=snap.uri, cpus=snap.cpus, memory_mib=snap.memory_mib,
         nic_gbps=_nic_gbps(snap, explicit_nic, name, warnings),
         migration_address=override.migration_address if override else None,
         reserved_memory_mib=(override.reserved_memory_mib or 0) if override else 0,
         arch=caps.arch,
-        cpu_model=(snap.host_cpu.model if snap.host_cpu and snap.host_cpu.supported else None) or caps.cpu_model,
+        cpu_model=(offer.host_cpu.model if offer.host_cpu and offer.host_cpu.supported else None) or caps.cpu_model,
         cpu_features=cpu_features if cpu_features is not None else caps.cpu_features,
         switch=(override.switch if override else None) or (topo.switch if topo else None),
         local_disk_free_gib=round(holder.available_bytes / GIB, 3) if holder else 0.0,
@@ -520,6 +575,52 @@ def _assemble_vm(snap: HostSnapshot, host: Host, dom: DomainSnapshot, smap: _Sto
     )
 
 
+def _fleet_virttype(snapshots: Sequence[HostSnapshot]) -> str | None:
+    """The domain type whose CPU offer the inventory's hosts describe: the one most guests have, if every
+    host was read for it; else None (each host its default). One type for every host, so that the planner
+    compares like with like; on the lab (TCG guests on hosts with /dev/kvm) it is qemu."""
+    counts: dict[str, int] = {}
+    for snap in snapshots:
+        for dom in snap.domains:
+            if dom.virttype is not None:
+                counts[dom.virttype] = counts.get(dom.virttype, 0) + 1
+    for virttype in sorted(counts, key=lambda t: (-counts[t], t)):
+        if all(virttype in snap.cpu_offers or snap.virttype == virttype for snap in snapshots):
+            return virttype
+    return None
+
+
+def _fit_own_host(vm: VM, host: Host, dom: DomainSnapshot, virttype: str | None, warnings: list[Problem]) -> VM:
+    """A live VM runs on its host, so that host offers the CPU it needs. If the needs as collected exceed
+    the host's offer as collected, libvirt's views disagree (or a guest of another domain type is judged by
+    this fleet's offer): say which features, and drop what its own host does not list, so that the
+    inventory never says a VM cannot stay where it runs. Shut-off VMs only get the warning (a definition
+    may well name a CPU its host cannot give)."""
+    known = bool(host.cpu_features) or host.cpu_model is not None
+    extra = vm.cpu_features - host.cpu_features
+    model_differs = vm.cpu_model is not None and host.cpu_model is not None and vm.cpu_model != host.cpu_model
+    if not known or not (extra or model_differs):
+        return vm
+    what = []
+    if extra:
+        what.append(f"CPU features {', '.join(sorted(extra))}")
+    if model_differs:
+        what.append(f"CPU model {vm.cpu_model} (the host offers {host.cpu_model})")
+    kind = dom.virttype or "its"
+    why = (f"a {kind} guest judged by the {virttype} CPU offer of this fleet" if virttype and dom.virttype
+           and dom.virttype != virttype else "libvirt's domain capabilities and the guest's CPU disagree")
+    if not vm.live:
+        warnings.append(Problem(f"vms.{vm.name}", f"needs {' and '.join(what)} that its host {host.name} does not "
+                                f"offer ({why}); it is shut off, so this is kept: it may not start anywhere",
+                                "warning"))
+        return vm
+    warnings.append(Problem(f"vms.{vm.name}", f"runs on {host.name} but needs {' and '.join(what)} that {host.name} "
+                            f"does not offer as collected ({why}); recorded without them, so that it can stay "
+                            f"where it runs (check with virsh domcapabilities --virttype)", "warning"))
+    return replace(vm, cpu_features=vm.cpu_features & host.cpu_features,
+                   cpu_model=None if model_differs else vm.cpu_model)
+
+
 def _host_names(snapshots: Sequence[HostSnapshot], site: SiteConfig, warnings: list[Problem]) -> list[str]:
     names = []
     for snap in snapshots:
@@ -543,19 +644,14 @@ def assemble(snapshots: Sequence[HostSnapshot], failures: Sequence[HostFailure],
     for snap, name in zip(snapshots, names, strict=True):  # say the inventory's host name, not libvirt's
         warnings += [replace(w, where=name + w.where[len(snap.hostname):]) if w.where.startswith(snap.hostname)
                      else w for w in snap.warnings]
-    hosts = [_assemble_host(s, n, site, smap, warnings) for s, n in zip(snapshots, names, strict=True)]
+    virttype = _fleet_virttype(snapshots)
+    hosts = [_assemble_host(s, n, site, smap, warnings, virttype) for s, n in zip(snapshots, names, strict=True)]
     auto_storage: set[str] = set()
     by_uuid: dict[str, VM] = {}
     by_name: dict[str, VM] = {}
     for snap, host in zip(snapshots, hosts, strict=True):
         for dom in snap.domains:
-            vm = _assemble_vm(snap, host, dom, smap, auto_storage)
-            if vm.cpu_features and host.cpu_features and not vm.cpu_features <= host.cpu_features:
-                # It runs here, so this host does offer its CPU: feature names did not line up.
-                warnings.append(Problem(f"vms.{vm.name}", f"needs CPU features its own host {host.name} does not "
-                                        f"list ({', '.join(sorted(vm.cpu_features - host.cpu_features)[:5])}): "
-                                        "CPU compatibility may be judged too strictly (try --virt-type)",
-                                        "warning"))
+            vm = _fit_own_host(_assemble_vm(snap, host, dom, smap, auto_storage), host, dom, virttype, warnings)
             seen = by_uuid.get(vm.uuid or "") or by_name.get(vm.name)
             if seen is not None and vm.uuid and seen.uuid and vm.uuid != seen.uuid:
                 # Two different guests with one name: both stay (the executor finds VMs by UUID), renamed.
@@ -588,7 +684,9 @@ def assemble(snapshots: Sequence[HostSnapshot], failures: Sequence[HostFailure],
         warnings.append(Problem(f"storage {sid}", f"network storage seen only in disks of {', '.join(sorted(users))}; "
                                 "declare it under shared_storage in the hosts file if other hosts reach it too",
                                 "warning"))
-    missing = tuple(MissingHost(f.name, f.uri, f"{f.code}: {f.reason}") for f in failures)
+    # libvirt's error texts may span lines (ssh's stderr): the inventory holds printable text only.
+    missing = tuple(MissingHost(f.name, f.uri, CONTROL_CHARACTER_RE.sub(" ", f"{f.code}: {f.reason}"))
+                    for f in failures)
     return Inventory(hosts=tuple(hosts), vms=tuple(vms), links=site.links, missing_hosts=missing), warnings
 
 

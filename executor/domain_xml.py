@@ -81,6 +81,7 @@ class HostCapabilities:
     cells_cpus: int | None  # logical CPUs counted over NUMA cells
     cells_memory_kib: int | None
     host_uuid: str | None
+    domain_types: frozenset[str] = frozenset()  # guest domain types this host runs: kvm, qemu (TCG)
 
 
 def parse_capabilities(xml: str) -> HostCapabilities:
@@ -105,6 +106,7 @@ def parse_capabilities(xml: str) -> HostCapabilities:
         cells_cpus=cpus or None,
         cells_memory_kib=memory_kib or None,
         host_uuid=_text(host, "uuid"),
+        domain_types=frozenset(d.get("type", "") for d in root.findall("guest/arch/domain")) - {""},
     )
 
 

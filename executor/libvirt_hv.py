@@ -56,8 +56,8 @@ from executor.hypervisor import (
     MigrationSpec,
 )
 from executor.libvirt_errors import CONNECTION_LOST, LibvirtCode, describe
-from executor.uri import check_uri
-from planner.errors import Problem, UsageError
+from executor.uri import check_run_uris, migration_uri
+from planner.errors import UsageError
 from planner.model import Inventory
 
 log = logging.getLogger(__name__)
@@ -178,24 +178,17 @@ class LibvirtHypervisor(Hypervisor):
                  keepalive_interval_s: int = KEEPALIVE_INTERVAL_S, keepalive_count: int = KEEPALIVE_COUNT) -> None:
         overrides = dict(uri_overrides or {})
         peers = dict(peer_uris or {})
-        problems: list[Problem] = []
-        for name in list(overrides) + list(peers):
-            if name not in inventory.host:
-                problems.append(Problem(name, "URI given for a host that is not in the inventory"))
+        problems = check_run_uris(inventory, peers, allow_insecure_transport=allow_insecure_transport,
+                                  uri_overrides=overrides, peer_option="peer URI of")
         self._uri: dict[str, str] = {}
         self._peer_uri: dict[str, str] = {}
         self._migration_address: dict[str, str] = {}
-        for i, host in enumerate(inventory.hosts):
+        for host in inventory.hosts:
             uri = overrides.get(host.name) or host.uri
             if not uri:
                 continue  # a host without a URI is not reachable: its status is UNKNOWN
-            where = f"hosts[{i}].uri ({host.name})" if host.name not in overrides else f"URI of {host.name}"
-            problems += check_uri(uri, allow_insecure_transport, where=where)
-            peer = peers.get(host.name, uri)
-            if peer != uri:
-                problems += check_uri(peer, allow_insecure_transport, where=f"peer URI of {host.name}")
             self._uri[host.name] = uri
-            self._peer_uri[host.name] = peer
+            self._peer_uri[host.name] = peers.get(host.name, uri)
             if host.migration_address:
                 self._migration_address[host.name] = host.migration_address
         if any(p.severity == "error" for p in problems):
@@ -528,8 +521,7 @@ class LibvirtHypervisor(Hypervisor):
                 params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = max(1, round(spec.bandwidth_mibs))
         address = self._migration_address.get(spec.destination)
         if address and spec.live:
-            host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-            params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{host}"
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = migration_uri(address)
         if spec.copy_storage and spec.live:
             params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(spec.copy_storage)
         if spec.parallel_connections > 0 and spec.live:

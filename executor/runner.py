@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import queue
 import re
+import shlex
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -153,9 +154,16 @@ def build_spec(migration: Migration, inventory: Inventory, options: RunOptions) 
     )
 
 
-def virsh_command(spec: MigrationSpec, destination_uri: str | None = None) -> str:
-    """The equivalent `virsh migrate` command line (for --dry-run and the journal's readers)."""
-    parts = ["virsh", "migrate"]
+def virsh_command(spec: MigrationSpec, destination_uri: str | None = None, *, source_uri: str | None = None,
+                  migrate_uri: str | None = None) -> str:
+    """The equivalent `virsh migrate` command line (for --dry-run and the journal's readers).
+
+    Every argument is shell-quoted (`shlex.quote`): names come from an inventory, untrusted input, and
+    a line an operator pastes into a shell must mean exactly one migration of exactly that VM.
+    `source_uri` adds `-c URI` (the daemon the VM is on); `migrate_uri` adds `--migrateuri` (the
+    destination's migration address, as evac passes it)."""
+    connect = ["-c", source_uri] if source_uri else []
+    parts = ["virsh", *connect, "migrate"]
     parts += ["--live"] if spec.live else ["--offline"]
     parts += ["--p2p"]
     if spec.persistent:
@@ -173,9 +181,12 @@ def virsh_command(spec: MigrationSpec, destination_uri: str | None = None) -> st
     if spec.parallel_connections:
         parts += ["--parallel", "--parallel-connections", str(spec.parallel_connections)]
     parts += ["--bandwidth", f"{max(1, round(spec.bandwidth_mibs))}"]
+    if migrate_uri and spec.live:
+        parts += ["--migrateuri", migrate_uri]
     parts += [spec.vm, destination_uri or f"qemu+tcp://{spec.destination}/system"]
     # As the virsh guide orders it: the max downtime is set first, then the migration starts.
-    return f"virsh migrate-setmaxdowntime {spec.vm} {spec.max_downtime_ms:g} && " + " ".join(parts)
+    downtime = ["virsh", *connect, "migrate-setmaxdowntime", spec.vm, f"{spec.max_downtime_ms:g}"]
+    return " && ".join(shlex.join(words) for words in (downtime, parts))
 
 
 def spec_flags(spec: MigrationSpec) -> dict[str, Any]:

@@ -37,7 +37,9 @@ from typing import Any
 import yaml
 
 from planner.errors import Problem, UsageError
+from planner.inventory import control_character_problem
 from planner.model import HostState, Link
+from planner.uri_rules import check_migration_address, check_uri
 
 _HOST_KEYS = frozenset({"uri", "reserved_memory_mib", "migration_address", "nic_gbps", "switch", "labels", "state"})
 _STORAGE_KEYS = frozenset({"paths", "servers", "hosts"})
@@ -117,7 +119,10 @@ def _settings_entries(raw: dict[Any, Any], prefix: str, known: frozenset[str], n
     setting becomes a problem naming its place."""
     out = []
     for name, entry in raw.items():
-        where = f"{prefix}.{name}"
+        bad_name = control_character_problem(str(name))
+        where = f"{prefix}.{str(name)!r}" if bad_name else f"{prefix}.{name}"
+        if bad_name:
+            problems.append(Problem(where, f"name {bad_name}"))
         if not isinstance(entry, dict):
             problems.append(Problem(where, not_a_mapping))
             continue
@@ -127,7 +132,28 @@ def _settings_entries(raw: dict[Any, Any], prefix: str, known: frozenset[str], n
     return out
 
 
+def _printable(value: Any, where: str, problems: list[Problem]) -> None:
+    """A name, switch or label bound for the inventory: the inventory's rule (no control characters)."""
+    bad = control_character_problem(str(value))
+    if bad:
+        problems.append(Problem(where, bad))
+
+
+def _connection_problems(entry: Mapping[str, Any], where: str) -> list[Problem]:
+    """The URI and migration address rules of the inventory (planner.uri_rules). `qemu+tcp` passes here:
+    the entry only matches a URI being collected, and `collect` judges those with its own flag."""
+    problems: list[Problem] = []
+    if entry.get("uri"):
+        problems += check_uri(str(entry["uri"]), allow_insecure_transport=True, where=f"{where}.uri")
+    if entry.get("migration_address"):
+        problems += check_migration_address(str(entry["migration_address"]), f"{where}.migration_address")
+    return problems
+
+
 def _override(name: str, entry: Mapping[str, Any], where: str, problems: list[Problem]) -> HostOverride:
+    problems += _connection_problems(entry, where)
+    if entry.get("switch"):
+        _printable(entry["switch"], f"{where}.switch", problems)
     state = None
     if "state" in entry:
         try:
@@ -138,6 +164,9 @@ def _override(name: str, entry: Mapping[str, Any], where: str, problems: list[Pr
     if not isinstance(labels, dict):
         problems.append(Problem(f"{where}.labels", "must be a mapping"))
         labels = {}
+    for key, value in labels.items():
+        _printable(key, f"{where}.labels", problems)
+        _printable(value, f"{where}.labels.{key}", problems)
     reserved = entry.get("reserved_memory_mib")
     nic = entry.get("nic_gbps")
     return HostOverride(
@@ -189,6 +218,8 @@ def _links(doc: Any, source: str, problems: list[Problem]) -> tuple[Link, ...]:
         if not isinstance(lk, dict) or not {"a", "b", "gbps"} <= set(lk):
             problems.append(Problem(where, "must be {a, b, gbps}"))
             continue
+        for side in ("a", "b"):
+            _printable(lk[side], f"{where}.{side}", problems)
         gbps = _number(lk["gbps"], f"{where}.gbps", problems)
         if gbps is not None:
             out.append(Link(str(lk["a"]), str(lk["b"]), float(gbps)))
@@ -218,7 +249,8 @@ def load_site_config(hosts_file: Path | None = None, topology: Path | None = Non
             unknown = set(doc) - {"hosts", "links"}
         for key in sorted(unknown):
             problems.append(Problem(f"{path}: {key}", "unknown top-level key"))
-    hosts = {name: _override(name, entry, f"hosts.{name}", problems) for name, entry in merged.items()}
+    hosts = {name: _override(name, entry, f"hosts.{name!r}" if control_character_problem(name) else f"hosts.{name}",
+                             problems) for name, entry in merged.items()}
     if problems:
         raise UsageError("site configuration", problems)
     return SiteConfig(hosts=hosts, storage=storage, links=links)

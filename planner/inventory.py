@@ -26,6 +26,7 @@ import yaml
 
 from planner.errors import InventoryError, Problem
 from planner.model import VM, Disk, Host, HostState, Inventory, Link, MissingHost, Policy, VMState
+from planner.uri_rules import check_migration_address, check_uri, is_insecure_transport
 
 # What "absurd" means: bigger than any machine or NIC that exists, so almost surely a unit mistake.
 MAX_MEMORY_MIB = 64 * 1024 * 1024  # 64 TiB of RAM
@@ -37,6 +38,10 @@ MAX_DIRTY_RATE_MIBS = 1024.0 * 1024  # 1 TiB/s, beyond any memory bus
 MAX_PRIORITY = 1_000_000_000
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+# Characters no name may hold: C0 and C1 controls, DEL, line/paragraph separators and the bidirectional
+# overrides. A shell, a terminal or a log reader would take them for structure (a newline ends a command
+# line, ESC starts a terminal sequence, U+202E reverses what is shown), so names stay printable text.
+CONTROL_CHARACTER_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NUMBER_WITH_UNIT_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z/]+)\s*$")
 
 TOP_KEYS = ("version", "hosts", "vms", "links", "policy", "missing_hosts")
@@ -185,6 +190,15 @@ def _unit_hint(value: str, unit: str) -> str:
     return " (units are in the field name: write the number alone)"
 
 
+def control_character_problem(text: str) -> str | None:
+    """Why `text` cannot be a name (its first control character, escaped), or None when it is printable."""
+    found = CONTROL_CHARACTER_RE.search(text)
+    if found is None:
+        return None
+    return (f"contains a control character (U+{ord(found.group()):04X} at position {found.start()}): names must be "
+            f"printable text")
+
+
 def _closest(word: str, choices: Iterable[str]) -> str:
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
@@ -219,6 +233,10 @@ class _Validator:
                 prefix = f"{where}." if where else ""
                 if not isinstance(key, str):
                     self.error(f"{prefix}{key!r}", "keys must be strings")
+                    continue
+                bad = control_character_problem(key)
+                if bad:
+                    self.error(f"{prefix}{key!r}", f"key {bad}")
                     continue
                 self.warn(f"{prefix}{key}", f"unknown key, ignored{_closest(key, known)}")
 
@@ -278,7 +296,7 @@ class _Validator:
     def string(self, d: Mapping[str, Any], key: str, where: str, *, required: bool = False,
                nullable: bool = True) -> str | None:
         value = d.get(key, _MISSING)
-        if type(value) is str and value:
+        if type(value) is str and value and not CONTROL_CHARACTER_RE.search(value):
             return value
         loc = f"{where}.{key}"
         if value is _MISSING or (value is None and nullable and not required):
@@ -291,6 +309,9 @@ class _Validator:
         if required and not value.strip():
             self.error(loc, "must be a non-empty string")
             return None
+        bad = control_character_problem(value)
+        if bad:
+            self.error(loc, bad)
         return value
 
     def boolean(self, d: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
@@ -305,7 +326,8 @@ class _Validator:
     def strings(self, d: Mapping[str, Any], key: str, where: str) -> frozenset[str]:
         value = d.get(key)
         # Fast path (~135,000 lists for 30,000 VMs, most empty or one item): C-level checks only.
-        if type(value) is list and (not value or ({*map(type, value)} == _ONLY_STR and "" not in value)):
+        if type(value) is list and (not value or ({*map(type, value)} == _ONLY_STR and "" not in value
+                                                  and not CONTROL_CHARACTER_RE.search("".join(value)))):
             return frozenset(value)
         return frozenset(self.string_list(d, key, where))
 
@@ -320,6 +342,9 @@ class _Validator:
         out = []
         for i, item in enumerate(value):
             if isinstance(item, str) and item:
+                bad = control_character_problem(item)
+                if bad:
+                    self.error(f"{loc}[{i}]", bad)
                 out.append(item)
             else:
                 self.error(f"{loc}[{i}]", f"must be a non-empty string, got {_show(item)}")
@@ -335,7 +360,13 @@ class _Validator:
             return {}
         out = {}
         for k, v in value.items():
-            if isinstance(v, str):
+            bad_key = control_character_problem(str(k))
+            if bad_key:
+                self.error(f"{loc}.{str(k)!r}", f"key {bad_key}")
+            elif isinstance(v, str):
+                bad = control_character_problem(v)
+                if bad:
+                    self.error(f"{loc}.{k}", bad)
                 out[str(k)] = v
             else:
                 self.error(f"{loc}.{k}", f"must be a string, got {_show(v)}")
@@ -459,7 +490,19 @@ class _Validator:
             state=self.enum(h, "state", w, _HOST_STATES, HostState.UP),
             storage_free_gib=storage_free,
         )
+        self.connection_fields(w, host.uri, host.migration_address)
         return i, host
+
+    def connection_fields(self, w: str, uri: str | None, migration_address: str | None) -> None:
+        """The URI rules of `evac collect` (planner.uri_rules), so that no command takes a URI collect would
+        refuse. `qemu+tcp` is only a warning here: connecting refuses it unless --allow-insecure-transport."""
+        if uri is not None and not CONTROL_CHARACTER_RE.search(uri):  # else already reported
+            self.errors += check_uri(uri, allow_insecure_transport=True, where=f"{w}.uri")
+            if is_insecure_transport(uri):
+                self.warn(f"{w}.uri", "qemu+tcp is unencrypted and unauthenticated: `evac run` refuses it unless "
+                                      "--allow-insecure-transport is given")
+        if migration_address is not None and not CONTROL_CHARACTER_RE.search(migration_address):
+            self.errors += check_migration_address(migration_address, f"{w}.migration_address")
 
     def disk(self, w: str, d: dict[str, Any]) -> Disk:
         self.keys(d, "disk", w)
@@ -532,8 +575,10 @@ class _Validator:
     def missing_host(self, i: int, m: dict[str, Any]) -> tuple[int, MissingHost]:
         w = f"missing_hosts[{i}]"
         self.keys(m, "missing", w)
-        return i, MissingHost(name=self.string(m, "name", w, required=True) or "", uri=self.string(m, "uri", w),
+        missing = MissingHost(name=self.string(m, "name", w, required=True) or "", uri=self.string(m, "uri", w),
                               reason=self.string(m, "reason", w) or "")
+        self.connection_fields(w, missing.uri, None)
+        return i, missing
 
     # -- references between objects ----------------------------------------------------------------------------
 

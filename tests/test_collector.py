@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from executor import domain_xml as dx
 from executor.cli.main import main
 from executor.collector import (
     CollectReporter,
+    CPUOffer,
     DomainSnapshot,
     HostFailure,
     HostSnapshot,
@@ -216,6 +219,9 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["collect", "qemu+ext:///system", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "`ext` transport" in err and "Traceback" not in err
+    assert main(["collect", H1, "--virt-type", "xen", "-o", str(tmp_path / "xen.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--virt-type" in err and "kvm or qemu" in err and not (tmp_path / "xen.json").exists()
 
 
 # ------------------------------------------------------------------------------------------ assemble (pure)
@@ -301,3 +307,70 @@ def test_a_host_that_stalls_after_connecting_times_out(monkeypatch: pytest.Monke
     (failure,) = result.failures
     assert failure.uri == H2 and failure.code == "timeout" and "not read within" in failure.reason
     assert result.host_seconds[H2] < 3
+
+
+# ------------------------------------------------------------------------------------------ CPU offer per domain type
+
+KVM_CPU = dx.parse_domain_capabilities((XML / "lab-domcapabilities-kvm.xml").read_text())
+QEMU_CPU = dx.parse_domain_capabilities((XML / "lab-domcapabilities-qemu.xml").read_text())
+# Expanded offers as libvirt 9.0 gives them on this machine (abridged): TCG emulates svm, KVM without nesting
+# does not offer it; the lab guest's qemu64 model includes svm.
+KVM_OFFER = frozenset({"fpu", "sse2", "lahf_lm", "hypervisor", "x2apic", "vme"})
+QEMU_OFFER = frozenset({"fpu", "sse2", "lahf_lm", "hypervisor", "svm", "npt", "acpi"})
+QEMU64_NEEDS = frozenset({"fpu", "sse2", "lahf_lm", "hypervisor", "svm"})
+
+
+def kvm_host(hostname: str, domains: Sequence[DomainSnapshot], qemu_offer: frozenset[str] = QEMU_OFFER,
+             read_qemu: bool = True) -> HostSnapshot:
+    """A host with /dev/kvm: its default offer is KVM's; the qemu (TCG) one is read when a guest is TCG."""
+    offers = {"kvm": CPUOffer(KVM_CPU, KVM_OFFER)} | ({"qemu": CPUOffer(QEMU_CPU, qemu_offer)} if read_qemu else {})
+    return replace(snapshot(f"qemu+unix:///system?socket=/run/{hostname}", hostname, domains),
+                   host_cpu=KVM_CPU, host_cpu_features=KVM_OFFER, virttype="kvm", cpu_offers=offers)
+
+
+def lab_guest(name: str, virttype: str = "qemu", needs: frozenset[str] = QEMU64_NEEDS,
+              state: VMState = VMState.RUNNING) -> DomainSnapshot:
+    xml = (XML / "lab-domain-running.xml").read_text().replace("<name>vm1</name>", f"<name>{name}</name>")
+    xml = xml.replace("f215c861-ff45-4dd7-b3d8-f63ec7474380", str(uuid.uuid5(uuid.NAMESPACE_DNS, name)))
+    if virttype == "kvm":
+        xml = xml.replace("<domain type='qemu'", "<domain type='kvm'")
+    return DomainSnapshot(dx.parse_domain(xml), state, True, {}, needs, virttype=virttype)
+
+
+def test_tcg_guests_on_kvm_hosts_are_judged_by_the_qemu_offer() -> None:
+    """Issue 8 item 10: the default collect on the lab wrote VMs needing svm that no host offered."""
+    inv, warnings = assemble([kvm_host("h1", [lab_guest("a"), lab_guest("b")]), kvm_host("h2", [lab_guest("c")])], [])
+    for host in inv.hosts:
+        assert host.cpu_features == QEMU_OFFER and host.cpu_model == QEMU_CPU.model
+    for vm in inv.vms:
+        assert vm.cpu_features == QEMU64_NEEDS
+        assert all(vm.cpu_features <= h.cpu_features for h in inv.hosts), vm.name
+    assert not [w for w in warnings if "CPU" in w.message]
+
+
+def test_a_running_vm_needing_more_than_its_host_offers_is_named_and_can_stay() -> None:
+    odd = lab_guest("odd", needs=QEMU64_NEEDS | {"avx512f", "pku"})
+    inv, warnings = assemble([kvm_host("h1", [odd, lab_guest("fine")]), kvm_host("h2", [])], [])
+    vm = inv.vm["odd"]
+    assert vm.cpu_features <= inv.host["h1"].cpu_features and vm.cpu_features == QEMU64_NEEDS
+    [w] = [w for w in warnings if w.where == "vms.odd"]
+    assert "avx512f, pku" in w.message and "h1" in w.message and "disagree" in w.message
+    assert inv.vm["fine"].cpu_features == QEMU64_NEEDS
+
+
+def test_a_shut_off_vm_needing_more_is_warned_about_and_kept() -> None:
+    off = lab_guest("off", needs=QEMU64_NEEDS | {"avx512f"}, state=VMState.SHUTOFF)
+    inv, warnings = assemble([kvm_host("h1", [off, lab_guest("on")])], [])
+    assert "avx512f" in inv.vm["off"].cpu_features
+    assert any(w.where == "vms.off" and "shut off" in w.message for w in warnings)
+
+
+def test_a_mixed_fleet_describes_hosts_by_the_majority_type_and_says_so_for_the_others() -> None:
+    kvm_needs = frozenset({"fpu", "sse2", "x2apic"})
+    inv, warnings = assemble([kvm_host("h1", [lab_guest("k1", "kvm", kvm_needs), lab_guest("k2", "kvm", kvm_needs),
+                                              lab_guest("t1")]), kvm_host("h2", [], read_qemu=False)], [])
+    assert all(h.cpu_features == KVM_OFFER for h in inv.hosts)
+    assert inv.vm["k1"].cpu_features == kvm_needs
+    assert "svm" not in inv.vm["t1"].cpu_features and inv.vm["t1"].cpu_features <= inv.host["h1"].cpu_features
+    [w] = [w for w in warnings if w.where == "vms.t1"]
+    assert "svm" in w.message and "a qemu guest judged by the kvm CPU offer" in w.message

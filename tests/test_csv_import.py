@@ -141,3 +141,16 @@ def test_a_broken_cell_names_its_file_row_and_column(tmp_path_factory: pytest.Te
     assert code == 2, err
     assert f"vms.csv row {row + 2} column {column}" in err
     assert "Traceback" not in err
+
+
+def test_a_control_character_in_a_csv_cell_names_its_row_and_column(tmp_path: Path) -> None:
+    vms = VMS.replace("web-02,a2", '"web\n02",a2')
+    found = _problems(_folder(tmp_path, vms_csv=vms))
+    assert any(p.startswith("vms.csv row 3 column name: ") and "control character" in p for p in found), found
+
+
+def test_a_dangerous_uri_in_a_csv_cell_names_its_row_and_column(tmp_path: Path) -> None:
+    hosts = HOSTS.replace("name,cpus,", "name,uri,cpus,").replace("a1,32,", "a1,qemu+ext:///system,32,") \
+        .replace("a2,32,", "a2,,32,").replace("b1,64,", "b1,,64,")
+    found = _problems(_folder(tmp_path, hosts_csv=hosts))
+    assert any(p.startswith("hosts.csv row 2 column uri: ") and "ext" in p for p in found), found

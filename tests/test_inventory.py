@@ -302,3 +302,90 @@ def test_negative_priority_is_fine_but_bounded() -> None:
     assert parse_inventory(doc).inventory.vm["web-01"].priority == -5
     doc["vms"][0]["priority"] = -(10**12)
     assert problems_of(doc) == ["vms[0].priority: must be at least -1000000000, got -1000000000000"]
+
+
+# ---- names a shell, a terminal or a log line would misread (issue 8 item 3)
+
+CONTROL_CHARACTERS = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u202e"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS)
+@pytest.mark.parametrize(("path", "where"), [
+    (("hosts", 1, "name"), "hosts[1].name"), (("vms", 1, "name"), "vms[1].name"), (("vms", 2, "host"), "vms[2].host"),
+    (("hosts", 2, "switch"), "hosts[2].switch"), (("vms", 0, "disks", 1, "target"), "vms[0].disks[1].target"),
+    (("vms", 0, "disks", 0, "storage"), "vms[0].disks[0].storage"), (("hosts", 0, "storage", 0), "hosts[0].storage"),
+    (("hosts", 0, "networks", 0), "hosts[0].networks"), (("hosts", 0, "labels", "rack"), "hosts[0].labels.rack"),
+    (("vms", 0, "anti_affinity", 0), "vms[0].anti_affinity"), (("vms", 0, "disks", 0, "source"),
+                                                              "vms[0].disks[0].source"),
+    (("hosts", 0, "cpu_model"), "hosts[0].cpu_model"), (("links", 0, "a"), "links[0].a"),
+])
+def test_a_control_character_in_any_name_is_an_error_at_its_location(char: str, path: tuple[Any, ...],
+                                                                      where: str) -> None:
+    doc = valid_doc()
+    target: Any = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = f"a{char}b"
+    found = problems_of(doc)
+    assert any(p.startswith(where) and "control character" in p for p in found), found
+    assert all(char not in p for p in found)  # the message shows it escaped, never raw
+
+
+def test_a_control_character_in_a_label_key_is_an_error() -> None:
+    doc = valid_doc()
+    doc["vms"][0]["labels"] = {"app\nx": "web"}
+    assert any("vms[0].labels" in p and "control character" in p for p in problems_of(doc))
+
+
+def test_printable_unicode_names_are_fine() -> None:
+    doc = valid_doc()
+    doc["vms"][0]["name"] = "wéb-01 (prod) ünïcode ✓"
+    doc["vms"][0]["labels"] = {"owner": "Zoë"}
+    assert parse_inventory(doc).inventory.vm["wéb-01 (prod) ünïcode ✓"]
+
+
+# ---- URIs and migration addresses (issue 8 item 4): the rules of `evac collect`, at validation
+
+@pytest.mark.parametrize(("uri", "needle"), [
+    ("qemu+ext:///system", "`ext` transport"), ("qemu+ssh://h0/system?command=/bin/sh", "command="),
+    ("qemu+tls://h0/system?no_verify=1", "no_verify"), ("qemu+ssh://user:pass@h0/system", "password"),
+    ("qemu+ssh://h0/system?known_hosts_verify=ignore", "known_hosts_verify"), ("not a uri at all", "spaces"),
+    ("h01.example.net", "malformed"),
+])
+def test_a_dangerous_host_uri_is_an_error_at_validation(uri: str, needle: str) -> None:
+    doc = valid_doc()
+    doc["hosts"][1]["uri"] = uri
+    found = problems_of(doc)
+    assert any(p.startswith("hosts[1].uri: ") and needle in p for p in found), found
+
+
+def test_a_dangerous_missing_host_uri_is_an_error() -> None:
+    doc = valid_doc()
+    doc["missing_hosts"] = [{"name": "h09", "uri": "qemu+ext:///system", "reason": "unreachable"}]
+    assert any(p.startswith("missing_hosts[0].uri: ") for p in problems_of(doc))
+
+
+def test_tcp_is_a_warning_at_validation() -> None:
+    doc = valid_doc()
+    doc["hosts"][1]["uri"] = "qemu+tcp://10.77.0.12/system"
+    loaded = parse_inventory(doc)
+    assert [str(w) for w in loaded.warnings if w.where == "hosts[1].uri"] == [
+        "hosts[1].uri: qemu+tcp is unencrypted and unauthenticated: `evac run` refuses it unless "
+        "--allow-insecure-transport is given"]
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.9", "10.0.0.9:49152", "10.0.0.9/x", "h;rm", "-oProxy",
+                                     "h02?x=1", "a b", "fd00::1]", "[h02]", "h_02", ""])
+def test_a_migration_address_must_be_an_ip_or_a_host_name(address: str) -> None:
+    doc = valid_doc()
+    doc["hosts"][1]["migration_address"] = address
+    found = problems_of(doc)
+    assert any(p.startswith("hosts[1].migration_address: ") for p in found), found
+
+
+@pytest.mark.parametrize("address", ["10.0.0.9", "fd00::1", "[fd00::1]", "h02", "h02.mig.example.net",
+                                     "h02.example.net."])
+def test_good_migration_addresses_pass(address: str) -> None:
+    doc = valid_doc()
+    doc["hosts"][1]["migration_address"] = address
+    assert parse_inventory(doc).inventory.host["h02"].migration_address == address

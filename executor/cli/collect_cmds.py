@@ -10,13 +10,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from executor.collector import CollectReporter, CollectResult, HostFailure, collect
 from executor.outputs import check_writable, write_atomic
 from executor.uri import validate_uris
-from planner.errors import Problem
+from planner.errors import Problem, UsageError
 
 
 class RichCollectReporter(CollectReporter):
@@ -93,14 +94,17 @@ def register(app: typer.Typer) -> None:
                                                                   "(plus the dirty-rate period)")] = 120.0,
         allow_insecure_transport: Annotated[bool, typer.Option(help="accept qemu+tcp:// URIs (no encryption, "
                                                                     "no authentication)")] = False,
-        virt_type: Annotated[str | None, typer.Option(help="kvm or qemu (TCG): whose CPU offer to read; "
-                                                           "default kvm when available")] = None,
+        virt_type: Annotated[str | None, typer.Option(help="kvm or qemu (TCG): whose CPU offer to read "
+                                                           "for every host and guest; default: each guest's "
+                                                           "own domain type")] = None,
     ) -> None:
         """Read VMs, hosts and storage from libvirt hosts into an inventory v1 file.
 
         Exit codes: 0 all hosts read; 1 some hosts failed (listed in missing_hosts, inventory written);
         2 bad URI or option; 3 no host reachable.
         """
+        if virt_type not in (None, "kvm", "qemu"):
+            raise UsageError("evac collect", [Problem("--virt-type", f"must be kvm or qemu, not {virt_type!r}")])
         validate_uris(uris, allow_insecure_transport)  # before any progress line: exit 2 naming every bad URI
         if str(output) != "-":  # before connecting to anything: reading a fleet can take minutes
             check_writable(output, "evac collect -o")
@@ -114,7 +118,8 @@ def register(app: typer.Typer) -> None:
                              virt_type=virt_type, read_timeout_s=read_timeout)
         err.print(_summary(result))
         for w in result.warnings:
-            err.print(f"[yellow]warning[/]: {w}" if w.severity == "warning" else f"[red]error[/]: {w}")
+            err.print(f"[yellow]warning[/]: {escape(str(w))}" if w.severity == "warning"
+                      else f"[red]error[/]: {escape(str(w))}")
         if not result.inventory.hosts:
             err.print("[red]evac collect: no host could be read; no inventory written[/]")
             raise typer.Exit(3)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from executor.outputs import OutputError, check_writable, check_writable_dir, write_atomic
@@ -73,6 +74,15 @@ def _parse_peer_uris(values: list[str]) -> dict[str, str]:
 
 
 _STOP_SIGNALS: tuple[tuple[signal.Signals, str], ...] = ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"))
+
+
+def check_uris(inventory: Inventory, peer_uris: dict[str, str], allow_insecure_transport: bool) -> None:
+    """The real run's URI rules in every mode (dry run and simulation included): exit 2 naming each."""
+    from executor.uri import check_run_uris
+
+    problems = check_run_uris(inventory, peer_uris, allow_insecure_transport=allow_insecure_transport)
+    if problems:
+        raise UsageError("libvirt URIs", problems)
 
 
 class _CtrlC:
@@ -143,9 +153,10 @@ def _print_unplaced(plan: Plan) -> None:
         console.print(f"  {u.vm}: {'; '.join(u.reasons) or 'no reason given'}", markup=False, soft_wrap=True)
 
 
-def dry_run(plan: Plan, inventory: Inventory, options: RunOptions) -> None:
+def dry_run(plan: Plan, inventory: Inventory, options: RunOptions, peer_uris: dict[str, str] | None = None) -> None:
     """What `evac run` would do, without a single hypervisor call."""
     from executor.runner import build_spec, virsh_command
+    from executor.uri import migration_uri
     from planner.monitor import dispatch_times
 
     times = dispatch_times(plan, inventory, barrier=options.barrier, one_at_a_time=options.one_at_a_time)
@@ -160,9 +171,12 @@ def dry_run(plan: Plan, inventory: Inventory, options: RunOptions) -> None:
         flags = [f for f, on in (("auto-converge", spec.auto_converge), ("copy-storage", bool(spec.copy_storage)),
                                  ("offline", not spec.live), ("postcopy", spec.postcopy_allowed),
                                  ("tls", spec.tls), ("UNSAFE", spec.unsafe)) if on]
-        t.add_row(str(i), m.vm, f"{m.source} → {m.destination}", f"{start:.1f}", f"{end:.1f}",
+        t.add_row(str(i), escape(m.vm), escape(f"{m.source} → {m.destination}"), f"{start:.1f}", f"{end:.1f}",
                   f"{m.bandwidth_mibs:.0f}", " ".join(flags))
-        commands.append(f"{i:>3}. {virsh_command(spec, inventory.host[m.destination].uri)}")
+        dst = inventory.host[m.destination]
+        commands.append(f"{i:>3}. " + virsh_command(
+            spec, (peer_uris or {}).get(dst.name) or dst.uri, source_uri=inventory.host[m.source].uri,
+            migrate_uri=migration_uri(dst.migration_address) if dst.migration_address else None))
     console.print(t)
     console.print("the same, as virsh commands:")
     for line in commands:
@@ -233,10 +247,12 @@ def register(app: typer.Typer) -> None:
         refuse_unless_valid(plan, inventory, plan_path, inv_path)  # before any hypervisor call or journal write
         options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
                              allow_postcopy=allow_postcopy, unsafe=unsafe, tls=tls, retries=retries, resume=resume)
+        peers = _parse_peer_uris(peer_uri or [])
+        check_uris(inventory, peers, allow_insecure_transport)
         if dry:
-            dry_run(plan, inventory, options)
+            dry_run(plan, inventory, options, peers)
             raise typer.Exit(1 if plan.unplaced else 0)
-        hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, _parse_peer_uris(peer_uri or []))
+        hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, peers)
         result = execute(plan, inventory, hv, options, journal_path, json_out, simulated=simulate)
         raise typer.Exit(result.exit_code)
 

@@ -106,3 +106,27 @@ def test_cli_collect_on_the_lab_with_a_dead_daemon(lab: Lab, tmp_path: Path) -> 
     inv = load_inventory(out).inventory
     assert {h.name for h in inv.hosts} == {lab.hosts[0].name, lab.hosts[1].name}
     assert [v.name for v in inv.vms] == ["vm-x"]
+
+
+@pytest.mark.lab
+def test_default_collect_of_tcg_guests_on_kvm_hosts_gives_a_feasible_drain(lab: Lab, tmp_path: Path) -> None:
+    """Issue 8 item 10: /dev/kvm exists here but the lab guests are TCG (<domain type='qemu'>). Without
+    --virt-type the collector read the KVM offer and wrote VMs needing svm that no host offered, so every
+    drain plan was infeasible. Each guest is now judged by the offer of its own domain type."""
+    from planner.solve import make_plan
+
+    h1 = lab.hosts[0]
+    doms = [lab.define_guest(h1, f"tcg-{i}", memory_mib=64) for i in range(3)]
+    lab.define_guest(lab.hosts[1], "tcg-off", memory_mib=64, start=False)
+    for dom in doms:
+        lab.wait_ready(dom)
+    result = collect([h.uri for h in lab.hosts], timeout_s=10, hosts_file=_hosts_file(lab, tmp_path / "hosts.yaml"))
+    inv = result.inventory
+    assert result.exit_code == 0, result.failures
+    assert not [w for w in result.warnings if "CPU" in w.message], result.warnings  # libvirt's views agree
+    for vm in inv.vms:
+        for host in inv.hosts:
+            assert vm.cpu_features <= host.cpu_features, (vm.name, host.name, vm.cpu_features - host.cpu_features)
+    plan = make_plan(inv, [h1.name], time_limit_s=5)
+    assert plan.unplaced == () or not plan.unplaced, plan.unplaced
+    assert sorted(m.vm for m in plan.migrations) == ["tcg-0", "tcg-1", "tcg-2"]
