@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar, Protocol
 
+from planner.capacity import Capacity as CapacityValue
+from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
 from planner.migration_facts import copy_storage_targets, drain_set, eligible, vm_estimate
 from planner.model import VM, HostState, Inventory
@@ -379,9 +381,8 @@ class Capacity:
         limits: dict[str, tuple[float, float, float]] = {}
         for h in inv.hosts:
             start = timeline.initial.usage.get(h.name, Usage())
-            limits[h.name] = (max(start.vcpus, h.cpus * p.cpu_overcommit),
-                              max(start.memory_mib, h.usable_memory_mib * p.memory_overcommit),
-                              max(start.copied_disk_gib, h.local_disk_free_gib))
+            limits[h.name] = host_capacity(h, p).at_least(
+                CapacityValue(start.vcpus, start.memory_mib, start.copied_disk_gib)).as_tuple()
         out: list[Violation] = []
         blamed: set[tuple[str, str]] = set()
         for pt in timeline.points:
