@@ -72,13 +72,16 @@ class MigrationFacts:
         return vm_estimate(vm, bandwidth_mibs, policy, model)
 
 
-def migration_facts(vm: VM, destination: str, inventory: Inventory, topology: Topology) -> MigrationFacts | None:
-    """Facts of moving `vm` to `destination`; None when no network path joins the two hosts."""
-    path = topology.path(vm.host, destination)
+def migration_facts(vm: VM, destination: str, inventory: Inventory, topology: Topology,
+                    source: str | None = None) -> MigrationFacts | None:
+    """Facts of moving `vm` from `source` (default: its host in the inventory; a later hop starts where
+    the previous one ended) to `destination`; None when no network path joins the two hosts."""
+    src = vm.host if source is None else source
+    path = topology.path(src, destination)
     if path is None:
         return None
     return MigrationFacts(
-        vm=vm.name, source=vm.host, destination=destination, path=path,
+        vm=vm.name, source=src, destination=destination, path=path,
         cap_mibs=topology.path_capacity_mibs(path, inventory.policy.migration_share),
         copy_storage=copy_storage_targets(vm), disk_mib=copied_disk_mib(vm),
         memory_mib=float(vm.memory_mib), live=vm.live)
@@ -117,18 +120,19 @@ def size_reasons(vm: VM, host: Host, policy: Policy) -> list[str]:
     return reasons
 
 
-def eligible(vm: VM, host: Host, inventory: Inventory, drained: Collection[str] = ()) -> list[str]:
+def eligible(vm: VM, host: Host, inventory: Inventory, drained: Collection[str] = (),
+             source: str | None = None) -> list[str]:
     """Every reason `host` can never receive `vm` (empty list = it may, capacity permitting).
 
     Static facts only: state, drain, the host rules (`planner.host_rules`: arch, CPU model and
     features, shared storage, networks, host labels), pinning, and a VM bigger than the whole (empty)
     host. Transient capacity and anti-affinity depend on the rest of the plan and are the checker's
-    and the solver's business.
+    and the solver's business. `source`: where the VM is when it leaves (default: its inventory host).
     """
     reasons: list[str] = []
     if vm.pinned:
         reasons.append(f"VM {vm.name} is pinned")
-    if host.name == vm.host:
+    if host.name == (vm.host if source is None else source):
         reasons.append(f"host {host.name} is the VM's current host")
     if host.state is not HostState.UP:
         reasons.append(f"host {host.name} is {host.state.value}")
