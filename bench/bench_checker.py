@@ -8,7 +8,9 @@ the other half are empty. The plan moves every VM of a drained host, one at a ti
 its neighbour in the same rack: a valid plan with hosts/2 × vms-per-source migrations (30,000 by
 default). Prints the time of: candidate pruning (`candidate_hosts` for 2,000 VMs × every host, and
 `can_receive` pairs per second), `check_plan` (must find no violation), `lower_bound`,
-`placement_lower_bound`, and the checker's time on a plan with one broken rule.
+`placement_lower_bound`, the checker's time on a plan with one broken rule, and the whole check
+`evac run` makes before it starts (`planner.plan_inputs.refuse_unless_valid`: inventory match +
+checker, its own topology).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from planner.lowerbound import lower_bound, placement_lower_bound
 from planner.migration_facts import can_receive, candidate_hosts, migration_facts, vm_estimate
 from planner.model import VM, Disk, Host, Inventory, Link, Policy
 from planner.plan import Migration, Plan, PlanStatus
+from planner.plan_inputs import refuse_unless_valid
 from planner.topology import Topology
 
 
@@ -98,6 +101,7 @@ def main() -> int:
     print(f"plan: {len(plan.migrations)} migrations, makespan {plan.makespan_s:.1f} s")
     violations = timed("check_plan (valid plan)", check_plan, inv, plan, topology=topo)
     print(f"  violations: {len(violations)}" + "".join(f"\n    {v}" for v in violations[:5]))
+    timed("refuse_unless_valid (evac run, at load)", refuse_unless_valid, plan, inv, "plan", "inventory")
     lb = timed("lower_bound", lower_bound, inv, drained, topology=topo)
     print(f"  lower bound {lb.value_s:.1f} s ({lb.binding}); plan makespan / LB = {plan.makespan_s / lb.value_s:.2f}")
     plb = timed("placement_lower_bound", placement_lower_bound, inv, plan, topology=topo)

@@ -111,7 +111,10 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.cancelled and all(r.state is State.DONE for r in self.results.values())
+        """Every VM of the drain moved: all migrations done, none cancelled, and none the plan left
+        unplaced (an infeasible plan leaves VMs on a host being drained: not a success)."""
+        return (not self.cancelled and not self.plan.unplaced
+                and all(r.state is State.DONE for r in self.results.values()))
 
     @property
     def exit_code(self) -> int:
@@ -125,7 +128,8 @@ class RunResult:
         for r in self.results.values():
             states[r.state.value] = states.get(r.state.value, 0) + 1
         return {"ok": self.ok, "cancelled": self.cancelled, "makespan_s": round(self.makespan_s, 3),
-                "planned_makespan_s": round(self.plan.makespan_s, 3), "states": states}
+                "planned_makespan_s": round(self.plan.makespan_s, 3), "states": states,
+                "unplaced": [{"vm": u.vm, "reasons": list(u.reasons)} for u in self.plan.unplaced]}
 
 
 def build_spec(migration: Migration, inventory: Inventory, options: RunOptions) -> MigrationSpec:

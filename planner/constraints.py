@@ -298,7 +298,9 @@ class MigrationFactsMatch:
                     bad(f"path {list(m.path)} is not the topology's path {list(path)}")
             want = copy_storage_targets(vm)
             if sorted(m.copy_storage) != sorted(want):
-                bad(f"copy_storage {list(m.copy_storage)} must be exactly the local disks {list(want)}")
+                unknown = sorted(set(m.copy_storage) - {d.target for d in vm.disks})
+                bad(f"copy_storage {list(m.copy_storage)} must be exactly the local disks {list(want)}"
+                    + (f"; the VM has no disk {', '.join(unknown)}" if unknown else ""))
             if m.live != vm.live:
                 bad(f"live={m.live} but the VM is {vm.state.value}")
         return out

@@ -102,3 +102,24 @@ class InconsistentPlanError(EvacError):
         shown = "\n".join(f"  - {v}" for v in self.violations[:20])
         more = f"\n  ... and {len(self.violations) - 20} more" if len(self.violations) > 20 else ""
         super().__init__(f"BUG: evac produced a plan that fails its own checker:\n{shown}{more}")
+
+
+class PlanRejected(PlanFileError):
+    """A well-formed plan file that fails the plan checker: `evac run` refuses it (exit 2), naming the
+    first violations and how many there are (a plan for 30,000 VMs can break a rule 30,000 times)."""
+
+    SHOWN = 10
+
+    def __init__(self, source: str, violations: Sequence[Any]) -> None:
+        self.violations = list(violations)
+        shown = [Problem("", str(v)) for v in self.violations[:self.SHOWN]]
+        more = len(self.violations) - len(shown)
+        if more:
+            shown.append(Problem("", f"… and {more} more (evac check lists them all)"))
+        super().__init__(source, shown)
+        n = len(self.violations)
+        self.args = (f"{source}: {n} violation{'s' if n != 1 else ''} of plan v1; evac runs only plans that pass "
+                     f"the plan checker (nothing was run)\n" + "\n".join(f"  - {p}" for p in shown),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

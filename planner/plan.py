@@ -9,6 +9,9 @@ Optional fields evac adds to plan v1 (documented in docs/plan.md):
 * `migrations[].priority` (int): the VM's priority, copied for the executor's ordering.
 * `migrations[].memory_mib`, `migrations[].disk_mib` (float): what the duration model moved.
 * `target` ({vm: host}): in a `target` plan, the placement the operator asked for.
+* `inventory_path` (str): where the inventory the plan was made for was read from (`evac plan` writes
+  it absolute; a relative one is read against the plan file's folder), so `evac run PLAN` and
+  `evac check PLAN` need no `--inventory`. Only a hint: `inventory_sha256` still decides.
 
 The reconfiguration section of plan v1 (docs/plan.md): `kind`, `migrations[].hop`,
 `migrations[].staging` and `balance` — a VM may move several times (hops) in every kind but `drain`.
@@ -115,6 +118,7 @@ class Plan:
     unplaced: tuple[Unplaced, ...] = ()
     solver: str = "cp-sat"
     drain_labels: tuple[str, ...] = ()
+    inventory_path: str | None = None
     version: int = 1
     kind: PlanKind = PlanKind.DRAIN
     balance: Balance | None = None
@@ -157,6 +161,7 @@ class Plan:
             "solve_s": round(self.solve_s, 3),
             "solver": self.solver,
             "drain_labels": list(self.drain_labels),
+            **({"inventory_path": self.inventory_path} if self.inventory_path is not None else {}),
             "migrations": [_migration_to_dict(m) for m in self.migrations],
             "unplaced": [{"vm": u.vm, "reasons": list(u.reasons)} for u in self.unplaced],
         }
@@ -262,6 +267,9 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
     except ValueError:
         r.err("kind", f"must be one of {', '.join(k.value for k in PlanKind)}; got {kind_raw!r}"[:200])
         kind = PlanKind.DRAIN
+    inventory_path = r.get(doc, "inventory_path", "", "str", required=False, default=None)
+    if inventory_path == "" or (isinstance(inventory_path, str) and "\0" in inventory_path):
+        r.err("inventory_path", "must be a file path")
     migs: list[Migration] = []
     seen: set[str] = set()
     for i, m in enumerate(r.get(doc, "migrations", "", "list", default=[])):
@@ -336,6 +344,7 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
         kind=kind,
         balance=balance,
         target=target,
+        inventory_path=inventory_path,
     )
 
 

@@ -110,6 +110,7 @@ def test_unknown_vm(inv: Inventory, good: Plan) -> None:
     ({"destination": "h1"}, "not eligible"),
     ({"path": ("h1", "h2")}, "path"),
     ({"copy_storage": ()}, "copy_storage"),
+    ({"copy_storage": ("vdb", "vdz")}, "the VM has no disk vdz"),  # a disk the VM does not have is named
     ({"live": True}, "live"),
 ])
 def test_migration_facts(inv: Inventory, good: Plan, change: dict[str, object], needle: str) -> None:

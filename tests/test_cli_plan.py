@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from executor.cli.main import main
+from tests.fleet import make_inventory
 
 CASES = Path(__file__).parent / "cases"
 
@@ -115,3 +116,21 @@ def test_plan_for_another_fleet_is_one_short_message(feasible: Path, tmp_path: P
         err = capsys.readouterr().err
         assert "VMs are not in the inventory" in err and "'nowhere'" not in err and "nowhere" in err
         assert len(err.splitlines()) <= 6, err
+
+
+def test_plan_records_its_inventory_for_run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evac plan` writes `inventory_path` (absolute), so `evac run PLAN` and `evac check PLAN` need no
+    inventory argument."""
+    inv_path = tmp_path / "inv.json"
+    inv_path.write_text(json.dumps(make_inventory(4, 3).to_dict()))
+    plan_path = tmp_path / "plan.json"
+    monkeypatch.chdir(tmp_path)  # a relative inventory argument is recorded absolute
+    assert main(["plan", "inv.json", "--drain", "h0", "--time-limit", "5", "-o", str(plan_path)]) == 0
+    assert json.loads(plan_path.read_text())["inventory_path"] == str(inv_path)
+    monkeypatch.chdir(Path(__file__).parent)
+    capsys.readouterr()
+    assert main(["run", str(plan_path), "--dry-run"]) == 0
+    assert "virsh migrate" in capsys.readouterr().out
+    assert main(["check", str(plan_path)]) == 0
+    assert main(["check", str(inv_path), str(plan_path)]) == 0  # the two-argument form is unchanged

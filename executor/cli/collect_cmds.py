@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from executor.collector import CollectReporter, CollectResult, HostFailure, collect
+from executor.outputs import check_writable, write_atomic
 from executor.uri import validate_uris
 from planner.errors import Problem
 
@@ -101,6 +102,8 @@ def register(app: typer.Typer) -> None:
         2 bad URI or option; 3 no host reachable.
         """
         validate_uris(uris, allow_insecure_transport)  # before any progress line: exit 2 naming every bad URI
+        if str(output) != "-":  # before connecting to anything: reading a fleet can take minutes
+            check_writable(output, "evac collect -o")
         err = Console(stderr=True, highlight=False)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                       transient=False) as progress:
@@ -120,7 +123,7 @@ def register(app: typer.Typer) -> None:
         if str(output) == "-":
             sys.stdout.write(text)
         else:
-            output.write_text(text)
+            write_atomic(output, text, "evac collect -o")
             err.print(f"inventory written to {output}")
         invalid = _validate_with_loader(doc)
         for p in invalid:

@@ -16,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from executor.outputs import check_writable, write_atomic
 from planner.errors import Problem, UsageError
 from planner.frames import to_frames
 from planner.generate import generate_fleet
@@ -137,6 +138,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("evac generate", [Problem("--racks", f"{racks} racks for {hosts} hosts: need at most "
                                                                   f"one rack per host")])
         if output is not None:
+            check_writable(output, "evac generate -o")  # before generating: a 30,000-VM fleet takes a while
             with err_console.status(f"generating {hosts} hosts, {vms} VMs"):
                 inv = generate_fleet(hosts, vms, racks, seed, uplink_gbps=uplink_gbps, memory_used=memory_used,
                                      maintenance=maintenance or ())
@@ -153,7 +155,7 @@ def register(app: typer.Typer) -> None:
         if output is None:
             sys.stdout.write(text + "\n")
         else:
-            output.write_text(text + "\n")
+            write_atomic(output, text + "\n", "evac generate -o")
             err_console.print(f"wrote {output}: {len(inv.hosts)} hosts, {len(inv.vms)} VMs, {len(inv.links)} links",
                               markup=False)
 

@@ -3,12 +3,13 @@
 `evac plan INVENTORY --drain HOST … [--drain-label rack=r1] [-o plan.json] [--json]` prints a
 summary (waves, makespan, lower bound, gap, solve time, unplaced VMs with reasons; with
 --baselines evac side by side with today's tools), exit 1 when some VM cannot move, 2 for unknown
-hosts/labels. `evac check INVENTORY PLAN`: exit 0 valid, 1 with the violations listed, 2 for a
+hosts/labels. `evac check [INVENTORY] PLAN`: exit 0 valid, 1 with the violations listed, 2 for a
 malformed plan file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from executor.outputs import check_writable, write_atomic
 from planner.errors import UsageError
 from planner.model import Inventory
 from planner.plan import Plan, PlanStatus, load_plan
@@ -100,6 +102,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("evac plan", [p for p in (
                 _problem("--time-limit", "must be > 0") if time_limit <= 0 else None,
                 _problem("--workers", "must be >= 1") if workers < 1 else None) if p is not None])
+        if output is not None:  # before solving: a plan computed for a file that cannot be written is lost
+            check_writable(output, "evac plan -o")
         inv = _load(inventory)
         ds = resolve_drain(inv, drain or [], drain_label or [])
         if not ds.hosts:
@@ -110,8 +114,9 @@ def register(app: typer.Typer) -> None:
             task = progress.add_task(f"planning {len(ds.hosts)} hosts…", total=None)
             plan = make_plan(inv, ds.hosts, time_limit_s=time_limit, workers=workers,
                              reporter=_RichSolverReporter(progress, task), drain_labels=ds.labels)
+        plan = dataclasses.replace(plan, inventory_path=str(inventory.absolute()))  # so `evac run PLAN` finds it
         if output is not None:
-            output.write_text(plan.to_json())
+            write_atomic(output, plan.to_json(), "evac plan -o")
         if as_json:
             typer.echo(plan.to_json())
         else:
@@ -127,24 +132,32 @@ def register(app: typer.Typer) -> None:
 
     @app.command("check")
     def check_cmd(
-        inventory: Annotated[Path, typer.Argument(help="Inventory v1 the plan was made for.")],
-        plan_file: Annotated[Path, typer.Argument(help="Plan v1 file.")],
+        first: Annotated[Path, typer.Argument(metavar="INVENTORY", help="Inventory v1 the plan was made for "
+                                                                        "(or the plan, when it is the only "
+                                                                        "argument).")],
+        second: Annotated[Path | None, typer.Argument(metavar="PLAN", show_default=False, help=(
+            "Plan v1 file; without it the plan's recorded inventory_path is used."))] = None,
     ) -> None:
         """Verify a plan (anyone's) against every rule of plan v1, at every instant.
 
+        `evac check INVENTORY PLAN`, or `evac check PLAN` for a plan that records its inventory_path.
         Exit 0 valid, 1 with the violations listed, 2 for a malformed plan file or a plan made for
         another inventory.
         """
-        import dataclasses
-
-        from executor.cli.run_cmds import check_plan_matches, digest_matches
         from planner.checker import check_plan
+        from planner.plan_inputs import as_checked, check_plan_matches, inventory_path_for
 
-        inv = _load(inventory)
-        plan = load_plan(plan_file)
-        check_plan_matches(plan, inv, str(plan_file), str(inventory), require_digest=False)
-        if digest_matches(plan, inv, str(inventory)):  # the file's own digest names the same inventory
-            plan = dataclasses.replace(plan, inventory_sha256=inv.sha256)
+        if second is None:  # `evac check PLAN`: the plan names its inventory
+            plan_file = first
+            plan = load_plan(plan_file)
+            inventory = inventory_path_for(plan, plan_file, None, "evac check")
+            inv = _load(inventory)
+        else:
+            inventory, plan_file = first, second
+            inv = _load(inventory)
+            plan = load_plan(plan_file)
+        check_plan_matches(plan, inv, plan_file, inventory, require_digest=False)
+        plan = as_checked(plan, inv, inventory)  # the file's own digest names the same inventory
         violations = check_plan(inv, plan)
         if not violations:
             console.print(f"ok: {len(plan.migrations)} migrations, makespan {plan.makespan_s:.1f} s, "

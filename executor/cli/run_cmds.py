@@ -8,7 +8,7 @@ what would happen. `evac status JOURNAL` reads a run's journal (also while the r
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import importlib
 import json
 import signal
@@ -22,9 +22,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from executor.outputs import OutputError, check_writable, check_writable_dir, write_atomic
 from planner.errors import EnvironmentProblem, Problem, UsageError
 from planner.model import Inventory
 from planner.plan import Plan, load_plan
+from planner.plan_inputs import inventory_path_for, refuse_unless_valid
 
 if TYPE_CHECKING:
     from executor.hypervisor import Hypervisor
@@ -41,46 +43,6 @@ def _load_inventory(path: Path) -> Inventory:
         raise EnvironmentProblem(f"cannot load inventories: {e}") from None
     inventory: Inventory = loader.load_inventory(path).inventory
     return inventory
-
-
-def _some(names: list[str], shown: int = 8) -> str:
-    return ", ".join(names[:shown]) + (f" … and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def digest_matches(plan: Plan, inventory: Inventory, inventory_path: str) -> bool:
-    """A plan names its inventory by evac's canonical digest (`Inventory.sha256`, the same for JSON, YAML
-    and CSV) or, as a plan from another tool naturally would, by the SHA-256 of the inventory file."""
-    if plan.inventory_sha256 == inventory.sha256:
-        return True
-    path = Path(inventory_path)
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == plan.inventory_sha256
-
-
-def check_plan_matches(plan: Plan, inventory: Inventory, plan_path: str, inventory_path: str,
-                       require_digest: bool = True) -> None:
-    """Refuses a plan made for another inventory (exit 2), naming what differs.
-
-    VMs and hosts the inventory lacks are listed together, not one line each: a plan for another
-    fleet would otherwise bury the one thing to say (wrong inventory) under hundreds of lines."""
-    problems = []
-    if require_digest and not digest_matches(plan, inventory, inventory_path):
-        problems.append(Problem("inventory_sha256", f"the plan was made for inventory {plan.inventory_sha256[:12]}…, "
-                                                    f"{inventory_path} is {inventory.sha256[:12]}…; re-plan"))
-    unknown_vms = [m.vm for m in plan.migrations if m.vm not in inventory.vm]
-    unknown_hosts = sorted({h for m in plan.migrations for h in (m.source, m.destination)
-                            if h not in inventory.host})
-    if unknown_vms:
-        problems.append(Problem("migrations[].vm", f"{len(unknown_vms)} of {len(plan.migrations)} VMs are not in the "
-                                                   f"inventory: {_some(unknown_vms)}"))
-    if unknown_hosts:
-        problems.append(Problem("migrations[]", f"{len(unknown_hosts)} hosts are not in the inventory: "
-                                                f"{_some(unknown_hosts)}"))
-    for i, m in enumerate(plan.migrations):
-        vm = inventory.vm.get(m.vm)
-        if vm is not None and vm.host != m.source:
-            problems.append(Problem(f"migrations[{i}].source", f"{m.vm} is on {vm.host} now, not {m.source}"))
-    if problems:
-        raise UsageError(f"plan {plan_path} does not fit inventory {inventory_path}", problems)
 
 
 def _hypervisor(inventory: Inventory, simulate: bool, speedup: float, tls: bool,
@@ -110,29 +72,42 @@ def _parse_peer_uris(values: list[str]) -> dict[str, str]:
     return out
 
 
+_STOP_SIGNALS: tuple[tuple[signal.Signals, str], ...] = ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"))
+
+
 class _CtrlC:
-    """First Ctrl-C: abort the running migrations cleanly (their VMs stay on their sources), journal,
-    exit 1. A second Ctrl-C interrupts at once."""
+    """First Ctrl-C or SIGTERM (what `kill`, systemd and orchestrators send): abort the running
+    migrations cleanly (their VMs stay on their sources), journal, exit 1. A second one interrupts
+    at once (the journal is written ahead, so it stays consistent)."""
 
     def __init__(self, cancel: threading.Event) -> None:
         self.cancel = cancel
-        self._old: Any = None
+        self._old: dict[int, Any] = {}
+        self.received: str | None = None
 
     def __enter__(self) -> _CtrlC:
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            for sig, _name in _STOP_SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.cancel.is_set():
             raise KeyboardInterrupt
+        self.received = dict(_STOP_SIGNALS).get(signal.Signals(signum), signal.Signals(signum).name)
         self.cancel.set()
-        err_console.print("[yellow]Ctrl-C: aborting running migrations (VMs stay on their sources); "
-                          "press again to quit at once[/]")
+        err_console.print(f"[yellow]{self.received}: aborting running migrations (VMs stay on their sources); "
+                          f"send it again to quit at once[/]")
 
     def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def unsafe_run_numbers(runs: list[dict[str, Any]]) -> list[int]:
+    """The runs of a journal (1 = the first, then each --resume) that passed --unsafe: a resumed run
+    without it does not make the migrations an earlier run started with it any safer."""
+    return [i for i, r in enumerate(runs, 1) if r["flags"].get("unsafe")]
 
 
 def result_table(result: RunResult, title: str = "result") -> Table:
@@ -155,6 +130,17 @@ def _print_summary(result: RunResult) -> None:
     states = ", ".join(f"{v} {k}" for k, v in sorted(s["states"].items()))
     console.print(f"makespan {s['makespan_s']:.1f} s (planned {s['planned_makespan_s']:.1f} s): {states}"
                   + (" — cancelled" if result.cancelled else ""))
+    _print_unplaced(result.plan)
+
+
+def _print_unplaced(plan: Plan) -> None:
+    """The VMs the plan leaves where they are (status infeasible): the drain is not complete."""
+    if not plan.unplaced:
+        return
+    console.print(f"[red]{len(plan.unplaced)} VMs not moved (the plan could not place them); they are still "
+                  f"on their hosts:[/]")
+    for u in plan.unplaced:
+        console.print(f"  {u.vm}: {'; '.join(u.reasons) or 'no reason given'}", markup=False, soft_wrap=True)
 
 
 def dry_run(plan: Plan, inventory: Inventory, options: RunOptions) -> None:
@@ -187,6 +173,7 @@ def dry_run(plan: Plan, inventory: Inventory, options: RunOptions) -> None:
                   f"{plan.lower_bound_s:.1f} s)" + (f"; never startable: {', '.join(never)}" if never else ""))
     if options.unsafe:
         console.print("[yellow]--unsafe: VIR_MIGRATE_UNSAFE would be passed (skips libvirt's safety checks)[/]")
+    _print_unplaced(plan)
 
 
 def register(app: typer.Typer) -> None:
@@ -195,7 +182,9 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="plan v1 JSON (evac plan -o)")],
-        inventory_path: Annotated[Path, typer.Option("--inventory", "-i", help="the inventory the plan was made for")],
+        inventory_path: Annotated[Path | None, typer.Option(
+            "--inventory", "-i", help="the inventory the plan was made for (default: the plan's inventory_path)")]
+        = None,
         journal: Annotated[Path | None, typer.Option(help="run journal (SQLite); default PLAN.journal")] = None,
         barrier: Annotated[bool, typer.Option("--barrier", help="wave k+1 waits for all of wave k")] = False,
         one_at_a_time: Annotated[bool, typer.Option("--one-at-a-time", help="one migration at a time")] = False,
@@ -236,16 +225,19 @@ def register(app: typer.Typer) -> None:
         if problems:
             raise UsageError("evac run", problems)
         plan = load_plan(plan_path)
-        inventory = _load_inventory(inventory_path)
-        check_plan_matches(plan, inventory, str(plan_path), str(inventory_path))
+        inv_path = inventory_path_for(plan, plan_path, inventory_path, "evac run")
+        inventory = _load_inventory(inv_path)
+        journal_path = journal or Path(f"{plan_path}.journal")
+        if not dry:  # SQLite also writes -wal, -shm and evac's .lock beside it: its folder must be writable
+            check_writable(journal_path, "--journal")
+        refuse_unless_valid(plan, inventory, plan_path, inv_path)  # before any hypervisor call or journal write
         options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
                              allow_postcopy=allow_postcopy, unsafe=unsafe, tls=tls, retries=retries, resume=resume)
         if dry:
             dry_run(plan, inventory, options)
-            return
+            raise typer.Exit(1 if plan.unplaced else 0)
         hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, _parse_peer_uris(peer_uri or []))
-        result = execute(plan, inventory, hv, options, journal or Path(f"{plan_path}.journal"), json_out,
-                         simulated=simulate)
+        result = execute(plan, inventory, hv, options, journal_path, json_out, simulated=simulate)
         raise typer.Exit(result.exit_code)
 
     @app.command("status")
@@ -264,9 +256,10 @@ def register(app: typer.Typer) -> None:
         finally:
             j.close()
         if json_out:
-            console.print_json(json.dumps({"summary": summary, "runs": runs, "vms": [
-                {"vm": r.vm, "source": r.source, "destination": r.destination, "state": r.state.value,
-                 "attempts": r.attempts, "error": r.error, "elapsed_s": r.elapsed_s} for r in records]}))
+            console.print_json(json.dumps({
+                "summary": summary, "runs": runs, "unsafe_runs": unsafe_run_numbers(runs), "vms": [
+                    {"vm": r.vm, "source": r.source, "destination": r.destination, "state": r.state.value,
+                     "attempts": r.attempts, "error": r.error, "elapsed_s": r.elapsed_s} for r in records]}))
             return
         t = Table(title=f"{journal}: {len(records)} VMs, {len(runs)} run(s)")
         for col in ("vm", "move", "state", "attempts", "elapsed s", "error"):
@@ -276,8 +269,11 @@ def register(app: typer.Typer) -> None:
             t.add_row(r.vm, f"{r.source} → {r.destination}", r.state.value, str(r.attempts), el, r.error[:160])
         console.print(t)
         console.print(", ".join(f"{v} {k}" for k, v in summary.items()))
-        if runs and runs[-1]["flags"].get("unsafe"):
-            console.print("[yellow]this run passed --unsafe[/]")
+        unsafe_runs = unsafe_run_numbers(runs)
+        if unsafe_runs:
+            console.print(f"[yellow]--unsafe (VIR_MIGRATE_UNSAFE, libvirt's safety checks skipped) was passed by "
+                          f"run{'s' if len(unsafe_runs) > 1 else ''} {', '.join(map(str, unsafe_runs))} of "
+                          f"{len(runs)}[/]", soft_wrap=True)
 
     @app.command("demo")
     def demo(
@@ -348,10 +344,12 @@ def run_demo(inventory_path: Path, drain: list[str], speedup: float | None, out:
     drained = drain or [h.name for h in inventory.hosts if h.state is HostState.MAINTENANCE]
     if not drained:
         raise UsageError("evac demo", [Problem("--drain", "no host in maintenance in the inventory: name one")])
+    check_writable_dir(out, "evac demo --out")  # before planning: nothing computed is lost to a bad --out
     console.print(f"[bold]evac demo[/]: {len(inventory.hosts)} hosts, {len(inventory.vms)} VMs; "
                   f"draining {', '.join(drained)}")
     t0 = time.monotonic()
-    plan = _make_plan(inventory, drained, time_limit_s)
+    plan = dataclasses.replace(_make_plan(inventory, drained, time_limit_s),
+                               inventory_path=str(inventory_path.absolute()))
     console.print(f"plan ({plan.solver}, {plan.status}, {time.monotonic() - t0:.1f} s): {len(plan.migrations)} "
                   f"migrations, makespan {plan.makespan_s:.1f} s, "
                   + (f"lower bound {plan.lower_bound_s:.1f} s, gap {plan.gap:.2f}" if plan.lower_bound_s > 0
@@ -363,24 +361,27 @@ def run_demo(inventory_path: Path, drain: list[str], speedup: float | None, out:
         console.print("nothing to migrate")
         raise typer.Exit(0 if not plan.unplaced else 1)
     sp = speedup or max(20.0, plan.makespan_s / 15.0)
-    out.mkdir(parents=True, exist_ok=True)
     journal_path = out / "journal.db"
-    for stale in (journal_path, Path(f"{journal_path}-wal"), Path(f"{journal_path}-shm")):
-        stale.unlink(missing_ok=True)
-    (out / "plan.json").write_text(plan.to_json())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in (journal_path, Path(f"{journal_path}-wal"), Path(f"{journal_path}-shm")):
+            stale.unlink(missing_ok=True)
+    except OSError as e:
+        raise OutputError("evac demo --out", out, f"cannot be prepared: {e.strerror or e}") from None
+    write_atomic(out / "plan.json", plan.to_json(), "evac demo --out")
     console.print(f"running on the simulated fleet at {sp:g}× speed")
     hv = SimulatedHypervisor(inventory, speedup=sp, jitter=0.15, seed=1)
     result = execute(plan, inventory, hv, RunOptions(backoff_s=5.0), journal_path, False, simulated=True)
     chart = out / "gantt.png"
-    gantt_png(result, chart)
+    write_atomic(chart, gantt_png(result), "evac demo --out")
     console.print(f"Gantt chart (planned vs executed): {chart}")
-    if plan.unplaced:
-        console.print(f"[yellow]{len(plan.unplaced)} VMs could not be planned (listed above); they stayed put[/]")
-    raise typer.Exit(result.exit_code)  # the run's outcome: VMs the planner could not place are reported above
+    raise typer.Exit(result.exit_code)  # 1 also when the plan left VMs unplaced (the summary lists them)
 
 
-def gantt_png(result: RunResult, path: Path) -> None:
-    """Planned vs executed, one row per VM (planned: light bar, executed: coloured by outcome)."""
+def gantt_png(result: RunResult) -> bytes:
+    """Planned vs executed, one row per VM (planned: light bar, executed: coloured by outcome), as PNG."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -405,7 +406,9 @@ def gantt_png(result: RunResult, path: Path) -> None:
     ax.set_title(f"planned makespan {result.plan.makespan_s:.0f} s vs executed {result.makespan_s:.0f} s "
                  f"(simulated fleet)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    return buf.getvalue()
 
 
