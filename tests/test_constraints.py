@@ -11,7 +11,7 @@ import pytest
 from planner.balance import By, Metric, spread, utilisation
 from planner.checker import check_plan
 from planner.constraints import ALL_RULES, AntiAffinity, Capacity, CheckContext, Violation, _sweep_max
-from planner.errors import PlanFileError
+from planner.errors import PlanFileError, UsageError
 from planner.model import HostState, Inventory
 from planner.plan import Balance, Migration, PlanKind, Spread, plan_from_dict
 from planner.repair import misplaced
@@ -164,3 +164,14 @@ def test_reconfiguration_fields_round_trip_through_a_plan_file() -> None:
     as_drain = {**json.loads(plan.to_json()), "kind": "drain"}
     with pytest.raises(PlanFileError, match="more than once"):
         plan_from_dict(as_drain)
+
+
+def test_evac_check_takes_a_multi_hop_plan_whose_later_hops_leave_from_staging_hosts(tmp_path: Any) -> None:
+    from planner.plan_inputs import check_plan_matches
+
+    inv = _full_pair()
+    plan = plan_of(inv, _staged_swap(inv), drained=(), kind=PlanKind.TARGET, target={"x": "b", "y": "a"})
+    check_plan_matches(plan, inv, "plan.json", "inv.json")  # x's second hop leaves c: not "x is on a now"
+    wrong = replace(plan, migrations=(replace(plan.migrations[0], source="b"), *plan.migrations[1:]))
+    with pytest.raises(UsageError, match="x is on a now, not b"):
+        check_plan_matches(wrong, inv, "plan.json", "inv.json")
