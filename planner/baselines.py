@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.migration_facts import (
     candidate_hosts,
@@ -110,9 +111,9 @@ def ffd_placement(inventory: Inventory, drained: Iterable[str], topology: Topolo
             host = inventory.host[h]
             if wanted and h not in wanted:
                 continue
-            if (cpu[h] + v.vcpus <= host.cpus * p.cpu_overcommit
-                    and mem[h] + v.memory_mib <= host.usable_memory_mib * p.memory_overcommit
-                    and disk[h] + v.local_disk_alloc_gib <= host.local_disk_free_gib
+            cap = host_capacity(host, p)
+            if (cpu[h] + v.vcpus <= cap.vcpus and mem[h] + v.memory_mib <= cap.memory_mib
+                    and disk[h] + v.local_disk_alloc_gib <= cap.local_disk_gib
                     and not (v.anti_affinity & groups_on[h])):
                 chosen = h
                 break

@@ -33,7 +33,9 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from planner.migration_facts import RequirementKey, can_receive, compatible_hosts, requirement_key
+from planner.capacity import host_capacity, total_demand
+from planner.host_rules import Needs, needs_of
+from planner.migration_facts import can_receive, compatible_hosts
 from planner.model import VM, Host, Inventory
 from planner.topology import Topology
 from planner.units import gib_to_mib
@@ -53,16 +55,12 @@ class Room:
 
 def resident_room(inventory: Inventory, drained: Collection[str]) -> dict[str, Room]:
     """Free room per host that is not drained, after the VMs that stay on it (can be negative)."""
-    p = inventory.policy
-    used_cpu: dict[str, float] = defaultdict(float)
-    used_mem: dict[str, float] = defaultdict(float)
-    for v in inventory.vms:
-        used_cpu[v.host] += v.vcpus
-        used_mem[v.host] += v.memory_mib
-    return {h.name: Room(h.cpus * p.cpu_overcommit - used_cpu[h.name],
-                         h.usable_memory_mib * p.memory_overcommit - used_mem[h.name],
-                         gib_to_mib(h.local_disk_free_gib))
-            for h in inventory.hosts if h.name not in drained}
+    out = {}
+    for h in inventory.hosts:
+        if h.name not in drained:
+            free = host_capacity(h, inventory.policy) - total_demand(inventory.vms_on.get(h.name, ()))
+            out[h.name] = Room(free.vcpus, free.memory_mib, gib_to_mib(free.local_disk_gib))
+    return out
 
 
 def resident_groups(inventory: Inventory, drained: Collection[str]) -> dict[str, frozenset[str]]:
@@ -124,13 +122,13 @@ def find_candidates(inventory: Inventory, movers: Iterable[VM], drained: Collect
     movers = list(movers)
     filt = _Filter(inventory, drained_set, topology)
     sizes = group_sizes(movers)
-    by_key: dict[RequirementKey, list[Host]] = {}
-    same_switch: dict[tuple[RequirementKey, str], list[Host]] = {}
-    cursor: dict[tuple[RequirementKey, str], int] = defaultdict(int)
+    by_key: dict[Needs, list[Host]] = {}
+    same_switch: dict[tuple[Needs, str], list[Host]] = {}
+    cursor: dict[tuple[Needs, str], int] = defaultdict(int)
     out: dict[str, tuple[str, ...]] = {}
     complete: dict[str, bool] = {}
     for vm in movers:
-        key = requirement_key(vm, inventory)
+        key = needs_of(vm, inventory)
         hosts = by_key.get(key)
         if hosts is None:
             hosts = compatible_hosts(inventory, key, drained_set)

@@ -19,6 +19,12 @@ What is checked beyond the letter of plan v1, and why:
   `end_s` and on its destination from its `start_s`).
 * Affinity (final state): a group may not end on more hosts than it started on (at least one).
 * Copied disk room is never given back on a source (libvirt leaves the source image).
+* Reconfiguration plans (every `kind` but `drain`): a VM's migrations are its hops, in start order,
+  numbered 0, 1, … (`hop`), never overlapping, each leaving where the previous one ended, and
+  `staging` exactly on all but the last. Every hop's destination must suit the VM as a final one
+  would. A misplaced VM (`planner.repair`) ends on a host that suits it or is unplaced, and no two
+  members of an anti-affinity group end on one host. `target` plans end every VM named in `target`
+  there; `rebalance` plans carry a `balance` that the final placement reproduces.
 Tolerances absorb the 3-decimal rounding of plan files: times 1e-3 s, relative 1e-3 on durations,
 bandwidth sums 1e-3 MiB/s per active migration plus 1e-9 relative.
 """
@@ -32,10 +38,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar, Protocol
 
+from planner.balance import By, Metric, moved_gib, spread, utilisation
+from planner.capacity import Capacity as CapacityValue
+from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
+from planner.host_rules import needs_of, suits
 from planner.migration_facts import copy_storage_targets, drain_set, eligible, vm_estimate
 from planner.model import VM, HostState, Inventory
-from planner.plan import Migration, Plan, PlanStatus
+from planner.plan import Migration, Plan, PlanKind, PlanStatus
+from planner.repair import misplaced
 from planner.simulate import Usage, simulate
 from planner.topology import Resource, Topology
 
@@ -76,7 +87,41 @@ class CheckContext:
 
     @cached_property
     def is_rebalance(self) -> bool:
+        """May VMs of hosts not being emptied move? Always in reconfiguration plans; in a drain, only when
+        nothing is drained (the default) or the caller says so."""
+        if self.plan.kind is not PlanKind.DRAIN:
+            return True
         return not self.drained if self.rebalance is None else self.rebalance
+
+    @cached_property
+    def hops(self) -> dict[str, tuple[int, ...]]:
+        """Per known VM, the indices into `known` of its migrations, in start order."""
+        out: dict[str, list[int]] = defaultdict(list)
+        for i, (m, _vm) in enumerate(self.known):
+            out[m.vm].append(i)
+        known = self.known
+        return {vm: tuple(sorted(ix, key=lambda i: (known[i][0].start_s, known[i][0].hop)))
+                for vm, ix in out.items()}
+
+    @cached_property
+    def leaves_from(self) -> dict[int, str]:
+        """Per index into `known`, where the VM is when that hop starts: its inventory host for the
+        first hop, the previous hop's destination after that."""
+        out: dict[int, str] = {}
+        for ix in self.hops.values():
+            where = self.known[ix[0]][1].host
+            for i in ix:
+                out[i] = where
+                where = self.known[i][0].destination
+        return out
+
+    @cached_property
+    def final_host(self) -> dict[str, str]:
+        """Where every VM of the inventory ends."""
+        out = {v.name: v.host for v in self.inventory.vms}
+        for vm, ix in self.hops.items():
+            out[vm] = self.known[ix[-1]][0].destination
+        return out
 
     @cached_property
     def known(self) -> tuple[tuple[Migration, VM], ...]:
@@ -134,9 +179,16 @@ class DrainedHostsEmptied:
     def violations(self, ctx: CheckContext) -> list[Violation]:
         moving = {m.vm for m in ctx.plan.migrations}
         unplaced = {u.vm for u in ctx.plan.unplaced}
-        return [Violation(self.name, v.name, None, f"VM on drained host {v.host} neither moves nor is unplaced")
-                for v in ctx.inventory.vms
-                if v.host in ctx.drained and v.name not in moving and v.name not in unplaced]
+        out: list[Violation] = []
+        for v in ctx.inventory.vms:
+            if v.host not in ctx.drained or v.name in unplaced:
+                continue
+            if v.name not in moving:
+                out.append(Violation(self.name, v.name, None, f"VM on drained host {v.host} neither moves nor is "
+                                                              f"unplaced"))
+            elif ctx.final_host.get(v.name) in ctx.drained:
+                out.append(Violation(self.name, v.name, None, f"ends on drained host {ctx.final_host[v.name]}"))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +198,11 @@ class OnlyDrainedMove:
     name: ClassVar[str] = "only-drained-move"
 
     def violations(self, ctx: CheckContext) -> list[Violation]:
+        if ctx.plan.kind is PlanKind.REPAIR:  # only what is drained or misplaced moves
+            broken = misplaced(ctx.inventory)
+            return [Violation(self.name, m.vm, m.start_s, f"moves from {vm.host}, which is not being drained, "
+                                                          f"and the VM is not misplaced there")
+                    for m, vm in ctx.known if vm.host not in ctx.drained and vm.name not in broken]
         if ctx.is_rebalance:
             return []
         return [Violation(self.name, m.vm, m.start_s, f"moves from {m.source}, which is not being drained")
@@ -154,20 +211,42 @@ class OnlyDrainedMove:
 
 @dataclass(frozen=True, slots=True)
 class AtMostOnce:
-    """A VM migrates at most once, and a VM that migrates is not also unplaced."""
+    """In a drain a VM migrates at most once; in other kinds its hops form one chain (module
+    docstring); a VM that migrates is not also unplaced."""
 
     name: ClassVar[str] = "at-most-once"
 
     def violations(self, ctx: CheckContext) -> list[Violation]:
         out: list[Violation] = []
         seen: set[str] = set()
-        for m in ctx.plan.migrations:
-            if m.vm in seen:
-                out.append(Violation(self.name, m.vm, m.start_s, "migrates more than once"))
-            seen.add(m.vm)
+        if not ctx.plan.kind.hops_allowed:
+            for m in ctx.plan.migrations:
+                if m.vm in seen:
+                    out.append(Violation(self.name, m.vm, m.start_s, "migrates more than once"))
+                seen.add(m.vm)
+        else:
+            seen = set(ctx.hops)
+            out += self._chains(ctx)
         for u in ctx.plan.unplaced:
             if u.vm in seen:
                 out.append(Violation(self.name, u.vm, None, "is both migrated and unplaced"))
+        return out
+
+    def _chains(self, ctx: CheckContext) -> list[Violation]:
+        out: list[Violation] = []
+        for vm, ix in ctx.hops.items():
+            migs = [ctx.known[i][0] for i in ix]
+            for n, m in enumerate(migs):
+                if m.hop != n:
+                    out.append(Violation(self.name, vm, m.start_s, f"hop {m.hop} is the VM's migration #{n} "
+                                                                   f"in start order"))
+                if m.staging != (n < len(migs) - 1):
+                    out.append(Violation(self.name, vm, m.start_s, f"staging={m.staging} but this hop is "
+                                         + ("not the last" if n < len(migs) - 1 else "the last")))
+            for a, b in itertools.pairwise(migs):
+                if b.start_s < a.end_s - TIME_TOL_S:
+                    out.append(Violation(self.name, vm, b.start_s, f"hop {b.hop} starts at {b.start_s:.3f} s, "
+                                                                   f"before hop {a.hop} ends ({a.end_s:.3f} s)"))
         return out
 
 
@@ -197,17 +276,19 @@ class MigrationFactsMatch:
     def violations(self, ctx: CheckContext) -> list[Violation]:
         out: list[Violation] = []
         hosts = ctx.inventory.host
-        for m, vm in ctx.known:
+        for i, (m, vm) in enumerate(ctx.known):
             def bad(msg: str, m: Migration = m) -> None:
                 out.append(Violation(self.name, m.vm, m.start_s, msg))
-            if m.source != vm.host:
-                bad(f"source {m.source} is not the VM's host {vm.host}")
+            leaves = ctx.leaves_from[i]
+            if m.source != leaves:
+                bad(f"source {m.source} is not the VM's host {vm.host}" if leaves == vm.host
+                    else f"source {m.source} is not where the previous hop ended ({leaves})")
             dest = hosts.get(m.destination)
             if dest is not None:
-                for reason in eligible(vm, dest, ctx.inventory, ctx.drained):
+                for reason in eligible(vm, dest, ctx.inventory, ctx.drained, source=leaves):
                     bad(f"destination not eligible: {reason}")
             src = hosts.get(vm.host)
-            if src is not None and src.state is HostState.DOWN and vm.live:
+            if leaves == vm.host and src is not None and src.state is HostState.DOWN and vm.live:
                 bad(f"source host {vm.host} is down: its VMs cannot be live-migrated")
             if m.source in hosts and dest is not None:
                 path = ctx.topo.path(m.source, m.destination)
@@ -381,9 +462,8 @@ class Capacity:
         limits: dict[str, tuple[float, float, float]] = {}
         for h in inv.hosts:
             start = timeline.initial.usage.get(h.name, Usage())
-            limits[h.name] = (max(start.vcpus, h.cpus * p.cpu_overcommit),
-                              max(start.memory_mib, h.usable_memory_mib * p.memory_overcommit),
-                              max(start.copied_disk_gib, h.local_disk_free_gib))
+            limits[h.name] = host_capacity(h, p).at_least(
+                CapacityValue(start.vcpus, start.memory_mib, start.copied_disk_gib)).as_tuple()
         out: list[Violation] = []
         blamed: set[tuple[str, str]] = set()
         for pt in timeline.points:
@@ -407,19 +487,20 @@ class AntiAffinity:
 
     def violations(self, ctx: CheckContext) -> list[Violation]:
         inf = float("inf")
-        moves = {m.vm: m for m, _vm in ctx.known}
         # (group, host) -> [(start, end, vm, initial)]
         presence: dict[tuple[str, str], list[tuple[float, float, str, bool]]] = defaultdict(list)
         for vm in ctx.inventory.vms:
             if not vm.anti_affinity:
                 continue
-            m = moves.get(vm.name)
+            hops = [ctx.known[i][0] for i in ctx.hops.get(vm.name, ())]
+            # On its host until its first hop ends, then on each hop's destination from that hop's start
+            # until the next hop ends (a VM counts on both hosts while it migrates).
+            stays: list[tuple[str, float, float, bool]] = [(vm.host, 0.0, hops[0].end_s if hops else inf, True)]
+            for n, m in enumerate(hops):
+                stays.append((m.destination, m.start_s, hops[n + 1].end_s if n + 1 < len(hops) else inf, False))
             for g in vm.anti_affinity:
-                if m is None:
-                    presence[(g, vm.host)].append((0.0, inf, vm.name, True))
-                else:
-                    presence[(g, vm.host)].append((0.0, m.end_s, vm.name, True))
-                    presence[(g, m.destination)].append((m.start_s, inf, vm.name, False))
+                for host, start, end, initial in stays:
+                    presence[(g, host)].append((start, end, vm.name, initial))
         out: list[Violation] = []
         for (g, host), ivs in presence.items():
             if len(ivs) < 2:
@@ -443,16 +524,104 @@ class Affinity:
     name: ClassVar[str] = "affinity"
 
     def violations(self, ctx: CheckContext) -> list[Violation]:
-        dest = {m.vm: m.destination for m, _vm in ctx.known}
         before: dict[str, set[str]] = defaultdict(set)
         after: dict[str, set[str]] = defaultdict(set)
         for vm in ctx.inventory.vms:
             for g in vm.affinity:
                 before[g].add(vm.host)
-                after[g].add(dest.get(vm.name, vm.host))
+                after[g].add(ctx.final_host[vm.name])
         return [Violation(self.name, g, None, f"group ends on {len(after[g])} hosts ({', '.join(sorted(after[g]))}),"
                           f" started on {len(before[g])}")
                 for g in sorted(after) if len(after[g]) > max(1, len(before[g]))]
+
+
+# ---------------------------------------------------------------- reconfiguration: where VMs end
+
+
+@dataclass(frozen=True, slots=True)
+class MisplacedRepaired:
+    """Outside a drain, every misplaced VM ends on a host that suits it (or is unplaced), and no two members
+    of an anti-affinity group end on one host."""
+
+    name: ClassVar[str] = "repair"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        if ctx.plan.kind is PlanKind.DRAIN:
+            return []
+        inv, unplaced = ctx.inventory, {u.vm for u in ctx.plan.unplaced}
+        out: list[Violation] = []
+        for name, why in misplaced(inv).items():
+            if name in unplaced:
+                continue
+            vm, end = inv.vm[name], ctx.final_host[name]
+            host = inv.host.get(end)
+            if end == vm.host:
+                out.append(Violation(self.name, name, None, f"stays where it breaks a rule ({'; '.join(why)}) and "
+                                                            f"is not listed as unplaced"))
+            elif host is not None and (host.state is not HostState.UP or not suits(needs_of(vm, inv), host)):
+                out.append(Violation(self.name, name, None, f"ends on {end}, which does not suit it either"))
+        members: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for vm in inv.vms:
+            if vm.name not in unplaced:
+                for g in vm.anti_affinity:
+                    members[(g, ctx.final_host[vm.name])].append(vm.name)
+        for (g, host_name), names in sorted(members.items()):
+            if len(names) > 1:
+                out.append(Violation(self.name, g, None, f"{', '.join(sorted(names))} end together on {host_name}"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReached:
+    """A `target` plan ends every VM named in `target` on its target host, or lists it as unplaced."""
+
+    name: ClassVar[str] = "target"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        if ctx.plan.kind is not PlanKind.TARGET:
+            return []
+        unplaced = {u.vm for u in ctx.plan.unplaced}
+        out = [Violation(self.name, vm, None, f"ends on {ctx.final_host[vm]}, the target is {host}")
+               for vm, host in sorted(ctx.plan.target.items())
+               if vm in ctx.final_host and vm not in unplaced and ctx.final_host[vm] != host]
+        out += [Violation(self.name, vm, None, "target names a VM the inventory does not have")
+                for vm in sorted(ctx.plan.target) if vm not in ctx.final_host]
+        return out
+
+
+BALANCE_TOL_PCT = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceMatches:
+    """A `rebalance` plan's `balance` is what the inventory before and the plan's end state give."""
+
+    name: ClassVar[str] = "balance"
+
+    def violations(self, ctx: CheckContext) -> list[Violation]:
+        if ctx.plan.kind is not PlanKind.REBALANCE:
+            return []
+        b = ctx.plan.balance
+        if b is None:
+            return [Violation(self.name, "plan", None, "a rebalance plan must say its balance before and after")]
+        try:
+            metric, by = Metric(b.metric), By(b.by)
+        except ValueError:
+            return [Violation(self.name, "plan", None, f"unknown balance metric {b.metric!r} or basis {b.by!r}")]
+        inv = ctx.inventory
+        start = {v.name: v.host for v in inv.vms}
+        out: list[Violation] = []
+        for side, placement, said in (("before", start, b.before), ("after", ctx.final_host, b.after)):
+            got = spread(utilisation(inv, placement, metric, by, ctx.drained))
+            for field in ("spread_pct", "max_pct", "stddev_pct"):
+                if abs(getattr(got, field) - getattr(said, field)) > BALANCE_TOL_PCT:
+                    out.append(Violation(self.name, "plan", None, f"balance.{side}.{field} is "
+                                         f"{getattr(said, field):.3f}, the placement gives {getattr(got, field):.3f}"))
+        moved = sum(moved_gib(vm, m) for m, vm in ctx.known)
+        if abs(moved - b.moved_gib) > 1e-3 + 1e-6 * moved:
+            out.append(Violation(self.name, "plan", None, f"balance.moved_gib is {b.moved_gib:.3f}, the migrations "
+                                                          f"move {moved:.3f} GiB"))
+        return out
 
 
 # ---------------------------------------------------------------- the plan as a whole
@@ -508,6 +677,7 @@ class WavesStartTogether:
 ALL_RULES: tuple[Rule, ...] = (
     KnownVMsAndHosts(), DrainedHostsEmptied(), OnlyDrainedMove(), AtMostOnce(), StatusMatchesUnplaced(),
     MigrationFactsMatch(), BandwidthWithinPathCap(), DurationMatchesModel(), ResourceBandwidth(),
-    ConcurrencyLimits(), Capacity(), AntiAffinity(), Affinity(), PlanTotals(), WavesStartTogether(),
+    ConcurrencyLimits(), Capacity(), AntiAffinity(), Affinity(), MisplacedRepaired(), TargetReached(),
+    BalanceMatches(), PlanTotals(), WavesStartTogether(),
 )
 

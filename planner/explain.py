@@ -17,7 +17,9 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 
 from planner.candidates import resident_groups, resident_room
-from planner.migration_facts import can_receive, eligible, host_room
+from planner.capacity import host_capacity
+from planner.host_rules import HOST_RULES, Needs, needs_of
+from planner.migration_facts import can_receive, eligible
 from planner.model import VM, HostState, Inventory
 from planner.topology import Topology
 
@@ -31,13 +33,17 @@ class StaticExplainer:
         self.topology = topology
         self.connected = topology.connected()
         self.receivers = [h for h in inventory.hosts if h.state is HostState.UP and h.name not in self.drained]
-        self.arches = {h.arch for h in self.receivers}
-        self.models = {h.cpu_model for h in self.receivers}
-        self.features = frozenset().union(*(h.cpu_features for h in self.receivers))
-        self.storage = frozenset().union(*(h.storage for h in self.receivers))
-        self.networks = frozenset().union(*(h.networks for h in self.receivers))
-        rooms = [host_room(h, inventory.policy) for h in self.receivers]
+        self._nowhere: dict[Needs, list[str]] = {}
+        rooms = [host_capacity(h, inventory.policy).as_tuple() for h in self.receivers]
         self.max_room = tuple(max((r[i] for r in rooms), default=0.0) for i in range(3))
+
+    def nowhere(self, needs: Needs) -> list[str]:
+        """What no receiving host offers at all, per host rule (cached: many VMs share their needs)."""
+        found = self._nowhere.get(needs)
+        if found is None:
+            found = [r for rule in HOST_RULES for r in rule.nowhere(needs, self.receivers)]
+            self._nowhere[needs] = found
+        return found
 
     def reasons(self, vm: VM) -> list[str]:
         """Reasons no valid plan can move `vm` at all (empty: it can move if room allows), ranked."""
@@ -52,13 +58,7 @@ class StaticExplainer:
         if not receivers:
             reasons.append((95, "no host can receive VMs (every other host is drained, in maintenance or down)"))
             return [r for _, r in sorted(reasons, key=lambda x: -x[0])]
-        if src is not None and src.arch is not None and None not in self.arches and src.arch not in self.arches:
-            reasons.append((90, f"no host has arch {src.arch}"))
-        if vm.cpu_model is not None and None not in self.models and vm.cpu_model not in self.models:
-            reasons.append((90, f"no host offers CPU model {vm.cpu_model}"))
-        reasons += [(90, f"no host offers CPU feature {f}") for f in sorted(vm.cpu_features - self.features)]
-        reasons += [(90, f"no host mounts storage {s}") for s in sorted(vm.shared_storage - self.storage)]
-        reasons += [(90, f"no host offers network {n}") for n in sorted(vm.networks - self.networks)]
+        reasons += [(90, r) for r in self.nowhere(needs_of(vm, inventory))]
         cpu, mem, disk = self.max_room
         if vm.memory_mib > mem:
             reasons.append((80, f"needs {vm.memory_mib} MiB, the largest host offers {mem:g} MiB"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from planner.capacity import host_capacity
 from planner.model import Inventory
 
 HOST_COLUMNS = ("state", "switch", "nic_gbps", "cpus", "vcpus_capacity", "vcpus_used", "vcpus_free", "memory_mib",
@@ -31,8 +32,8 @@ def to_frames(inv: Inventory) -> Frames:
     host_rows = []
     for h in inv.hosts:
         on = inv.vms_on.get(h.name, ())
-        vcpus_capacity = h.cpus * policy.cpu_overcommit
-        memory_capacity = h.usable_memory_mib * policy.memory_overcommit
+        cap = host_capacity(h, policy)
+        vcpus_capacity, memory_capacity = cap.vcpus, cap.memory_mib
         vcpus_used = sum(v.vcpus for v in on)
         memory_used = sum(v.memory_mib for v in on)
         host_rows.append((h.state.value, h.switch or "", h.nic_gbps, h.cpus, vcpus_capacity, vcpus_used,

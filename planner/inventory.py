@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from planner.capacity import host_capacity
 from planner.errors import InventoryError, Problem
 from planner.model import VM, Disk, Host, HostState, Inventory, Link, MissingHost, Policy, VMState
 from planner.uri_rules import check_migration_address, check_uri, is_insecure_transport
@@ -49,7 +50,8 @@ HOST_KEYS = ("name", "uri", "migration_address", "cpus", "memory_mib", "reserved
              "cpu_features", "nic_gbps", "switch", "local_disk_free_gib", "storage", "networks", "labels", "state",
              "storage_free_gib")
 VM_KEYS = ("name", "uuid", "host", "vcpus", "memory_mib", "state", "dirty_rate_mibs", "cpu_model", "cpu_features",
-           "disks", "networks", "labels", "anti_affinity", "affinity", "pinned", "priority", "persistent")
+           "disks", "networks", "labels", "anti_affinity", "affinity", "pinned", "priority", "persistent",
+           "requires_host_labels", "cpu_used", "memory_used_mib")
 DISK_KEYS = ("target", "source", "format", "storage", "capacity_gib", "allocation_gib", "cache")
 LINK_KEYS = ("a", "b", "gbps")
 POLICY_KEYS = ("cpu_overcommit", "memory_overcommit", "migration_share", "max_outbound_per_host",
@@ -556,6 +558,11 @@ class _Validator:
             pinned=self.boolean(v, "pinned", w, False),
             priority=self.integer(v, "priority", w, lo=-MAX_PRIORITY, hi=MAX_PRIORITY),
             persistent=self.boolean(v, "persistent", w, True),
+            requires_host_labels=self.labels(v, "requires_host_labels", w),
+            cpu_used=self.number(v, "cpu_used", w, hi=MAX_CPUS, why_hi=" cores")
+            if "cpu_used" in v else None,
+            memory_used_mib=self.integer(v, "memory_used_mib", w, hi=MAX_MEMORY_MIB, why_hi=" (64 TiB)")
+            if "memory_used_mib" in v else None,
         )
         return i, vm
 
@@ -610,8 +617,9 @@ class _Validator:
         host_sizes_known = not any(e.where.startswith("hosts[") and
                                    e.where.rsplit(".", 1)[-1] in ("cpus", "memory_mib", "reserved_memory_mib")
                                    for e in self.errors)
-        max_vcpus = max((h.cpus * policy.cpu_overcommit for _, h in hosts), default=0.0)
-        max_memory = max((h.usable_memory_mib * policy.memory_overcommit for _, h in hosts), default=0.0)
+        caps = [host_capacity(h, policy) for _, h in hosts]
+        max_vcpus = max((c.vcpus for c in caps), default=0.0)
+        max_memory = max((c.memory_mib for c in caps), default=0.0)
         names: set[str] = set()
         uuids: dict[str, str] = {}
         used_vcpus = dict.fromkeys(host_by_name, 0)
@@ -650,14 +658,13 @@ class _Validator:
                 self.error(f"{w}.memory_mib", f"{v.memory_mib} MiB fits on no host: the largest takes "
                                               f"{max_memory:g} MiB ((memory_mib - reserved_memory_mib) x "
                                               f"memory_overcommit {policy.memory_overcommit:g})")
-        for i, h in hosts:
-            if used_vcpus.get(h.name, 0) > h.cpus * policy.cpu_overcommit:
+        for (i, h), cap in zip(hosts, caps, strict=True):
+            if used_vcpus.get(h.name, 0) > cap.vcpus:
                 self.warn(f"hosts[{i}]", f"its VMs have {used_vcpus[h.name]} vCPUs, more than cpus x cpu_overcommit "
-                                         f"= {h.cpus * policy.cpu_overcommit:g} now")
-            if used_memory.get(h.name, 0) > h.usable_memory_mib * policy.memory_overcommit:
+                                         f"= {cap.vcpus:g} now")
+            if used_memory.get(h.name, 0) > cap.memory_mib:
                 self.warn(f"hosts[{i}]", f"its VMs have {used_memory[h.name]} MiB, more than usable memory x "
-                                         f"memory_overcommit = {h.usable_memory_mib * policy.memory_overcommit:g} "
-                                         f"MiB now")
+                                         f"memory_overcommit = {cap.memory_mib:g} MiB now")
 
     def check_network(self, hosts: list[tuple[int, Host]], links: list[tuple[int, Link]],
                       host_by_name: Mapping[str, Host]) -> None:

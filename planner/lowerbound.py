@@ -59,15 +59,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
-from planner.migration_facts import (
-    RequirementKey,
-    compatible_hosts,
-    drain_set,
-    host_room,
-    requirement_key,
-    vm_floor_estimate,
-)
+from planner.host_rules import Needs, needs_of
+from planner.migration_facts import compatible_hosts, drain_set, vm_floor_estimate
 from planner.model import VM, Host, Inventory, Policy
 from planner.plan import Plan
 from planner.topology import Resource, Topology
@@ -208,8 +203,8 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     hosts = inventory.host
     nic_mibs = {h.name: gbps_to_mibs(h.nic_gbps) for h in inventory.hosts}
 
-    by_key: dict[RequirementKey, tuple[list[Host], list[tuple[float, float, float]]]] = {}
-    reach: dict[tuple[RequirementKey, str], _Reach] = {}
+    by_key: dict[Needs, tuple[list[Host], list[tuple[float, float, float]]]] = {}
+    reach: dict[tuple[Needs, str], _Reach] = {}
     links: dict[tuple[str, str], tuple[float, frozenset[Resource]] | None] = {}
 
     def switch_links(src_sw: str, dst_sw: str, src: str, dst: str) -> tuple[float, frozenset[Resource]] | None:
@@ -224,7 +219,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
                 links[k] = (min((topo.capacity_mibs(r) for r in res), default=math.inf), res)
         return links[k]
 
-    def summary(key: RequirementKey, src: str) -> _Reach:
+    def summary(key: Needs, src: str) -> _Reach:
         src_sw = topo.switch_of[src]
         if (key, src_sw) not in reach:
             per_switch: dict[str, list[Host]] = defaultdict(list)
@@ -249,7 +244,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     forced: dict[Resource, float] = defaultdict(float)
     crossings: dict[Resource, _Crossing] = defaultdict(_Crossing)
     receivers: set[str] = set()
-    keys_moving: set[RequirementKey] = set()
+    keys_moving: set[Needs] = set()
     used: dict[str, tuple[float, float]] = {}
     if not rebalance:
         for h in inventory.hosts:
@@ -257,13 +252,13 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
             used[h.name] = (sum(v.vcpus for v in residents), sum(v.memory_mib for v in residents))
 
     def free_room(h: Host) -> tuple[float, float, float]:
-        cpu, mem, disk = host_room(h, p)
+        cpu, mem, disk = host_capacity(h, p).as_tuple()
         cpu_used, mem_used = used.get(h.name, (0.0, 0.0))
         return (cpu - cpu_used, mem - mem_used, disk)
 
     split = not topo.connected()  # then "some host fits" and "some host is reachable" may be different hosts
     for vm in movers:
-        key = requirement_key(vm, inventory)
+        key = needs_of(vm, inventory)
         if key not in by_key:
             compatible = compatible_hosts(inventory, key, empty)
             by_key[key] = (compatible, _pareto([free_room(h) for h in compatible]))
@@ -313,7 +308,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         rooms: dict[str, tuple[float, float]] = {}
         for name in receivers:
             h = hosts[name]
-            cpu, mem, _disk = host_room(h, p)
+            cpu, mem, _disk = host_capacity(h, p).as_tuple()
             if rebalance:  # residents may leave: the checker's limit is max(start usage, room)
                 residents = inventory.vms_on.get(name, ())
                 rooms[name] = (max(cpu, sum(v.vcpus for v in residents)),

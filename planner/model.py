@@ -104,6 +104,9 @@ class VM:
     pinned: bool = False
     priority: int = 0
     persistent: bool = True
+    requires_host_labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    cpu_used: float | None = None  # measured cores in use (None: not measured)
+    memory_used_mib: int | None = None  # measured guest memory in use (None: not measured)
 
     @property
     def live(self) -> bool:
@@ -255,6 +258,14 @@ def _vm_to_dict(v: VM) -> dict[str, Any]:
     }
     if not v.persistent:
         d["persistent"] = False
+    # Optional reconfiguration fields (plan v1): written only when set, so the digest of an inventory
+    # that does not use them is what it always was.
+    if v.requires_host_labels:
+        d["requires_host_labels"] = dict(v.requires_host_labels)
+    if v.cpu_used is not None:
+        d["cpu_used"] = float(v.cpu_used)
+    if v.memory_used_mib is not None:
+        d["memory_used_mib"] = v.memory_used_mib
     return {k: val for k, val in d.items() if val is not None}
 
 

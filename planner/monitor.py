@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from planner.capacity import host_capacity
 from planner.model import VM, Inventory
 from planner.plan import Migration, Plan
 from planner.topology import Resource, Topology
@@ -126,8 +127,9 @@ class PlanMonitor:
         self._mem_limit: dict[str, float] = {}
         for h in inventory.hosts:
             start = self._load(self._on_host[h.name])
-            self._cpu_limit[h.name] = max(start.vcpus, h.cpus * p.cpu_overcommit)
-            self._mem_limit[h.name] = max(start.memory_mib, h.usable_memory_mib * p.memory_overcommit)
+            cap = host_capacity(h, p)
+            self._cpu_limit[h.name] = max(start.vcpus, cap.vcpus)
+            self._mem_limit[h.name] = max(start.memory_mib, cap.memory_mib)
         # Rule (1): for each migration, the migrations leaving its destination it must wait for.
         leaving: dict[str, list[Migration]] = defaultdict(list)
         for m in self.order:

@@ -31,6 +31,7 @@ import pandas as pd
 from ortools.sat.python import cp_model
 
 from planner.candidates import Candidates, resident_room
+from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.migration_facts import vm_estimate
 from planner.model import VM, Inventory
@@ -208,7 +209,7 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     t_max = math.ceil(TIME_UNITS_PER_S * total_bytes / min_cap) + slot_max
     load_t = m.new_int_var(0, t_max, "busiest_resource_time")
     util = m.new_int_var(0, 1_000, "max_memory_use_pct")  # > 100 only on hosts overloaded already
-    mem_cap = {h.name: h.usable_memory_mib * inventory.policy.memory_overcommit for h in inventory.hosts}
+    mem_cap = {h.name: host_capacity(h, inventory.policy).memory_mib for h in inventory.hosts}
 
     in_limit = inventory.policy.max_inbound_per_host
     # Below the busiest resource, the inbound slots of the busiest destination: spreads VMs over

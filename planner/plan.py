@@ -8,9 +8,13 @@ Optional fields evac adds to plan v1 (documented in docs/plan.md):
 * `drain_labels` (list of "key=value"): the `--drain-label` selectors that chose `drained`.
 * `migrations[].priority` (int): the VM's priority, copied for the executor's ordering.
 * `migrations[].memory_mib`, `migrations[].disk_mib` (float): what the duration model moved.
+* `target` ({vm: host}): in a `target` plan, the placement the operator asked for.
 * `inventory_path` (str): where the inventory the plan was made for was read from (`evac plan` writes
   it absolute; a relative one is read against the plan file's folder), so `evac run PLAN` and
   `evac check PLAN` need no `--inventory`. Only a hint: `inventory_sha256` still decides.
+
+The reconfiguration section of plan v1 (docs/plan.md): `kind`, `migrations[].hop`,
+`migrations[].staging` and `balance` — a VM may move several times (hops) in every kind but `drain`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,41 @@ class PlanStatus(StrEnum):
     INFEASIBLE = "infeasible"
 
 
+class PlanKind(StrEnum):
+    """What a reconfiguration plan is for (plan v1, reconfiguration section)."""
+
+    DRAIN = "drain"  # empty hosts; one migration per VM
+    REPAIR = "repair"  # only VMs whose current host breaks a hard rule move
+    TARGET = "target"  # reach a placement the operator gave
+    REBALANCE = "rebalance"  # level load
+    RETURN = "return"  # VMs back to the hosts a journal says they came from
+
+    @property
+    def hops_allowed(self) -> bool:
+        """Every kind but a drain may move a VM several times (staging hops)."""
+        return self is not PlanKind.DRAIN
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Utilisation of the hosts that are up and not drained, in % of capacity."""
+
+    spread_pct: float  # max − min
+    max_pct: float
+    stddev_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A rebalance plan's `balance` section: load before and after, and what it costs."""
+
+    metric: str  # "memory" | "cpu" | "both"
+    by: str  # "allocation" | "usage"
+    before: Spread
+    after: Spread
+    moved_gib: float
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     vm: str
@@ -50,6 +89,8 @@ class Migration:
     priority: int = 0
     memory_mib: float = 0.0
     disk_mib: float = 0.0
+    hop: int = 0  # 0 for a VM's first migration, 1 for its second...
+    staging: bool = False  # the destination is not where the VM ends
 
     @property
     def duration_s(self) -> float:
@@ -79,6 +120,9 @@ class Plan:
     drain_labels: tuple[str, ...] = ()
     inventory_path: str | None = None
     version: int = 1
+    kind: PlanKind = PlanKind.DRAIN
+    balance: Balance | None = None
+    target: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def gap(self) -> float:
@@ -95,14 +139,20 @@ class Plan:
         return {k: tuple(v) for k, v in out.items()}
 
     def migration_of(self, vm: str) -> Migration | None:
+        """The VM's first migration (its only one in a drain plan)."""
         for m in self.migrations:
             if m.vm == vm:
                 return m
         return None
 
+    def hops_of(self, vm: str) -> tuple[Migration, ...]:
+        """Every migration of `vm`, in start order."""
+        return tuple(sorted((m for m in self.migrations if m.vm == vm), key=lambda m: (m.start_s, m.hop)))
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": self.version,
+            "kind": self.kind.value,
             "inventory_sha256": self.inventory_sha256,
             "drained": list(self.drained),
             "status": self.status.value,
@@ -115,9 +165,20 @@ class Plan:
             "migrations": [_migration_to_dict(m) for m in self.migrations],
             "unplaced": [{"vm": u.vm, "reasons": list(u.reasons)} for u in self.unplaced],
         }
+        if self.balance is not None:
+            b = self.balance
+            out["balance"] = {"metric": b.metric, "by": b.by, "before": _spread_to_dict(b.before),
+                              "after": _spread_to_dict(b.after), "moved_gib": round(b.moved_gib, 3)}
+        if self.target:
+            out["target"] = dict(self.target)
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+
+def _spread_to_dict(s: Spread) -> dict[str, float]:
+    return {"spread_pct": round(s.spread_pct, 3), "max_pct": round(s.max_pct, 3), "stddev_pct": round(s.stddev_pct, 3)}
 
 
 def _migration_to_dict(m: Migration) -> dict[str, Any]:
@@ -138,6 +199,8 @@ def _migration_to_dict(m: Migration) -> dict[str, Any]:
         "priority": m.priority,
         "memory_mib": m.memory_mib,
         "disk_mib": m.disk_mib,
+        "hop": m.hop,
+        "staging": m.staging,
     }
 
 
@@ -198,6 +261,12 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
     solve = r.get(doc, "solve_s", "", "num", default=0.0)
     solver = r.get(doc, "solver", "", "str", required=False, default="unknown")
     labels = r.get(doc, "drain_labels", "", "strlist", required=False, default=[])
+    kind_raw = r.get(doc, "kind", "", "str", required=False, default="drain")
+    try:
+        kind = PlanKind(kind_raw)
+    except ValueError:
+        r.err("kind", f"must be one of {', '.join(k.value for k in PlanKind)}; got {kind_raw!r}"[:200])
+        kind = PlanKind.DRAIN
     inventory_path = r.get(doc, "inventory_path", "", "str", required=False, default=None)
     if inventory_path == "" or (isinstance(inventory_path, str) and "\0" in inventory_path):
         r.err("inventory_path", "must be a file path")
@@ -210,8 +279,8 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
             continue
         n = len(r.problems)
         vm = r.get(m, "vm", w, "str", default="")
-        if vm in seen:
-            r.err(f"{w}.vm", f"VM {vm!r} migrates more than once")
+        if vm in seen and not kind.hops_allowed:
+            r.err(f"{w}.vm", f"VM {vm!r} migrates more than once (only plans of kind other than drain have hops)")
         seen.add(vm)
         mig = Migration(
             vm=vm,
@@ -230,6 +299,8 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
             priority=r.get(m, "priority", w, "int", required=False, default=0),
             memory_mib=float(r.get(m, "memory_mib", w, "num", required=False, default=0.0)),
             disk_mib=float(r.get(m, "disk_mib", w, "num", required=False, default=0.0)),
+            hop=r.get(m, "hop", w, "int", required=False, default=0),
+            staging=r.get(m, "staging", w, "bool", required=False, default=False),
         )
         if len(r.problems) == n:
             if mig.end_s < mig.start_s:
@@ -238,6 +309,8 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
                 r.err(f"{w}.bandwidth_mibs", f"must be positive, got {mig.bandwidth_mibs}")
             if mig.wave < 0:
                 r.err(f"{w}.wave", f"must be >= 0, got {mig.wave}")
+            if mig.hop < 0:
+                r.err(f"{w}.hop", f"must be >= 0, got {mig.hop}")
         migs.append(mig)
     unplaced: list[Unplaced] = []
     for i, u in enumerate(r.get(doc, "unplaced", "", "list", default=[])):
@@ -247,6 +320,14 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
             continue
         unplaced.append(Unplaced(r.get(u, "vm", w, "str", default=""),
                                  tuple(r.get(u, "reasons", w, "strlist", default=[]))))
+    balance = _read_balance(r, doc) if "balance" in doc else None
+    target: dict[str, str] = {}
+    raw_target = doc.get("target", {})
+    if not isinstance(raw_target, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in raw_target.items()):
+        r.err("target", "must be an object of VM name to host name")
+    else:
+        target = dict(raw_target)
     if r.problems:
         raise PlanFileError(source, r.problems)
     return Plan(
@@ -260,8 +341,35 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
         unplaced=tuple(unplaced),
         solver=solver,
         drain_labels=tuple(labels),
+        kind=kind,
+        balance=balance,
+        target=target,
         inventory_path=inventory_path,
     )
+
+
+def _read_balance(r: _Reader, doc: Mapping[str, Any]) -> Balance | None:
+    b = doc["balance"]
+    if not isinstance(b, dict):
+        r.err("balance", "must be an object")
+        return None
+    metric = r.get(b, "metric", "balance", "str", default="memory")
+    by = r.get(b, "by", "balance", "str", default="allocation")
+    if metric not in ("memory", "cpu", "both"):
+        r.err("balance.metric", f"must be memory, cpu or both; got {metric!r}"[:200])
+    if by not in ("allocation", "usage"):
+        r.err("balance.by", f"must be allocation or usage; got {by!r}"[:200])
+    spreads = []
+    for side in ("before", "after"):
+        raw, w = b.get(side), f"balance.{side}"
+        if not isinstance(raw, dict):
+            r.err(w, "is required: an object with spread_pct, max_pct and stddev_pct")
+            spreads.append(Spread(0.0, 0.0, 0.0))
+            continue
+        spreads.append(Spread(*(float(r.get(raw, k, w, "num", default=0.0))
+                                for k in ("spread_pct", "max_pct", "stddev_pct"))))
+    moved = float(r.get(b, "moved_gib", "balance", "num", default=0.0))
+    return Balance(metric, by, spreads[0], spreads[1], moved)
 
 
 def load_plan(path: str | Path) -> Plan:

@@ -70,7 +70,14 @@ def check_plan_matches(plan: Plan, inventory: Inventory, plan_path: str | Path, 
     if unknown_hosts:
         problems.append(Problem("migrations[]", f"{len(unknown_hosts)} hosts are not in the inventory: "
                                                 f"{_some(unknown_hosts)}"))
-    for i, m in enumerate(plan.migrations):
+    # A VM's first hop leaves from where the VM is now (later hops leave from the previous destination).
+    first_hop: dict[str, int] = {}
+    latest_first = sorted(range(len(plan.migrations)), reverse=True,
+                          key=lambda i: (plan.migrations[i].start_s, plan.migrations[i].hop))
+    for i in latest_first:
+        first_hop[plan.migrations[i].vm] = i  # the earliest hop is written last and wins
+    for i in sorted(first_hop.values()):
+        m = plan.migrations[i]
         vm = inventory.vm.get(m.vm)
         if vm is not None and vm.host != m.source:
             problems.append(Problem(f"migrations[{i}].source", f"{m.vm} is on {vm.host} now, not {m.source}"))

@@ -18,3 +18,7 @@ def mibs_to_gbps(mibs: float) -> float:
 
 def gib_to_mib(gib: float) -> float:
     return gib * MIB_PER_GIB
+
+
+def mib_to_gib(mib: float) -> float:
+    return mib / MIB_PER_GIB

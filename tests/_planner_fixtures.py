@@ -44,22 +44,24 @@ def two_racks(per_rack: int = 2, uplink_gbps: float = 10.0, vms: list[VM] | None
 
 
 def move(inv: Inventory, name: str, dest: str, start_s: float = 0.0, bandwidth_mibs: float | None = None,
-         wave: int = 0) -> Migration:
-    """A migration that is right in every respect (facts, duration, flags) for these times."""
+         wave: int = 0, source: str | None = None, hop: int = 0, staging: bool = False) -> Migration:
+    """A migration that is right in every respect (facts, duration, flags) for these times; `source` for a
+    later hop (default: the VM's host)."""
     v = inv.vm[name]
-    facts = migration_facts(v, dest, inv, Topology(inv))
+    facts = migration_facts(v, dest, inv, Topology(inv), source=source)
     assert facts is not None
     bw = facts.cap_mibs if bandwidth_mibs is None else bandwidth_mibs
     est = vm_estimate(v, bw, inv.policy)
-    return Migration(vm=name, source=v.host, destination=dest, wave=wave, start_s=start_s,
+    return Migration(vm=name, source=facts.source, destination=dest, wave=wave, start_s=start_s,
                      end_s=start_s + est.duration_s, bandwidth_mibs=bw, path=facts.path,
                      copy_storage=facts.copy_storage, live=v.live, converges=est.converges,
-                     auto_converge=est.throttled, predicted_downtime_ms=est.downtime_ms)
+                     auto_converge=est.throttled, predicted_downtime_ms=est.downtime_ms, hop=hop, staging=staging)
 
 
 def plan_of(inv: Inventory, migs: list[Migration], drained: tuple[str, ...] = ("h1",),
-            unplaced: tuple[Unplaced, ...] = ()) -> Plan:
+            unplaced: tuple[Unplaced, ...] = (), **extra: Any) -> Plan:
+    """A plan of these migrations; `extra` sets `kind`, `target`, `balance`."""
     return Plan(inventory_sha256=inv.sha256, drained=drained,
                 status=PlanStatus.INFEASIBLE if unplaced else PlanStatus.FEASIBLE,
                 makespan_s=max((m.end_s for m in migs), default=0.0), lower_bound_s=0.0, solve_s=0.0,
-                migrations=tuple(migs), unplaced=unplaced)
+                migrations=tuple(migs), unplaced=unplaced, **extra)

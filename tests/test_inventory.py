@@ -389,3 +389,32 @@ def test_good_migration_addresses_pass(address: str) -> None:
     doc = valid_doc()
     doc["hosts"][1]["migration_address"] = address
     assert parse_inventory(doc).inventory.host["h02"].migration_address == address
+
+
+def test_reconfiguration_fields_load_and_round_trip() -> None:
+    doc = valid_doc()
+    plain = parse_inventory(copy.deepcopy(doc), "plain").inventory
+    doc["vms"][0].update(requires_host_labels={"zone": "a"}, cpu_used=1.5, memory_used_mib=4096)
+    inv = parse_inventory(doc, "inv").inventory
+    v = inv.vm["web-01"]
+    assert dict(v.requires_host_labels) == {"zone": "a"} and v.cpu_used == 1.5 and v.memory_used_mib == 4096
+    again = parse_inventory(copy.deepcopy(inv.to_dict()), "again").inventory
+    assert again.sha256 == inv.sha256 != plain.sha256
+    # an inventory that does not use them keeps the digest it always had
+    assert "requires_host_labels" not in json.dumps(plain.to_dict()) and "cpu_used" not in json.dumps(plain.to_dict())
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("requires_host_labels", ["zone"], "requires_host_labels"),
+    ("requires_host_labels", {"zone": 1}, "requires_host_labels"),
+    ("cpu_used", -1, "cpu_used"),
+    ("cpu_used", "2 cores", "cpu_used"),
+    ("memory_used_mib", 1.5, "memory_used_mib"),
+    ("memory_used_mib", -3, "memory_used_mib"),
+])
+def test_bad_reconfiguration_fields_are_named(field: str, value: Any, needle: str) -> None:
+    doc = valid_doc()
+    doc["vms"][0][field] = value
+    with pytest.raises(InventoryError) as e:
+        parse_inventory(doc, "inv")
+    assert any(p.where.startswith(f"vms[0].{needle}") for p in e.value.problems), e.value.problems

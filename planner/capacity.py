@@ -1,0 +1,64 @@
+"""How much a host can hold and how much a VM takes: the ONE capacity formula of inventory v1.
+
+A host holds at most `cpus × cpu_overcommit` vCPUs, `(memory_mib − reserved_memory_mib) ×
+memory_overcommit` MiB of VM memory, and `local_disk_free_gib` of disks copied to it (docs/inventory.md,
+"Policy"). Candidates, placement, schedule, monitor, checker, explainer, lower bound, baselines, the
+frames and the validator all ask `host_capacity`, so no two of them can read the policy differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from planner.model import VM, Host, Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """vCPUs, memory MiB and copied-disk GiB: what a host offers, or what VMs take."""
+
+    vcpus: float = 0.0
+    memory_mib: float = 0.0
+    local_disk_gib: float = 0.0
+
+    def __add__(self, other: Capacity) -> Capacity:
+        return Capacity(self.vcpus + other.vcpus, self.memory_mib + other.memory_mib,
+                        self.local_disk_gib + other.local_disk_gib)
+
+    def __sub__(self, other: Capacity) -> Capacity:
+        return Capacity(self.vcpus - other.vcpus, self.memory_mib - other.memory_mib,
+                        self.local_disk_gib - other.local_disk_gib)
+
+    def fits_in(self, room: Capacity) -> bool:
+        """Every resource of `self` is within `room`."""
+        return (self.vcpus <= room.vcpus and self.memory_mib <= room.memory_mib
+                and self.local_disk_gib <= room.local_disk_gib)
+
+    def at_least(self, other: Capacity) -> Capacity:
+        """Per resource, the larger of the two: a limit never below what is already there."""
+        return Capacity(max(self.vcpus, other.vcpus), max(self.memory_mib, other.memory_mib),
+                        max(self.local_disk_gib, other.local_disk_gib))
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.vcpus, self.memory_mib, self.local_disk_gib)
+
+
+def host_capacity(host: Host, policy: Policy) -> Capacity:
+    """What an empty `host` offers after overcommit and reserve."""
+    return Capacity(host.cpus * policy.cpu_overcommit, host.usable_memory_mib * policy.memory_overcommit,
+                    host.local_disk_free_gib)
+
+
+def vm_demand(vm: VM) -> Capacity:
+    """What `vm` takes on a host it is moved to: its vCPUs, memory and the local disks copied with it."""
+    return Capacity(vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib)
+
+
+def total_demand(vms: Iterable[VM]) -> Capacity:
+    """vCPUs and memory of `vms` (their resident footprint; copied-disk room is counted on arrival only)."""
+    vcpus = memory = 0.0
+    for v in vms:
+        vcpus += v.vcpus
+        memory += v.memory_mib
+    return Capacity(vcpus, memory, 0.0)

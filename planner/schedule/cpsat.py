@@ -1,0 +1,150 @@
+"""The CP-SAT schedule: one start variable and one optional interval per bandwidth level.
+
+`add_cumulative` on every host NIC direction and link direction, counts for the slot limits;
+the objective is the makespan, then priorities (see the package docstring).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+from ortools.sat.python import cp_model
+
+from planner.model import Policy
+from planner.schedule.greedy import best_greedy
+from planner.schedule.tasks import MIN_SOLVE_S, Schedule, Task, resource_caps
+from planner.topology import Resource, Topology
+
+ProgressHook = Callable[[float, float, float], None]
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    """Reports (wall time, makespan units, lower bound units) at every improving solution."""
+
+    def __init__(self, hook: ProgressHook, makespan: cp_model.IntVar, bound_units: int) -> None:
+        super().__init__()
+        self.hook = hook
+        self.makespan = makespan
+        self.bound_units = bound_units
+
+    def on_solution_callback(self) -> None:
+        self.hook(self.wall_time, float(self.value(self.makespan)), float(self.bound_units))
+
+
+def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *, time_limit_s: float, workers: int,
+                   lower_bound_units: int = 0, progress: ProgressHook | None = None,
+                   greedy: Schedule | None = None) -> Schedule:
+    """CP-SAT schedule of `tasks` (see the module docstring); the greedy schedule if CP-SAT finds nothing.
+
+    `time_limit_s` bounds the whole call (the greedy schedules and building the model count);
+    when less than MIN_SOLVE_S is left for CP-SAT, the greedy schedule is returned unsolved.
+    `greedy`: `best_greedy` of these tasks, if the caller already has it.
+    """
+    t0 = time.monotonic()
+    caps = resource_caps(tasks, topology, policy.migration_share)
+    if greedy is None:
+        greedy = best_greedy(tasks, caps, policy, lower_bound_units)
+    if not tasks:
+        return Schedule({}, {}, 0, "optimal")
+    if greedy.makespan_units <= lower_bound_units or time_limit_s - (time.monotonic() - t0) < MIN_SOLVE_S:
+        # Proven optimal by the bound, or no time left for CP-SAT to improve it: the greedy
+        # schedule is the answer (the reporter still hears of it, as of a solver's solution).
+        if progress is not None:
+            progress(time.monotonic() - t0, float(greedy.makespan_units), float(lower_bound_units))
+        if greedy.makespan_units <= lower_bound_units:
+            return Schedule(greedy.start_units, greedy.level, greedy.makespan_units, "optimal")
+        return greedy
+    horizon = greedy.makespan_units
+    m = cp_model.CpModel()
+    index = pd.Index([t.vm for t in tasks], name="vm")
+    starts = m.new_int_var_series("start", index, 0, horizon)
+    makespan = m.new_int_var(min(lower_bound_units, horizon), horizon, "makespan")
+    present: dict[str, list[cp_model.IntVar]] = {}
+    intervals: dict[str, list[tuple[cp_model.IntervalVar, int]]] = {}
+    for t in tasks:
+        ps, ivs = [], []
+        for li, lvl in enumerate(t.levels):
+            if lvl.duration_units > horizon:
+                continue  # cannot end within the greedy makespan: never better
+            pv = m.new_bool_var(f"lvl_{t.vm}_{li}")
+            iv = m.new_optional_fixed_size_interval_var(starts[t.vm], lvl.duration_units, pv, f"iv_{t.vm}_{li}")
+            m.add(starts[t.vm] + lvl.duration_units <= makespan).only_enforce_if(pv)
+            ps.append(pv)
+            ivs.append((iv, li))
+        m.add_exactly_one(ps)
+        present[t.vm], intervals[t.vm] = ps, ivs
+
+    by_resource: dict[Resource, list[tuple[cp_model.IntervalVar, int]]] = defaultdict(list)
+    by_source: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
+    by_dest: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
+    everything: list[cp_model.IntervalVar] = []
+    for t in tasks:
+        for iv, li in intervals[t.vm]:
+            for r in t.resources:
+                by_resource[r].append((iv, t.levels[li].demand))
+            by_source[t.facts.source].append(iv)
+            by_dest[t.facts.destination].append(iv)
+            everything.append(iv)
+    for r, items in by_resource.items():
+        _cumulative(m, items, caps[r])
+    n_per_source: dict[str, int] = defaultdict(int)
+    n_per_dest: dict[str, int] = defaultdict(int)
+    for t in tasks:
+        n_per_source[t.facts.source] += 1
+        n_per_dest[t.facts.destination] += 1
+    for groups, counts, limit in ((by_source, n_per_source, policy.max_outbound_per_host),
+                                  (by_dest, n_per_dest, policy.max_inbound_per_host)):
+        if limit > 0:
+            for host, host_ivs in groups.items():
+                if counts[host] > limit:
+                    _cumulative(m, [(iv, 1) for iv in host_ivs], limit)
+    if 0 < policy.max_concurrent < len(tasks):
+        _cumulative(m, [(iv, 1) for iv in everything], policy.max_concurrent)
+
+    low = min(t.priority for t in tasks)
+    tie_terms = [(t.priority - low) * starts[t.vm] for t in tasks if t.priority > low]
+    if tie_terms:
+        weight = sum(t.priority - low for t in tasks) * horizon + 1
+        m.minimize(weight * makespan + sum(tie_terms))
+    else:
+        m.minimize(makespan)
+
+    for t in tasks:
+        m.add_hint(starts[t.vm], greedy.start_units[t.vm])
+        for pv, (_iv, li) in zip(present[t.vm], intervals[t.vm], strict=True):
+            m.add_hint(pv, li == greedy.level[t.vm])
+    m.add_hint(makespan, horizon)
+
+    solver = cp_model.CpSolver()
+    left_s = time_limit_s - (time.monotonic() - t0)
+    if left_s < MIN_SOLVE_S:  # building the model took the time left
+        if progress is not None:
+            progress(time.monotonic() - t0, float(greedy.makespan_units), float(lower_bound_units))
+        return greedy
+    solver.parameters.max_time_in_seconds = left_s
+    solver.parameters.num_workers = max(1, workers)
+    status = solver.solve(m, _Progress(progress, makespan, lower_bound_units) if progress is not None else None)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        start = {t.vm: int(solver.value(starts[t.vm])) for t in tasks}
+        level = {}
+        for t in tasks:
+            chosen = [li for pv, (_iv, li) in zip(present[t.vm], intervals[t.vm], strict=True)
+                      if solver.boolean_value(pv)]
+            level[t.vm] = chosen[0]
+        span = max(start[t.vm] + t.levels[level[t.vm]].duration_units for t in tasks)
+        return Schedule(start, level, span, "optimal" if status == cp_model.OPTIMAL else "feasible")
+    if status == cp_model.UNKNOWN:  # time limit with no solution: the greedy schedule is valid
+        return greedy
+    if status == cp_model.INFEASIBLE:
+        raise AssertionError("schedule model infeasible although the greedy schedule fits its horizon")
+    raise AssertionError(f"schedule model invalid: {solver.status_name(status)}")
+
+
+def _cumulative(m: cp_model.CpModel, items: list[tuple[cp_model.IntervalVar, int]], capacity: int) -> None:
+    """add_cumulative, skipped when even all demands at once fit (it could never bind)."""
+    if sum(d for _, d in items) <= capacity:
+        return
+    m.add_cumulative([iv for iv, _ in items], [d for _, d in items], capacity)
