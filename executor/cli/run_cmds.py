@@ -215,6 +215,8 @@ def register(app: typer.Typer) -> None:
                                                                     "no authentication)")] = False,
         peer_uri: Annotated[list[str] | None, typer.Option("--peer-uri", help="HOST=URI the source daemon uses "
                                                                                 "to reach HOST (p2p)")] = None,
+        replan: Annotated[bool, typer.Option("--replan", help="a destination stops answering: re-plan the rest "
+                                                              "from the live state onto the other hosts")] = False,
     ) -> None:
         """Execute a plan: live-migrate every VM, within the limits, journaled, resumable."""
         from executor.runner import RunOptions, TimeoutAction
@@ -245,7 +247,7 @@ def register(app: typer.Typer) -> None:
             return
         hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, _parse_peer_uris(peer_uri or []))
         result = execute(plan, inventory, hv, options, journal or Path(f"{plan_path}.journal"), json_out,
-                         simulated=simulate)
+                         simulated=simulate, replan=replan)
         raise typer.Exit(result.exit_code)
 
     @app.command("status")
@@ -295,17 +297,21 @@ def register(app: typer.Typer) -> None:
 
 
 def execute(plan: Plan, inventory: Inventory, hv: Hypervisor, options: RunOptions, journal_path: Path,
-            json_out: bool, *, simulated: bool = False) -> RunResult:
+            json_out: bool, *, simulated: bool = False, replan: bool = False) -> RunResult:
     from executor.journal import Journal
+    from executor.replanner import run_with_replan
     from executor.reporter import JsonReporter, Reporter, RichReporter
     from executor.runner import run_plan
 
-    flags = {**options.journal_flags(), "simulated": simulated}
+    flags = {**options.journal_flags(), "simulated": simulated, "replan": replan}
     journal = Journal.open(journal_path, plan, inventory_sha256=inventory.sha256, flags=flags, resume=options.resume)
     reporter: Reporter = JsonReporter() if json_out else RichReporter(err_console)
     try:
         with _CtrlC(options.cancel):
-            result = run_plan(plan, inventory, hv, journal, reporter, options)
+            if replan:
+                result = run_with_replan(plan, inventory, hv, journal, reporter, options)
+            else:
+                result = run_plan(plan, inventory, hv, journal, reporter, options)
     finally:
         journal.close()
         hv.close()

@@ -1,0 +1,155 @@
+"""executor/replanner.py (`evac run --replan`) on the simulated fleet: a destination stops answering
+before its wave; without --replan its VMs are not moved, with it the rest is re-planned and completes.
+
+Every test ends with the invariant: each VM runs exactly once, on its source or where the run put it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from executor.hypervisor import DomainState
+from executor.journal import Journal, plan_digest
+from executor.replanner import run_with_replan
+from executor.reporter import RecordingReporter
+from executor.runner import RunOptions, RunResult, run_plan
+from executor.sim_hv import FailMigration, HostDown, SimulatedHypervisor
+from executor.states import State
+from planner.checker import check_plan
+from planner.model import Inventory, Policy
+from planner.plan import Migration, Plan
+from planner.solve import make_plan
+from tests.fleet import assert_nothing_lost, make_inventory
+
+pytestmark = pytest.mark.timeout(120)
+
+FAST = RunOptions(backoff_s=2.0, poll_interval_s=0.5)
+
+
+def _fleet() -> tuple[Inventory, Plan]:
+    """h0 drained, its six VMs planned onto h1 and h2; h1 alone can take them all."""
+    inv = make_inventory(n_hosts=3, vms_per_host=6, drained=("h0",), local_disk_every=4,
+                         host_memory_mib=16384, policy=Policy(max_outbound_per_host=2, max_inbound_per_host=2))
+    plan = make_plan(inv, ["h0"], time_limit_s=2)
+    assert {m.destination for m in plan.migrations} == {"h1", "h2"} and not plan.unplaced
+    return inv, plan
+
+
+def _run(tmp_path: Path, inv: Inventory, plan: Plan, sim: SimulatedHypervisor, replan: bool,
+         options: RunOptions = FAST) -> tuple[RunResult, RecordingReporter, Journal]:
+    rep = RecordingReporter()
+    with Journal.open(tmp_path / "j.db", plan, flags=options.journal_flags()) as journal:
+        if replan:
+            result = run_with_replan(plan, inv, sim, journal, rep, options, time_limit_s=2)
+        else:
+            result = run_plan(plan, inv, sim, journal, rep, options)
+    return result, rep, Journal.read(tmp_path / "j.db")
+
+
+def test_without_replan_the_unreachable_destinations_vms_are_not_moved(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    sim = SimulatedHypervisor(inv, speedup=400, faults=(HostDown("h2"),))
+    result, _, journal = _run(tmp_path, inv, plan, sim, replan=False)
+    assert result.exit_code == 1
+    for m in plan.migrations:
+        r = result.results[m.vm]
+        if m.destination == "h2":
+            assert r.state is State.FAILED and r.error.startswith("not moved: destination h2 unreachable"), r
+            assert result.unreachable[m.vm] == "h2"
+        else:
+            assert r.state is State.DONE, r
+    assert [e["host"] for e in journal.events("destination_unreachable")] == ["h2"]
+    assert_nothing_lost(sim, plan)
+
+
+class _CutAfter(RecordingReporter):
+    """Takes `host` off the network right after `vm`'s migration ends (done or failed): deterministic,
+    whatever the simulated clock's latency."""
+
+    def __init__(self, sim: SimulatedHypervisor, vm: str, host: str) -> None:
+        super().__init__()
+        self.sim, self.vm, self.host = sim, vm, host
+
+    def migration_done(self, migration: Migration, elapsed_s: float, now_s: float) -> None:
+        super().migration_done(migration, elapsed_s, now_s)
+        if migration.vm == self.vm:
+            self.sim.set_host_down(self.host)
+
+    def migration_failed(self, migration: Migration, state: str, error: str, now_s: float) -> None:
+        super().migration_failed(migration, state, error, now_s)
+        if migration.vm == self.vm:
+            self.sim.set_host_down(self.host)
+
+
+def _replanned(rep: RecordingReporter) -> Plan:
+    plans = [d["plan"] for h, d in rep.calls if h == "run_replanned"]
+    assert len(plans) == 1, plans
+    plan: Plan = plans[0]
+    return plan
+
+
+def test_replan_from_the_start_moves_everything_onto_the_host_that_answers(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    sim = SimulatedHypervisor(inv, speedup=400, faults=(HostDown("h2"),))
+    result, rep, journal = _run(tmp_path, inv, plan, sim, replan=True)
+    assert result.ok and result.exit_code == 0, result.summary()
+    assert journal.summary() == {"done": len(plan.migrations)}
+    replans = journal.events("replan")
+    assert len(replans) == 1 and replans[0]["unavailable"] == ["h2"]
+    new = _replanned(rep)
+    assert replans[0]["plan_sha256"] == plan_digest(new)
+    assert {m.destination for m in new.migrations} == {"h1"}
+    for m in result.plan.migrations:  # the plan as run: every VM went to h1
+        assert m.destination == "h1"
+        assert sim.where(m.vm) == [("h1", DomainState.RUNNING)]
+    assert_nothing_lost(sim, result.plan)
+
+
+def test_replan_after_some_vms_reached_the_host_that_dies(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    first_h2 = next(m.vm for m in plan.migrations if m.destination == "h2")
+    sim = SimulatedHypervisor(inv, speedup=400)
+    rep = _CutAfter(sim, first_h2, "h2")
+    with Journal.open(tmp_path / "j.db", plan) as journal:
+        result = run_with_replan(plan, inv, sim, journal, rep, FAST, time_limit_s=2)
+    assert result.ok, result.summary()
+    new = _replanned(rep)
+    assert first_h2 not in {m.vm for m in new.migrations} and {m.destination for m in new.migrations} == {"h1"}
+    for m in result.plan.migrations:
+        assert m.destination == ("h2" if m.vm == first_h2 else "h1"), m
+        assert sim.where(m.vm) == [(m.destination, DomainState.RUNNING)]  # first_h2 stays on the dead host
+    assert_nothing_lost(sim, result.plan)
+
+
+def test_replan_keeps_an_attempted_failure_and_marks_what_no_longer_fits(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    to_h1 = [m.vm for m in plan.migrations if m.destination == "h1"]
+    to_h2 = [m.vm for m in plan.migrations if m.destination == "h2"]
+    # h1 has room for exactly what the plan sends it: after h2 dies, h2's VMs do not fit anywhere.
+    tight = dataclasses.replace(inv, hosts=tuple(
+        dataclasses.replace(h, memory_mib=(len(inv.vms_on["h1"]) + len(to_h1)) * 1024) if h.name == "h1" else h
+        for h in inv.hosts))
+    plan = dataclasses.replace(plan, inventory_sha256=tight.sha256)
+    assert check_plan(tight, plan) == []
+    failing = to_h1[0]
+    sim = SimulatedHypervisor(tight, speedup=400, faults=(FailMigration(failing, 1),))
+    rep = _CutAfter(sim, failing, "h2")  # h2 dies right after the failure
+    with Journal.open(tmp_path / "j.db", plan) as journal:
+        result = run_with_replan(plan, tight, sim, journal, rep, FAST, time_limit_s=2)
+    assert result.exit_code == 1
+    r = result.results[failing]
+    assert r.state is State.FAILED and "injected failure" in r.error, r  # attempted: kept, not re-planned
+    new = _replanned(rep)
+    assert failing not in {m.vm for m in new.migrations} | {u.vm for u in new.unplaced}
+    assert new.unplaced and {u.vm for u in new.unplaced} <= set(to_h2)
+    for u in new.unplaced:
+        assert result.results[u.vm].state is State.FAILED
+        assert result.results[u.vm].error.startswith("not moved: re-plan found no destination"), result.results[u.vm]
+        assert sim.where(u.vm) == [("h0", DomainState.RUNNING)]
+    read = Journal.read(tmp_path / "j.db")
+    assert all(read.state_of(u.vm) is State.FAILED for u in new.unplaced)
+    assert all(result.results[m.vm].state is State.DONE for m in new.migrations)
+    assert_nothing_lost(sim, result.plan)
