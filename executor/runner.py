@@ -46,7 +46,7 @@ from executor.hypervisor import (
     MigrationSpec,
 )
 from executor.journal import Journal
-from executor.libvirt_errors import RETRYABLE
+from executor.libvirt_errors import RETRYABLE, permanent_cause
 from executor.reporter import Reporter
 from executor.states import Event, Placement, State, classify, transition
 from planner.model import Inventory
@@ -55,7 +55,6 @@ from planner.plan import Migration, Plan
 
 # libvirt errors that can succeed when tried again: one list, kept with the code names (NOTES §5).
 RETRYABLE_CODES = frozenset(int(c) for c in RETRYABLE)
-
 
 class TimeoutAction(StrEnum):
     ABORT = "abort"
@@ -359,7 +358,8 @@ class _Worker:
         if self.abort_reason or opts.cancel.is_set():
             self._move(Event.ON_SOURCE_ABORTED, self.abort_reason or "cancelled")
             return "aborted"
-        if error.libvirt_code in opts.retryable_codes and self.attempt <= opts.retries:
+        if error.libvirt_code in opts.retryable_codes and permanent_cause(error.message) is None \
+                and self.attempt <= opts.retries:
             self._move(Event.ON_SOURCE_RETRY, str(error))
             return "retry"
         self._move(Event.ON_SOURCE_FINAL, str(error))
