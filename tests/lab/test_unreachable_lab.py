@@ -1,0 +1,78 @@
+"""A destination host stops answering before its wave, on the real lab (3 hosts).
+
+h1 is drained: two guests planned to h2, two to h3; h3's libvirtd is killed before the run.
+Without `--replan` the two h3 guests are reported "not moved" and keep running on h1 (exit 1),
+the rest of the plan proceeds. With `--replan` the run re-plans from the live state and the h3
+guests go to h2 in the same run (exit 0). After each: every guest runs exactly once, where the
+report says, heartbeat advancing (h3 is restarted first so that its domain list can be read too).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from executor.journal import Journal
+from tests.lab import evac_scenario as es
+from tests.lab.fault_helpers import assert_each_runs_once, evac, write_run_files
+from tests.lab.harness import Lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+# Small guests so that h2 alone can take them all; the two bigger ones (h2) are planned first.
+GUESTS = (
+    es.GuestSpec("ur-a", 80, 1, 8, True, "h2"),
+    es.GuestSpec("ur-b", 72, 1, 8, False, "h2"),
+    es.GuestSpec("ur-c", 64, 1, 8, True, "h3"),
+    es.GuestSpec("ur-d", 64, 2, 8, False, "h3"),
+)
+CAP_MIBS = 48.0
+
+
+def _run(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[es.Scenario, int,
+                                                                                                str, Path, float]:
+    sc = es.build(lab, GUESTS, cap_mibs=CAP_MIBS)
+    inventory, plan = write_run_files(sc, tmp_path)
+    journal = tmp_path / "run.db"
+    lab.kill_daemon(3)  # before any wave: h3 answers nothing from now on
+    t0 = time.monotonic()
+    code, out = evac(capsys, "run", str(plan), "-i", str(inventory), "--journal", str(journal), *extra)
+    took = time.monotonic() - t0
+    lab.restart_daemon(3)  # so that its domain list can be read: it must hold none of the guests
+    return sc, code, out, journal, took
+
+
+def test_unreachable_destination_without_replan_leaves_its_vms_on_the_source(
+        lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sc, code, out, journal, took = _run(lab, tmp_path, capsys)
+    assert code == 1, out
+    to_h3 = [g.name for g in GUESTS if g.destination == "h3"]
+    j = Journal.read(journal)
+    for r in j.records():
+        if r.vm in to_h3:
+            assert r.state.value == "failed" and r.attempts == 0, r  # migrate was never called
+            assert r.error.startswith("not moved: destination h3 unreachable, the VM stays on h1"), r.error
+        else:
+            assert r.state.value == "done", r
+    assert "not moved: destination h3 unreachable" in out
+    assert [e["host"] for e in j.events("destination_unreachable")] == ["h3"]
+    assert_each_runs_once(lab, sc.uuids, {g.name: "h1" if g.destination == "h3" else "h2" for g in GUESTS})
+    print(f"\nunreachable destination, no --replan: run {took:.1f} s")
+
+
+def test_unreachable_destination_with_replan_moves_everything_to_the_hosts_that_answer(
+        lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sc, code, out, journal, took = _run(lab, tmp_path, capsys, "--replan")
+    assert code == 0, out
+    j = Journal.read(journal)
+    assert j.summary() == {"done": len(GUESTS)}
+    (replan,) = j.events("replan")
+    assert replan["unavailable"] == ["h3"] and not replan["unplaced"]
+    assert {m["vm"]: m["destination"] for m in replan["plan"]["migrations"]} == {"ur-c": "h2", "ur-d": "h2"}
+    assert "re-planned" in out
+    found_by = {e["vm"] for e in j.events("destination_unreachable")}  # the first precheck to h3 found it
+    assert len(found_by) == 1 and found_by <= {"ur-c", "ur-d"}
+    assert_each_runs_once(lab, sc.uuids, {g.name: "h2" for g in GUESTS})
+    print(f"\nunreachable destination, --replan: run {took:.1f} s, re-plan {replan['solve_s']:.2f} s")
