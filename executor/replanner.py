@@ -14,6 +14,10 @@ A loop around `executor.runner.run_plan`, in one run and one journal:
 VMs whose migration was attempted and failed, was aborted or quarantined are not re-planned: they
 keep their state and are reported as without `--replan`. The result covers every VM of the
 original plan; its `plan` is the original with each re-planned migration replaced by the one run.
+
+`--resume` of a run that re-planned continues its last re-plan (rebuilt from the journal's `replan`
+event and checked against the digests recorded there): in-flight VMs are reconciled against the
+hosts the re-plan chose, not the original plan's.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from executor.journal import Journal, plan_digest
 from executor.reporter import Reporter
 from executor.runner import MigrationResult, RunOptions, RunResult, run_plan
 from executor.states import Event, State, transition
+from planner.errors import Problem, UsageError
 from planner.model import Inventory
-from planner.plan import Migration, Plan
-from planner.replan import replan
+from planner.plan import Migration, Plan, plan_from_dict
+from planner.replan import live_inventory, replan
 
 
 def run_with_replan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, journal: Journal,
@@ -43,6 +48,13 @@ def run_with_replan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, jo
     unavailable: set[str] = set()
     unreachable: dict[str, str] = {}
     current_plan, current_inv, resume = plan, inventory, options.resume
+    if resume:
+        resumed = _resume_replanned(journal, plan, inventory)
+        if resumed is not None:  # continue the re-planned plan, not the original one
+            current_plan, current_inv, done_moves, unavailable = resumed
+            for m in plan.migrations:
+                if current_plan.migration_of(m.vm) is None:
+                    final[m.vm] = _from_journal(journal, m.vm)
     while True:
         offset = clock.now() - t_start
         result = run_plan(current_plan, current_inv, hypervisor, journal, reporter,
@@ -91,6 +103,30 @@ def run_with_replan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, jo
     merged = dataclasses.replace(plan, migrations=tuple(executed[m.vm] for m in plan.migrations))
     return RunResult(merged, final, max(ended, default=0.0), cancelled=result.cancelled, unreachable=unreachable,
                      halted=False)
+
+
+def _resume_replanned(journal: Journal, plan: Plan, inventory: Inventory
+                      ) -> tuple[Plan, Inventory, dict[str, str], set[str]] | None:
+    """The last re-plan the journal records, with the live inventory it was made for (rebuilt from the
+    recorded facts and checked against the recorded digests), or None when the run never re-planned."""
+    events = journal.events("replan")
+    if not events:
+        return None
+    last = events[-1]
+    done_moves, unavailable = dict(last["done_moves"]), set(last["unavailable"])
+    live = live_inventory(inventory, done_moves, unavailable, to_move=last["to_move"], drained=plan.drained)
+    new = plan_from_dict(last["plan"], f"{journal.path} (re-plan)")
+    if live.sha256 != last["inventory_sha256"] or plan_digest(new) != last["plan_sha256"]:
+        raise UsageError("journal", [Problem(str(journal.path), "its last re-plan does not match this inventory; "
+                                                                 "resume with the inventory the run started with")])
+    journal.event("resume_replanned", plan_sha256=last["plan_sha256"])
+    return new, live, done_moves, unavailable
+
+
+def _from_journal(journal: Journal, vm: str) -> MigrationResult:
+    """A VM the resumed (re-planned) plan does not move: what the journal says of it."""
+    record = next(r for r in journal.records() if r.vm == vm)
+    return MigrationResult(vm, record.state, record.attempts, record.error)
 
 
 def _not_moved(journal: Journal, result: MigrationResult, why: str) -> None:

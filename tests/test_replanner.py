@@ -7,6 +7,12 @@ Every test ends with the invariant: each VM runs exactly once, on its source or 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -24,15 +30,20 @@ from planner.plan import Migration, Plan
 from planner.solve import make_plan
 from tests.fleet import assert_nothing_lost, make_inventory
 
+ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
 
 FAST = RunOptions(backoff_s=2.0, poll_interval_s=0.5)
 
 
+def _inventory() -> Inventory:
+    return make_inventory(n_hosts=3, vms_per_host=6, drained=("h0",), local_disk_every=4,
+                          host_memory_mib=16384, policy=Policy(max_outbound_per_host=2, max_inbound_per_host=2))
+
+
 def _fleet() -> tuple[Inventory, Plan]:
     """h0 drained, its six VMs planned onto h1 and h2; h1 alone can take them all."""
-    inv = make_inventory(n_hosts=3, vms_per_host=6, drained=("h0",), local_disk_every=4,
-                         host_memory_mib=16384, policy=Policy(max_outbound_per_host=2, max_inbound_per_host=2))
+    inv = _inventory()
     plan = make_plan(inv, ["h0"], time_limit_s=2)
     assert {m.destination for m in plan.migrations} == {"h1", "h2"} and not plan.unplaced
     return inv, plan
@@ -105,6 +116,7 @@ def test_replan_from_the_start_moves_everything_onto_the_host_that_answers(tmp_p
     for m in result.plan.migrations:  # the plan as run: every VM went to h1
         assert m.destination == "h1"
         assert sim.where(m.vm) == [("h1", DomainState.RUNNING)]
+    assert {r.destination for r in journal.records()} == {"h1"}  # what `evac status` shows
     assert_nothing_lost(sim, result.plan)
 
 
@@ -153,3 +165,51 @@ def test_replan_keeps_an_attempted_failure_and_marks_what_no_longer_fits(tmp_pat
     assert all(read.state_of(u.vm) is State.FAILED for u in new.unplaced)
     assert all(result.results[m.vm].state is State.DONE for m in new.migrations)
     assert_nothing_lost(sim, result.plan)
+
+
+def test_resume_after_a_crash_continues_the_replanned_plan(tmp_path: Path) -> None:
+    """SIGKILL the executor while the re-planned plan runs; --resume must reconcile the in-flight VMs
+    against the hosts the re-plan chose (h1), not the original plan's (h2, dead: "location unknown")."""
+    state, journal_path, plan_path = tmp_path / "fleet.json", tmp_path / "j.db", tmp_path / "plan.json"
+    inv, plan = _fleet()
+    plan_path.write_text(plan.to_json())  # the planner's answer may vary from one process to the next
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from executor.journal import Journal
+        from executor.reporter import Reporter
+        from executor.replanner import run_with_replan
+        from executor.runner import RunOptions
+        from executor.sim_hv import HostDown, SimulatedHypervisor
+        from planner.plan import load_plan
+        from tests.test_replanner import _inventory
+        inv, plan = _inventory(), load_plan({str(plan_path)!r})
+        sim = SimulatedHypervisor(inv, speedup=20, state_path={str(state)!r}, faults=(HostDown("h2"),))
+        j = Journal.open({str(journal_path)!r}, plan)
+        run_with_replan(plan, inv, sim, j, Reporter(), RunOptions(backoff_s=2.0), time_limit_s=2)
+        print("finished", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    killed = False
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None and not killed:
+        time.sleep(0.05)
+        try:
+            ro = Journal.read(journal_path)
+            replanned, running = bool(ro.events("replan")), ro.summary().get("running", 0)
+            ro.close()
+        except Exception:
+            continue
+        if replanned and running:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+    proc.wait()
+    assert killed, "the run ended before it could be killed while running the re-plan"
+    sim = SimulatedHypervisor(inv, speedup=400, state_path=state, faults=(HostDown("h2"),))
+    options = dataclasses.replace(FAST, resume=True)
+    with Journal.open(journal_path, plan, flags=options.journal_flags(), resume=True) as journal:
+        result = run_with_replan(plan, inv, sim, journal, RecordingReporter(), options, time_limit_s=2)
+    assert result.ok, {vm: (r.state, r.error) for vm, r in result.results.items()}
+    assert Journal.read(journal_path).summary() == {"done": len(plan.migrations)}
+    for m in result.plan.migrations:
+        assert m.destination == "h1" and sim.where(m.vm) == [("h1", DomainState.RUNNING)], m

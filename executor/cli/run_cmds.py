@@ -308,7 +308,7 @@ def execute(plan: Plan, inventory: Inventory, hv: Hypervisor, options: RunOption
     reporter: Reporter = JsonReporter() if json_out else RichReporter(err_console)
     try:
         with _CtrlC(options.cancel):
-            if replan:
+            if replan or (options.resume and journal.events("replan")):  # resume follows the last re-plan
                 result = run_with_replan(plan, inventory, hv, journal, reporter, options)
             else:
                 result = run_plan(plan, inventory, hv, journal, reporter, options)
