@@ -52,18 +52,19 @@ def run_with_replan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, jo
         resumed = _resume_replanned(journal, plan, inventory)
         if resumed is not None:  # continue the re-planned plan, not the original one
             current_plan, current_inv, done_moves, unavailable = resumed
-            for m in plan.migrations:
-                if current_plan.migration_of(m.vm) is None:
-                    final[m.vm] = _from_journal(journal, m.vm)
+            replanned = {m.vm for m in current_plan.migrations}
+            for r in journal.records():  # what the resumed re-plan does not move: as the journal says
+                if r.vm not in replanned:
+                    final[r.vm] = MigrationResult(r.vm, r.state, r.attempts, r.error)
     while True:
         offset = clock.now() - t_start
         result = run_plan(current_plan, current_inv, hypervisor, journal, reporter,
                           dataclasses.replace(options, halt_on_unreachable=True, resume=resume))
         resume = False  # only the first round reconciles a previous run
+        planned = {m.vm: m for m in current_plan.migrations}
         for vm, r in result.results.items():
             final[vm] = _shifted(r, offset)
-            m = current_plan.migration_of(vm)
-            assert m is not None
+            m = planned[vm]
             executed[vm] = _shifted_migration(m, offset) if current_plan is not plan else m
             if r.state in (State.DONE, State.QUARANTINED):  # quarantined: counted where it may be
                 done_moves[vm] = m.destination
@@ -121,12 +122,6 @@ def _resume_replanned(journal: Journal, plan: Plan, inventory: Inventory
                                                                  "resume with the inventory the run started with")])
     journal.event("resume_replanned", plan_sha256=last["plan_sha256"])
     return new, live, done_moves, unavailable
-
-
-def _from_journal(journal: Journal, vm: str) -> MigrationResult:
-    """A VM the resumed (re-planned) plan does not move: what the journal says of it."""
-    record = next(r for r in journal.records() if r.vm == vm)
-    return MigrationResult(vm, record.state, record.attempts, record.error)
 
 
 def _not_moved(journal: Journal, result: MigrationResult, why: str) -> None:
