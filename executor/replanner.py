@@ -53,9 +53,9 @@ def run_with_replan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, jo
         if resumed is not None:  # continue the re-planned plan, not the original one
             current_plan, current_inv, done_moves, unavailable = resumed
             replanned = {m.vm for m in current_plan.migrations}
-            for r in journal.records():  # what the resumed re-plan does not move: as the journal says
-                if r.vm not in replanned:
-                    final[r.vm] = MigrationResult(r.vm, r.state, r.attempts, r.error)
+            for rec in journal.records():  # what the resumed re-plan does not move: as the journal says
+                if rec.vm not in replanned:
+                    final[rec.vm] = MigrationResult(rec.vm, rec.state, rec.attempts, rec.error)
     while True:
         offset = clock.now() - t_start
         result = run_plan(current_plan, current_inv, hypervisor, journal, reporter,
