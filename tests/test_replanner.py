@@ -7,6 +7,7 @@ Every test ends with the invariant: each VM runs exactly once, on its source or 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -213,3 +214,34 @@ def test_resume_after_a_crash_continues_the_replanned_plan(tmp_path: Path) -> No
     assert Journal.read(journal_path).summary() == {"done": len(plan.migrations)}
     for m in result.plan.migrations:
         assert m.destination == "h1" and sim.where(m.vm) == [("h1", DomainState.RUNNING)], m
+
+
+@pytest.mark.parametrize("replan", [False, True])
+def test_evac_run_replan_option(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                replan: bool) -> None:
+    from executor.cli import run_cmds
+    from executor.cli.main import main
+
+    inv, plan = _fleet()
+    inv_path, plan_path = tmp_path / "inv.json", tmp_path / "plan.json"
+    inv_path.write_text(json.dumps(inv.to_dict()))
+    plan_path.write_text(plan.to_json())
+    monkeypatch.setattr(run_cmds, "_hypervisor",
+                        lambda inventory, *a: SimulatedHypervisor(inventory, speedup=400, faults=(HostDown("h2"),)))
+    code = main(["run", str(plan_path), "-i", str(inv_path), "--simulate", "--journal", str(tmp_path / "j.db"),
+                 "--json", *(["--replan"] if replan else [])])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    to_h2 = {m.vm for m in plan.migrations if m.destination == "h2"}
+    if replan:
+        assert code == 0 and kinds.count("run_replanned") == 1
+        (ev,) = [e for e in events if e["event"] == "run_replanned"]
+        assert ev["unavailable"] == ["h2"] and ev["migrations"] >= len(to_h2) and not ev["unplaced"]
+        assert kinds.count("migration_done") == len(plan.migrations)
+    else:
+        assert code == 1 and "run_replanned" not in kinds
+        failed = {e["vm"]: e["error"] for e in events if e["event"] == "migration_failed"}
+        assert set(failed) == to_h2 and all(err.startswith("not moved: destination h2 unreachable")
+                                            for err in failed.values())
+    status = Journal.read(tmp_path / "j.db").runs()[0]["flags"]
+    assert status["replan"] is replan
