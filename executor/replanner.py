@@ -92,6 +92,8 @@ def run_with_replan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, jo
             break
         for u in new.unplaced:
             _not_moved(journal, final[u.vm], "not moved: re-plan found no destination: " + "; ".join(u.reasons))
+        for vm in set(to_move) - {m.vm for m in new.migrations} - {u.vm for u in new.unplaced}:
+            _not_moved(journal, final[vm], "not moved: the re-plan leaves it where it is")
         for m in new.migrations:
             state = journal.state_of(m.vm)
             if state is not State.PENDING:

@@ -245,3 +245,17 @@ def test_evac_run_replan_option(tmp_path: Path, capsys: pytest.CaptureFixture[st
                                             for err in failed.values())
     status = Journal.read(tmp_path / "j.db").runs()[0]["flags"]
     assert status["replan"] is replan
+
+
+def test_evac_run_replan_refuses_a_plan_that_drains_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    from executor.cli.main import main
+
+    inv, plan = _fleet()
+    inv_path, plan_path = tmp_path / "inv.json", tmp_path / "plan.json"
+    inv_path.write_text(json.dumps(inv.to_dict()))
+    plan_path.write_text(dataclasses.replace(plan, drained=()).to_json())
+    journal = tmp_path / "j.db"
+    code = main(["run", str(plan_path), "-i", str(inv_path), "--simulate", "--journal", str(journal), "--replan"])
+    assert code == 2 and "this plan drains no host" in capsys.readouterr().err
+    assert not journal.exists()

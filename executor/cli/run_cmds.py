@@ -240,6 +240,8 @@ def register(app: typer.Typer) -> None:
         plan = load_plan(plan_path)
         inventory = _load_inventory(inventory_path)
         check_plan_matches(plan, inventory, str(plan_path), str(inventory_path))
+        if replan and not plan.drained:
+            raise UsageError("evac run", [Problem("--replan", "re-plans a drain, and this plan drains no host")])
         options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
                              allow_postcopy=allow_postcopy, unsafe=unsafe, tls=tls, retries=retries, resume=resume)
         if dry:
