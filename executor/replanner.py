@@ -37,7 +37,7 @@ from planner.replan import live_inventory, replan
 
 
 def run_with_replan(plan: Plan, inventory: Inventory, hypervisor: Hypervisor, journal: Journal,
-                    reporter: Reporter, options: RunOptions, *, time_limit_s: float = 10.0,
+                    reporter: Reporter, options: RunOptions, *, time_limit_s: float = 5.0,
                     workers: int = 2) -> RunResult:
     """Executes `plan`, re-planning around destinations that stop answering (module docstring)."""
     clock = hypervisor.clock
