@@ -5,10 +5,13 @@ Without `--replan` the two h3 guests are reported "not moved" and keep running o
 the rest of the plan proceeds. With `--replan` the run re-plans from the live state and the h3
 guests go to h2 in the same run (exit 0). After each: every guest runs exactly once, where the
 report says, heartbeat advancing (h3 is restarted first so that its domain list can be read too).
+A third case stops h3's libvirtd (SIGSTOP) instead: a host that hangs, as behind a network partition.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -31,15 +34,26 @@ GUESTS = (
 CAP_MIBS = 48.0
 
 
-def _run(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[es.Scenario, int,
-                                                                                                str, Path, float]:
-    sc = es.build(lab, GUESTS, cap_mibs=CAP_MIBS)
+def _run(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str, hang: bool = False,
+         guests: tuple[es.GuestSpec, ...] = GUESTS) -> tuple[es.Scenario, int, str, Path, float]:
+    """Before any wave h3 stops answering: its libvirtd killed (connections refused at once), or with
+    `hang` stopped (SIGSTOP: what a network partition looks like, every call waits for its timeout)."""
+    sc = es.build(lab, guests, cap_mibs=CAP_MIBS)
     inventory, plan = write_run_files(sc, tmp_path)
     journal = tmp_path / "run.db"
-    lab.kill_daemon(3)  # before any wave: h3 answers nothing from now on
-    t0 = time.monotonic()
-    code, out = evac(capsys, "run", str(plan), "-i", str(inventory), "--journal", str(journal), *extra)
-    took = time.monotonic() - t0
+    pid = lab.daemon_pid(3)
+    assert pid is not None
+    if hang:
+        os.kill(pid, signal.SIGSTOP)
+    else:
+        lab.kill_daemon(3)
+    try:
+        t0 = time.monotonic()
+        code, out = evac(capsys, "run", str(plan), "-i", str(inventory), "--journal", str(journal), *extra)
+        took = time.monotonic() - t0
+    finally:
+        if hang:
+            os.kill(pid, signal.SIGCONT)
     lab.restart_daemon(3)  # so that its domain list can be read: it must hold none of the guests
     return sc, code, out, journal, took
 
@@ -76,3 +90,18 @@ def test_unreachable_destination_with_replan_moves_everything_to_the_hosts_that_
     assert len(found_by) == 1 and found_by <= {"ur-c", "ur-d"}
     assert_each_runs_once(lab, sc.uuids, {g.name: "h2" for g in GUESTS})
     print(f"\nunreachable destination, --replan: run {took:.1f} s, re-plan {replan['solve_s']:.2f} s")
+
+
+def test_hung_destination_with_replan_is_found_within_the_connect_timeout(
+        lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # One guest for h3: each call to a hung host waits for the connect timeout (10 s), one at a time
+    # (one connection per host), so every guest headed there would add two timeouts to the run.
+    guests = GUESTS[:3]
+    sc, code, out, journal, took = _run(lab, tmp_path, capsys, "--replan", hang=True, guests=guests)
+    assert code == 0, out
+    j = Journal.read(journal)
+    assert j.summary() == {"done": len(guests)}
+    (replan,) = j.events("replan")
+    assert replan["unavailable"] == ["h3"]
+    assert_each_runs_once(lab, sc.uuids, {g.name: "h2" for g in guests})
+    print(f"\nhung destination (SIGSTOP), --replan: run {took:.1f} s, re-plan {replan['solve_s']:.2f} s")
