@@ -6,12 +6,14 @@ the rest of the plan proceeds. With `--replan` the run re-plans from the live st
 guests go to h2 in the same run (exit 0). After each: every guest runs exactly once, where the
 report says, heartbeat advancing (h3 is restarted first so that its domain list can be read too).
 A third case stops h3's libvirtd (SIGSTOP) instead: a host that hangs, as behind a network partition.
+A fourth kills h3 after its first guest arrived: that one stays on h3, the re-plan counts it there.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -105,3 +107,60 @@ def test_hung_destination_with_replan_is_found_within_the_connect_timeout(
     assert replan["unavailable"] == ["h3"]
     assert_each_runs_once(lab, sc.uuids, {g.name: "h2" for g in guests})
     print(f"\nhung destination (SIGSTOP), --replan: run {took:.1f} s, re-plan {replan['solve_s']:.2f} s")
+
+
+def test_destination_dies_between_its_waves_with_replan(lab: Lab, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """h3 receives its first guest, then dies: that guest stays on h3 (the re-plan counts it there), the
+    other guest planned to h3 goes to h2. One migration at a time, so h3 dies while ur-b (h2) runs."""
+    guests = (es.GuestSpec("ur-a", 80, 1, 8, True, "h3"), es.GuestSpec("ur-b", 72, 1, 8, False, "h2"),
+              es.GuestSpec("ur-c", 64, 1, 8, True, "h3"), es.GuestSpec("ur-d", 64, 2, 8, False, "h2"))
+    sc = es.build(lab, guests, cap_mibs=CAP_MIBS)
+    order = sorted(sc.plan.migrations, key=lambda m: (m.start_s, -m.priority, m.vm))
+    assert [m.vm for m in order][:2] == ["ur-a", "ur-b"], order
+    inventory, plan = write_run_files(sc, tmp_path)
+    journal = tmp_path / "run.db"
+    killer = _KillWhenDone(lab, journal, "ur-a", 3)
+    t0 = time.monotonic()
+    code, out = evac(capsys, "run", str(plan), "-i", str(inventory), "--journal", str(journal), "--one-at-a-time",
+                     "--replan")
+    took = time.monotonic() - t0
+    killer.close()
+    assert killer.killed, "h3 was not killed after ur-a reached it"
+    lab.restart_daemon(3)
+    assert code == 0, out
+    j = Journal.read(journal)
+    assert j.summary() == {"done": len(guests)}
+    (replan,) = j.events("replan")
+    assert replan["done_moves"]["ur-a"] == "h3" and replan["unavailable"] == ["h3"]
+    assert {m["vm"]: m["destination"] for m in replan["plan"]["migrations"]} == {"ur-c": "h2", "ur-d": "h2"}
+    assert_each_runs_once(lab, sc.uuids, {"ur-a": "h3", "ur-b": "h2", "ur-c": "h2", "ur-d": "h2"})
+    print(f"\ndestination dies between its waves, --replan: run {took:.1f} s, re-plan {replan['solve_s']:.2f} s")
+
+
+class _KillWhenDone:
+    """Kills a lab host's libvirtd as soon as the journal says `vm` is done."""
+
+    def __init__(self, lab: Lab, journal: Path, vm: str, host: int) -> None:
+        self.lab, self.journal, self.vm, self.host = lab, journal, vm, host
+        self.killed = False
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.05):
+            try:
+                ro = Journal.read(self.journal)
+                done = ro.state_of(self.vm).value == "done"
+                ro.close()
+            except Exception:  # not created yet, or being written: look again
+                continue
+            if done:
+                self.lab.kill_daemon(self.host)
+                self.killed = True
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
