@@ -56,6 +56,7 @@ from planner.plan import Migration, Plan
 # libvirt errors that can succeed when tried again: one list, kept with the code names (NOTES §5).
 RETRYABLE_CODES = frozenset(int(c) for c in RETRYABLE)
 
+
 class TimeoutAction(StrEnum):
     ABORT = "abort"
     SUSPEND = "suspend"
