@@ -260,6 +260,8 @@ class Journal:
         with self._mutex:
             states = self._conn.execute("SELECT vm, at, state, detail FROM state ORDER BY id").fetchall()
             intents = self._conn.execute("SELECT vm, COUNT(*) FROM intent GROUP BY vm").fetchall()
+            # After `--replan` a VM may have gone elsewhere than the plan said: its last intent tells.
+            headed = dict(self._conn.execute("SELECT vm, destination FROM intent ORDER BY id").fetchall())
         attempts = dict(intents)
         latest: dict[str, tuple[State, str]] = {}
         first: dict[str, float] = {}
@@ -278,7 +280,7 @@ class Journal:
         out = []
         for m in sorted(self.plan.migrations, key=lambda m: (m.start_s, m.vm)):
             state, _ = latest.get(m.vm, (State.PENDING, ""))
-            out.append(VMRecord(m.vm, m.source, m.destination, state, int(attempts.get(m.vm, 0)),
+            out.append(VMRecord(m.vm, m.source, headed.get(m.vm, m.destination), state, int(attempts.get(m.vm, 0)),
                                 error.get(m.vm, ""), first.get(m.vm),
                                 last.get(m.vm) if state.final else None))
         return out

@@ -78,9 +78,20 @@ RETRYABLE = frozenset({
 CONNECTION_LOST = frozenset({LibvirtCode.INVALID_CONN, LibvirtCode.SYSTEM_ERROR, LibvirtCode.RPC})
 
 
-def is_retryable(code: int) -> bool:
+# A retryable code whose message says one of these fails the same way next time: libvirt reports a
+# destination that ran out of space during copy-storage as error 9 "migration of disk vda failed: No
+# space left on device" (measured on libvirt 9.0; tests/lab/test_storage_lab.py).
+PERMANENT_CAUSES = ("No space left on device", "Disk quota exceeded")
+
+
+def permanent_cause(message: str) -> str | None:
+    """The cause a libvirt error message names that retrying will not remove (a full disk), if any."""
+    return next((cause for cause in PERMANENT_CAUSES if cause in message), None)
+
+
+def is_retryable(code: int, message: str = "") -> bool:
     """True when trying the same migration again later can succeed (see the module docstring)."""
-    return code in RETRYABLE
+    return code in RETRYABLE and permanent_cause(message) is None
 
 
 def name(code: int) -> str:

@@ -46,6 +46,9 @@ class Reporter:
     def run_finished(self, result: Any) -> None:
         """The run ended (a `RunResult`)."""
 
+    def run_replanned(self, unavailable: tuple[str, ...], plan: Plan, solve_s: float) -> None:
+        """`--replan`: these hosts stopped answering; the rest runs as `plan` (made in `solve_s`)."""
+
     def solver_progress(self, elapsed_s: float, objective: float, bound: float) -> None:
         """The planner found a better solution (used by `evac plan` / `evac demo`)."""
 
@@ -89,6 +92,9 @@ class RecordingReporter(Reporter):
 
     def run_finished(self, result: Any) -> None:
         self.calls.append(("run_finished", {"result": result}))
+
+    def run_replanned(self, unavailable: tuple[str, ...], plan: Plan, solve_s: float) -> None:
+        self.calls.append(("run_replanned", {"unavailable": unavailable, "plan": plan, "solve_s": solve_s}))
 
     def solver_progress(self, elapsed_s: float, objective: float, bound: float) -> None:
         self.calls.append(("solver_progress", {"elapsed_s": elapsed_s, "objective": objective, "bound": bound}))
@@ -137,6 +143,10 @@ class JsonReporter(Reporter):
     def run_finished(self, result: Any) -> None:
         summary = result.summary() if hasattr(result, "summary") else {}
         self._emit("run_finished", **summary)
+
+    def run_replanned(self, unavailable: tuple[str, ...], plan: Plan, solve_s: float) -> None:
+        self._emit("run_replanned", unavailable=list(unavailable), migrations=len(plan.migrations),
+                   unplaced=[u.vm for u in plan.unplaced], solve_s=round(solve_s, 3), makespan_s=plan.makespan_s)
 
     def solver_progress(self, elapsed_s: float, objective: float, bound: float) -> None:
         self._emit("solver_progress", elapsed_s=round(elapsed_s, 3), objective=objective, bound=bound)
@@ -219,6 +229,12 @@ class RichReporter(Reporter):
         if self._overall is not None:
             self.progress.update(self._overall, completed=sum(self._done_mib.values()) * 2**20,
                                  note=f"{self._finished}/{self._n}")
+
+    def run_replanned(self, unavailable: tuple[str, ...], plan: Plan, solve_s: float) -> None:
+        moves = ", ".join(f"{m.vm} → {m.destination}" for m in plan.migrations)
+        self.console.print(f"[yellow]re-planned[/] around {', '.join(unavailable)} (unreachable) in {solve_s:.1f} s: "
+                           f"{len(plan.migrations)} migrations ({moves})"
+                           + (f"; cannot place {', '.join(u.vm for u in plan.unplaced)}" if plan.unplaced else ""))
 
     def run_finished(self, result: Any) -> None:
         self.progress.stop()

@@ -23,8 +23,10 @@ does not finish within another interval is aborted (its guest is resumed on the 
 Ctrl-C (`options.cancel` set): no new migration starts, running jobs are aborted (the VMs stay on
 their sources), threads are joined, the journal says `aborted`; `RunResult.cancelled` is True.
 
-Not implemented: re-planning after failures (`--replan`): failed VMs stay where they are and are
-reported; the monitor still starts every migration whose room does not depend on them.
+A destination that does not answer at precheck: its VMs are reported "not moved" (they stay on their
+sources) and recorded in `RunResult.unreachable`; the monitor still starts every migration whose room
+does not depend on them. With `RunOptions.halt_on_unreachable` (`--replan`, executor/replanner.py) the
+first one stops dispatching instead: the run returns once what is in flight has ended, to be re-planned.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from executor.hypervisor import (
     MigrationSpec,
 )
 from executor.journal import Journal
-from executor.libvirt_errors import RETRYABLE
+from executor.libvirt_errors import RETRYABLE, permanent_cause
 from executor.reporter import Reporter
 from executor.states import Event, Placement, State, classify, transition
 from planner.model import Inventory
@@ -80,6 +82,9 @@ class RunOptions:
     escalation_interval_s: float | None = None  # default: progress_timeout_s / 3
     parallel_connections: int = 0
     resume: bool = False
+    # --replan (executor.replanner): on the first destination found unreachable, start nothing new and
+    # return once what is in flight has ended, so the rest can be re-planned from the live state.
+    halt_on_unreachable: bool = False
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @property
@@ -109,6 +114,8 @@ class RunResult:
     results: dict[str, MigrationResult]
     makespan_s: float
     cancelled: bool = False
+    unreachable: dict[str, str] = field(default_factory=dict)  # VM -> destination that did not answer
+    halted: bool = False  # halt_on_unreachable stopped dispatching: some migrations never started
 
     @property
     def ok(self) -> bool:
@@ -255,8 +262,13 @@ class _Worker:
             except HypervisorError as e:
                 problems = [str(e)]
             if problems:
-                self._move(Event.PRECHECK_FAILED, "; ".join(problems))
-                self._emit("ended", state=self.state, error="precheck: " + "; ".join(problems))
+                unreachable = self.r.destination_unreachable(self.spec)
+                why = "; ".join(problems)
+                if unreachable:
+                    why = f"not moved: destination {unreachable} unreachable, the VM stays on {self.m.source} ({why})"
+                self._move(Event.PRECHECK_FAILED, why)
+                self._emit("ended", state=self.state, error=why if unreachable else "precheck: " + why,
+                           unreachable=unreachable)
                 return
             self._move(Event.PRECHECK_OK)
             if opts.cancel.is_set():
@@ -362,7 +374,8 @@ class _Worker:
         if self.abort_reason or opts.cancel.is_set():
             self._move(Event.ON_SOURCE_ABORTED, self.abort_reason or "cancelled")
             return "aborted"
-        if error.libvirt_code in opts.retryable_codes and self.attempt <= opts.retries:
+        if error.libvirt_code in opts.retryable_codes and permanent_cause(error.message) is None \
+                and self.attempt <= opts.retries:
             self._move(Event.ON_SOURCE_RETRY, str(error))
             return "retry"
         self._move(Event.ON_SOURCE_FINAL, str(error))
@@ -389,12 +402,19 @@ class _Runner:
         self.results: dict[str, MigrationResult] = {m.vm: MigrationResult(m.vm, State.PENDING)
                                                     for m in plan.migrations}
         self.queued_reason: dict[str, str] = {}
+        self.unreachable: dict[str, str] = {}
+        self.halted = False
         self.t0 = self.clock.now()
         p = inventory.policy
         self.escalation_interval_s = options.escalation_interval_s or max(p.progress_timeout_s / 3.0, 1.0)
 
     def clock_s(self) -> float:
         return self.clock.now() - self.t0
+
+    def destination_unreachable(self, spec: MigrationSpec) -> str | None:
+        """After a failed precheck: the destination's name if it does not answer (UNKNOWN), else None."""
+        status = self.hv.domain_status(spec.destination, spec.vm, spec.uuid)
+        return spec.destination if status.state is DomainState.UNKNOWN else None
 
     # -- resume
 
@@ -446,10 +466,10 @@ class _Runner:
                 self.journal.event("cancel_requested")
                 for w in list(self.workers.values()):
                     self._abort(w, "cancelled by the operator")
-            if not cancelling and changed:  # the monitor's answer only changes when something ended
+            if not cancelling and not self.halted and changed:  # the answer only changes when something ended
                 self._start_ready(start_states)
                 self._fail_blocked()
-            if not self.workers and (cancelling or self.monitor.finished):
+            if not self.workers and (cancelling or self.halted or self.monitor.finished):
                 break
             now = self.clock_s()
             if now - last_poll >= self.options.poll_interval_s * 0.999:
@@ -458,7 +478,8 @@ class _Runner:
             self.clock.wait(self.wake, self.options.poll_interval_s)
             self.wake.clear()
         ended = [r.ended_s for r in self.results.values() if r.ended_s is not None]
-        result = RunResult(self.plan, self.results, max(ended, default=0.0), cancelled=cancelling)
+        result = RunResult(self.plan, self.results, max(ended, default=0.0), cancelled=cancelling,
+                           unreachable=dict(self.unreachable), halted=self.halted)
         self.journal.event("run_finished", **result.summary())
         self.reporter.run_finished(result)
         return result
@@ -515,6 +536,8 @@ class _Runner:
                 res.downtime_ms = data.get("downtime_ms")
                 res.ended_s = self.clock_s()
                 res.escalations = list(w.escalations)
+                if data.get("unreachable"):
+                    self._destination_unreachable(vm, data["unreachable"])
                 if res.state is State.DONE:
                     self.monitor.commit(vm)
                     self.reporter.migration_done(m, res.ended_s - (res.started_s or 0.0), res.ended_s)
@@ -524,6 +547,13 @@ class _Runner:
                 else:
                     self.monitor.fail(vm)
                     self.reporter.migration_failed(m, res.state.value, res.error, res.ended_s)
+
+    def _destination_unreachable(self, vm: str, host: str) -> None:
+        if host not in self.unreachable.values():
+            self.journal.event("destination_unreachable", vm, host=host, halting=self.options.halt_on_unreachable)
+        self.unreachable[vm] = host
+        if self.options.halt_on_unreachable and not self.halted:
+            self.halted = True  # nothing new starts; what is in flight ends; then re-plan (executor.replanner)
 
     # -- progress, timeouts, escalation
 

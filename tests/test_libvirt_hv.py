@@ -88,6 +88,9 @@ def test_retryable_codes() -> None:
         assert not libvirt_errors.is_retryable(final), final
     # operation failed, system error, RPC, job lock timeout: what the runner retries by default
     assert RunOptions().retryable_codes == frozenset({9, 38, 39, 68})
+    # ... unless the message says the destination is full: the next attempt would fail the same way
+    assert libvirt_errors.is_retryable(9, "migration of disk vda failed: Input/output error")
+    assert not libvirt_errors.is_retryable(9, "migration of disk vda failed: No space left on device")
     assert libvirt_errors.describe(78) == "78 OPERATION_ABORTED (operation aborted)"
     assert libvirt_errors.name(12345) == "code 12345"
 

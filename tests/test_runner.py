@@ -147,6 +147,20 @@ def test_non_retryable_error_fails_that_vm_only(tmp_path: Path) -> None:
     assert_nothing_lost(sim, plan)
 
 
+def test_storage_full_is_not_retried_and_the_volumes_are_removed(tmp_path: Path) -> None:
+    # libvirt reports a full destination as error 9 (operation failed), retryable in general; a full
+    # disk stays full, so evac fails it at once (as measured on the lab: tests/lab/test_storage_lab.py).
+    inv, plan = _fleet()
+    m = next(m for m in plan.migrations if m.copy_storage)
+    enospc = "operation failed: migration of disk vda failed: No space left on device"
+    result, sim, _, journal = _run(tmp_path, inv, plan, faults=(FailMigration(m.vm, 9, message=enospc),))
+    r = result.results[m.vm]
+    assert r.state is State.FAILED and r.attempts == 1 and "No space left on device" in r.error, r
+    assert not any(p.startswith(f"/var/lib/libvirt/images/{m.vm}-") for p in sim.volumes[m.destination])
+    assert journal.state_of(m.vm) is State.FAILED
+    assert_nothing_lost(sim, plan)
+
+
 def test_destination_down(tmp_path: Path) -> None:
     inv, plan = _fleet()
     down = plan.migrations[0].destination

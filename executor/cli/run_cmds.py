@@ -218,6 +218,8 @@ def register(app: typer.Typer) -> None:
                                                                     "no authentication)")] = False,
         peer_uri: Annotated[list[str] | None, typer.Option("--peer-uri", help="HOST=URI the source daemon uses "
                                                                                 "to reach HOST (p2p)")] = None,
+        replan: Annotated[bool, typer.Option("--replan", help="a destination stops answering: re-plan the rest "
+                                                              "from the live state onto the other hosts")] = False,
     ) -> None:
         """Execute a plan: live-migrate every VM, within the limits, journaled, resumable."""
         from executor.runner import RunOptions, TimeoutAction
@@ -245,6 +247,8 @@ def register(app: typer.Typer) -> None:
         if not dry:  # SQLite also writes -wal, -shm and evac's .lock beside it: its folder must be writable
             check_writable(journal_path, "--journal")
         refuse_unless_valid(plan, inventory, plan_path, inv_path)  # before any hypervisor call or journal write
+        if replan and not plan.drained:
+            raise UsageError("evac run", [Problem("--replan", "re-plans a drain, and this plan drains no host")])
         options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
                              allow_postcopy=allow_postcopy, unsafe=unsafe, tls=tls, retries=retries, resume=resume)
         peers = _parse_peer_uris(peer_uri or [])
@@ -253,7 +257,7 @@ def register(app: typer.Typer) -> None:
             dry_run(plan, inventory, options, peers)
             raise typer.Exit(1 if plan.unplaced else 0)
         hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, peers)
-        result = execute(plan, inventory, hv, options, journal_path, json_out, simulated=simulate)
+        result = execute(plan, inventory, hv, options, journal_path, json_out, simulated=simulate, replan=replan)
         raise typer.Exit(result.exit_code)
 
     @app.command("status")
@@ -307,17 +311,21 @@ def register(app: typer.Typer) -> None:
 
 
 def execute(plan: Plan, inventory: Inventory, hv: Hypervisor, options: RunOptions, journal_path: Path,
-            json_out: bool, *, simulated: bool = False) -> RunResult:
+            json_out: bool, *, simulated: bool = False, replan: bool = False) -> RunResult:
     from executor.journal import Journal
+    from executor.replanner import run_with_replan
     from executor.reporter import JsonReporter, Reporter, RichReporter
     from executor.runner import run_plan
 
-    flags = {**options.journal_flags(), "simulated": simulated}
+    flags = {**options.journal_flags(), "simulated": simulated, "replan": replan}
     journal = Journal.open(journal_path, plan, inventory_sha256=inventory.sha256, flags=flags, resume=options.resume)
     reporter: Reporter = JsonReporter() if json_out else RichReporter(err_console)
     try:
         with _CtrlC(options.cancel):
-            result = run_plan(plan, inventory, hv, journal, reporter, options)
+            if replan or (options.resume and journal.events("replan")):  # resume follows the last re-plan
+                result = run_with_replan(plan, inventory, hv, journal, reporter, options)
+            else:
+                result = run_plan(plan, inventory, hv, journal, reporter, options)
     finally:
         journal.close()
         hv.close()
