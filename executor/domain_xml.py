@@ -211,6 +211,7 @@ class DomainDefinition:
     cpu: DomainCPU
     disks: tuple[DomainDisk, ...]
     interfaces: tuple[DomainInterface, ...]
+    hugepages: bool = False  # <memoryBacking><hugepages/>: its memory is not counted in the QEMU process's RSS
 
     @property
     def memory_mib(self) -> int:
@@ -299,6 +300,7 @@ def parse_domain(xml: str) -> DomainDefinition:
         name=name, uuid=_text(root, "uuid"), domain_type=root.get("type"), vcpus=vcpus or 1,
         memory_kib=(memory or 0) // 1024, current_memory_kib=current // 1024 if current else None,
         cpu=_parse_cpu(root.find("cpu")), disks=tuple(disks), interfaces=tuple(ifaces),
+        hugepages=root.find("memoryBacking/hugepages") is not None,
     )
 
 
