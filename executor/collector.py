@@ -305,7 +305,9 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
         if state.live:
             active_doms.append((dom, d))
 
-    # The use window opens before the dirty-rate measurement, so that one wait serves both.
+    free_memory_mib = int(conn.getFreeMemory()) // 2**20
+    # Last, so that a daemon lost during the waits below costs only the figures it owed. The use window
+    # opens before the dirty-rate measurement, so that one wait serves both.
     first, first_why = _stats_sample(conn, [dom for dom, _ in active_doms], _FIRST_STATS, "statistics")
     if dirty_rate and live_doms:
         reporter.dirty_rate_started(uri, hostname, len(live_doms), dirty_rate_seconds)
@@ -320,7 +322,7 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
 
     return HostSnapshot(
         uri=uri, hostname=hostname, cpus=int(info[2]), memory_mib=int(info[1]),
-        free_memory_mib=int(conn.getFreeMemory()) // 2**20, capabilities=caps, host_cpu=default_offer.host_cpu,
+        free_memory_mib=free_memory_mib, capabilities=caps, host_cpu=default_offer.host_cpu,
         host_cpu_features=default_offer.features, pools=tuple(pools), networks=frozenset(networks), nics=tuple(nics),
         domains=tuple(domains), warnings=tuple(warnings), virttype=virttype,
         cpu_offers={t: o for t, o in cpu.offers.items() if t},

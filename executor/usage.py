@@ -29,7 +29,7 @@ from planner.errors import Problem
 Stats = Mapping[str, float]  # one domain's typed parameters, as libvirt-python returns them
 
 NOT_RUNNING = "shut off"
-NO_SAMPLING = "CPU sampling off (--sample-s 0)"
+NO_SAMPLING = "not sampled (--sample-s 0)"
 
 
 class MemorySource(StrEnum):
@@ -138,7 +138,7 @@ def missing_summary(where: str, usages: Iterable[Usage]) -> Problem | None:
 
 
 def _reasons(counts: Counter[str]) -> str:
-    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return "; ".join(f"{why}: {n}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def source_counts(usages: Iterable[Usage]) -> dict[str, int]:

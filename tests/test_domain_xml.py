@@ -109,6 +109,13 @@ def test_memory_units() -> None:
     assert dx.parse_domain("<domain><name>a</name><memory unit='MB'>1000</memory></domain>").memory_mib == 954
 
 
+def test_hugepage_backing() -> None:
+    """The collector must not take RSS for a hugepage guest's use: hugetlbfs pages are not in RSS."""
+    backed = "<domain><name>a</name><memoryBacking><hugepages><page size='2048'/></hugepages></memoryBacking></domain>"
+    assert dx.parse_domain(backed).hugepages
+    assert not dx.parse_domain("<domain><name>a</name><memoryBacking><locked/></memoryBacking></domain>").hugepages
+
+
 @pytest.mark.parametrize(
     ("file", "kind", "key", "target"),
     [

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from executor.collector import CollectReporter, CollectResult, HostFailure, collect
+from executor.collector import DEFAULT_SAMPLE_S, CollectReporter, CollectResult, HostFailure, collect
 from executor.outputs import check_writable, write_atomic
 from executor.uri import validate_uris
 from planner.errors import Problem, UsageError
@@ -41,6 +41,9 @@ class RichCollectReporter(CollectReporter):
     def dirty_rate_started(self, uri: str, name: str, vms: int, seconds: float) -> None:
         self._say(uri, f"{name}: measuring the dirty rate of {vms} VMs ({seconds:g} s)")
 
+    def sampling_started(self, uri: str, name: str, vms: int, seconds: float) -> None:
+        self._say(uri, f"{name}: sampling the use of {vms} VMs ({seconds:.1f} s)")
+
     def host_done(self, uri: str, name: str, vms: int, seconds: float) -> None:
         self._say(uri, f"[green]{name}[/]: {vms} VMs in {seconds:.2f} s", done=True)
 
@@ -63,15 +66,20 @@ def _validate_with_loader(doc: dict[str, object]) -> list[Problem]:
 def _summary(result: CollectResult) -> Table:
     table = Table(title=f"evac collect: {len(result.inventory.hosts)} hosts read, {len(result.failures)} failed, "
                         f"{len(result.inventory.vms)} VMs, {result.seconds:.2f} s")
-    for col in ("host", "VMs", "cpus", "memory MiB", "NIC Gbit/s", "local free GiB", "shared storage", "time s"):
-        table.add_column(col, justify="left" if col in ("host", "shared storage") else "right")
+    # Short headers: the table must stay readable in 80 columns.
+    for col in ("host", "VMs", "cpus", "MiB", "cores used", "MiB used", "used from", "Gbit/s", "local GiB",
+                "shared", "s"):
+        table.add_column(col, justify="left" if col in ("host", "used from", "shared") else "right")
     for h in result.inventory.hosts:
         vms = result.inventory.vms_on.get(h.name, ())
-        table.add_row(h.name, str(len(vms)), str(h.cpus), str(h.memory_mib), f"{h.nic_gbps:g}",
-                      f"{h.local_disk_free_gib:g}", ", ".join(sorted(h.storage)) or "-",
+        sources = result.memory_sources.get(h.uri or "", {})
+        table.add_row(h.name, str(len(vms)), str(h.cpus), str(h.memory_mib),
+                      f"{sum(v.cpu_used or 0.0 for v in vms):.2f}", str(sum(v.memory_used_mib or 0 for v in vms)),
+                      ", ".join(f"{s.removeprefix('balloon.')} {n}" for s, n in sorted(sources.items())) or "-",
+                      f"{h.nic_gbps:g}", f"{h.local_disk_free_gib:g}", ", ".join(sorted(h.storage)) or "-",
                       f"{result.host_seconds.get(h.uri or '', 0):.2f}")
     for f in result.failures:
-        table.add_row(f"[red]{f.name}[/]", "-", "-", "-", "-", "-", f"[red]{f.code}[/]",
+        table.add_row(f"[red]{f.name}[/]", "-", "-", "-", "-", "-", "-", "-", "-", f"[red]{f.code}[/]",
                       f"{result.host_seconds.get(f.uri, 0):.2f}")
     return table
 
@@ -89,6 +97,11 @@ def register(app: typer.Typer) -> None:
         dirty_rate: Annotated[bool, typer.Option("--dirty-rate", help="measure each running VM's dirty rate "
                                                                       "(QEMU calc-dirty-rate)")] = False,
         dirty_rate_seconds: Annotated[int, typer.Option(min=1, max=60, help="measuring period")] = 1,
+        sample_s: Annotated[float, typer.Option("--sample-s", min=0, max=600,
+                                                help="seconds between the two domain-statistics samples whose "
+                                                     "CPU-time delta gives cpu_used (0: not measured); a "
+                                                     "--dirty-rate measurement runs inside this window")
+                            ] = DEFAULT_SAMPLE_S,
         timeout: Annotated[float, typer.Option(min=0.1, help="seconds to connect to one host")] = 15.0,
         read_timeout: Annotated[float, typer.Option(min=0.1, help="seconds to read one host once connected "
                                                                   "(plus the dirty-rate period)")] = 120.0,
@@ -115,7 +128,7 @@ def register(app: typer.Typer) -> None:
             result = collect(uris, timeout_s=timeout, dirty_rate=dirty_rate, dirty_rate_seconds=dirty_rate_seconds,
                              topology=topology, hosts_file=hosts_file,
                              allow_insecure_transport=allow_insecure_transport, reporter=reporter,
-                             virt_type=virt_type, read_timeout_s=read_timeout)
+                             virt_type=virt_type, read_timeout_s=read_timeout, sample_s=sample_s)
         err.print(_summary(result))
         for w in result.warnings:
             err.print(f"[yellow]warning[/]: {escape(str(w))}" if w.severity == "warning"
