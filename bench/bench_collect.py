@@ -2,7 +2,8 @@
 """Cost and accuracy of `evac collect` on the real libvirt lab (tests/lab/harness.py).
 
 Defines K memdirty guests per lab host with known memory and dirty rates, then times `collect()`
-without and with `--dirty-rate` and compares each measured rate with the guest's configured one.
+without and with use sampling (`--sample-s`) and `--dirty-rate`, prints the measured use
+(`cpu_used`, `memory_used_mib`) and compares each measured rate with the guest's configured one.
 
     LAB=/tmp/evac-lab .venv/bin/python bench/bench_collect.py --vms-per-host 3 --rates 0,4,16
     (starts a lab of --hosts hosts if none is up in $LAB; --keep leaves the guests defined)
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--wss-mib", type=int, default=48)
     ap.add_argument("--seconds", default="1,2", help="dirty-rate measuring periods to try")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sample-s", type=float, default=2.0, help="use-sampling window to time besides 0")
     ap.add_argument("--defined-vms", type=int, default=0,
                     help="extra shut-off guests per host (cheap: measures read cost per VM)")
     ap.add_argument("--keep", action="store_true", help="leave the guests defined")
@@ -62,14 +64,20 @@ def main() -> int:
               f"{args.defined_vms} shut-off VMs per host, "
               f"{args.memory_mib} MiB each, wss {args.wss_mib} MiB, rates {rates} MiB/s (TCG guests)")
 
-        walls = []
-        for _ in range(args.repeats):
-            r = collect(uris, timeout_s=10, virt_type="qemu")
-            assert not r.failures, r.failures
-            walls.append(r.seconds)
-        print(f"collect, no dirty rate: wall {statistics.median(walls):.3f} s median of {args.repeats} "
-              f"(min {min(walls):.3f}, max {max(walls):.3f}); per host "
-              f"{statistics.median(r.host_seconds.values()):.3f} s")
+        for sample_s in (0.0, args.sample_s):
+            walls = []
+            for _ in range(args.repeats):
+                r = collect(uris, timeout_s=10, virt_type="qemu", sample_s=sample_s)
+                assert not r.failures, r.failures
+                walls.append(r.seconds)
+            print(f"collect, no dirty rate, --sample-s {sample_s:g}: wall {statistics.median(walls):.3f} s median of "
+                  f"{args.repeats} (min {min(walls):.3f}, max {max(walls):.3f}); per host "
+                  f"{statistics.median(r.host_seconds.values()):.3f} s")
+        for vm in r.inventory.vms:  # the last run's use figures
+            if vm.name in configured:
+                print(f"  {vm.name}: rate {configured[vm.name]} MiB/s, cpu_used {vm.cpu_used} cores, "
+                      f"memory_used_mib {vm.memory_used_mib} of {vm.memory_mib}")
+        print(f"  memory figures from: {dict(r.memory_sources)}")
 
         for seconds in (int(s) for s in args.seconds.split(",")):
             errors: list[float] = []
