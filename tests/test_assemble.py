@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -203,19 +200,3 @@ def test_the_usage_warning_names_the_inventory_host_not_the_libvirt_hostname(tmp
                            load_site_config(path))
     assert [w.where for w in warnings if "usage not measured" in w.message] == ["r1-h01"]
 
-
-def test_assemble_and_usage_import_without_libvirt() -> None:
-    code = textwrap.dedent("""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] in ('libvirt', 'libvirt_qemu', 'typer', 'rich'):
-                    raise ImportError('blocked: ' + name)
-                return None
-        sys.meta_path.insert(0, Block())
-        import executor.assemble, executor.usage
-        print('ok')
-        """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
