@@ -96,9 +96,9 @@ def main() -> int:
             for _name, want, got in rows:
                 by_rate.setdefault(want, []).append(got)
             for want in sorted(by_rate):
-                got = by_rate[want]
-                print(f"  configured {want:3d} MiB/s: measured min {min(got):6.1f}  median "
-                      f"{statistics.median(got):6.1f}  max {max(got):6.1f} MiB/s  (n={len(got)})")
+                measured = by_rate[want]
+                print(f"  configured {want:3d} MiB/s: measured min {min(measured):6.1f}  median "
+                      f"{statistics.median(measured):6.1f}  max {max(measured):6.1f} MiB/s  (n={len(measured)})")
             print(f"  error: mean {statistics.mean(errors):+.2f} MiB/s, max |error| "
                   f"{max(abs(e) for e in errors):.2f} MiB/s")
     finally:
