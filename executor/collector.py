@@ -330,6 +330,9 @@ def _read_connected(conn: Any, uri: str, hostname: str, dirty_rate: bool, dirty_
 
 
 _FIRST_STATS = libvirt.VIR_DOMAIN_STATS_CPU_TOTAL | libvirt.VIR_DOMAIN_STATS_BALLOON
+# Never wait behind a domain's job (a migration, a stuck monitor): what needs the job (balloon.rss and the
+# guest's own figures) is then left out for that domain, and its memory figure falls back to balloon.current.
+_STATS_NOWAIT = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
 
 
 def _stats_sample(conn: Any, doms: Sequence[Any], stats: int, what: str) -> tuple[use.StatsSample | None, str]:
@@ -340,7 +343,7 @@ def _stats_sample(conn: Any, doms: Sequence[Any], stats: int, what: str) -> tupl
         return use.StatsSample(time.monotonic(), {}), ""
     t0 = time.monotonic()
     try:
-        answer = conn.domainListGetStats(list(doms), stats)
+        answer = conn.domainListGetStats(list(doms), stats, _STATS_NOWAIT)
     except libvirt.libvirtError as exc:
         return None, f"{what} not read ({exc.get_error_message()})"
     t1 = time.monotonic()
