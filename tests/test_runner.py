@@ -393,3 +393,90 @@ def test_a_cp_sat_plan_of_the_sample_fleet_runs_in_every_mode(tmp_path: Path, mo
     assert result.ok, result.summary()
     _assert_limits(inv, plan, rep)
     assert_nothing_lost(sim, plan)
+
+
+# ---------------------------------------------------------------- resume re-attaches, waits, re-examines (issue 8)
+
+
+def _dead_run(tmp_path: Path, inv: Inventory, plan: Plan, running: list[str], state: State = State.RUNNING) -> None:
+    """The journal an evac SIGKILLed mid-migration leaves: `running` VMs had their intent written and
+    migrate called (state `state`), nothing else had started."""
+    with Journal.open(tmp_path / "j.db", plan, flags=RunOptions().journal_flags()) as j:
+        for vm in running:
+            m = plan.migration_of(vm)
+            assert m is not None
+            j.record(vm, State.PRECHECKED, "precheck_ok", 0)
+            j.intent(vm, inv.vm[vm].uuid, m.source, m.destination, {}, 1)
+            j.record(vm, State.RUNNING, "migrate", 1)
+            if state is not State.RUNNING:
+                j.record(vm, state, "split" if state is State.QUARANTINED else "returned", 1,
+                         f"{m.destination} did not answer: VM location unknown")
+
+
+def test_resume_reattaches_to_migrations_libvirt_is_still_running(tmp_path: Path) -> None:
+    """Found 2: the source daemon still drives the dead run's migrations (p2p); resume follows their
+    jobs until they end and marks them done, without migrating them again and without quarantine."""
+    inv, plan = _fleet()
+    running = [m.vm for m in plan.migrations[:2]]
+    _dead_run(tmp_path, inv, plan, running)
+    sim = SimulatedHypervisor(inv, speedup=400)
+    for vm in running:
+        sim.orphan(vm, plan.migration_of(vm).destination, runs_s=30.0)  # type: ignore[union-attr]
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.ok, result.summary()
+    assert journal.summary() == {"done": len(plan.migrations)}
+    assert not {s.vm for s in sim.migrate_calls} & set(running)  # followed, not migrated again
+    assert all(journal.attempts_of(vm) == 1 for vm in running)
+    reattached = {e["vm"] for e in journal.events("reattached")}
+    assert reattached == set(running)
+    assert_nothing_lost(sim, plan)
+
+
+def test_resume_reattaches_then_retries_a_migration_that_failed_meanwhile(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    vm = plan.migrations[0].vm
+    _dead_run(tmp_path, inv, plan, [vm])
+    sim = SimulatedHypervisor(inv, speedup=400)
+    sim.orphan(vm, plan.migrations[0].destination, runs_s=20.0, completes=False)
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.ok, result.summary()
+    assert [s.vm for s in sim.migrate_calls].count(vm) == 1 and journal.attempts_of(vm) == 2
+    assert_nothing_lost(sim, plan)
+
+
+def test_a_host_that_does_not_answer_is_waited_for_before_classifying(tmp_path: Path) -> None:
+    """Found 2, second case: the destination's daemon dies mid-migration and is back seconds later:
+    the VM, running on its source, is retried, not quarantined as 'location unknown'."""
+    inv, plan = _fleet()
+    m0 = plan.migrations[0]
+    sim = SimulatedHypervisor(inv, speedup=200, faults=(Slow(m0.vm, 10.0),))
+    threading.Timer(0.3, sim.set_host_down, args=(m0.destination,)).start()
+    threading.Timer(0.4, sim.set_host_up, args=(m0.destination,)).start()  # 20 simulated seconds later
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim)
+    r = result.results[m0.vm]
+    assert r.state is State.DONE and r.attempts == 2, r
+    assert journal.events("host_wait")
+    assert_nothing_lost(sim, plan)
+
+
+def test_resume_reexamines_a_vm_quarantined_because_a_host_did_not_answer(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    vm = plan.migrations[0].vm
+    _dead_run(tmp_path, inv, plan, [vm], state=State.QUARANTINED)
+    result, sim, _, journal = _run(tmp_path, inv, plan, resume=True)
+    assert result.ok, result.summary()
+    assert journal.state_of(vm) is State.DONE and journal.attempts_of(vm) == 2
+    assert_nothing_lost(sim, plan)
+
+
+def test_resume_keeps_a_truly_split_vm_quarantined(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    m0 = plan.migrations[0]
+    result, sim, _, journal = _run(tmp_path, inv, plan, faults=(SplitBrain(m0.vm),))
+    assert result.results[m0.vm].state is State.QUARANTINED
+    journal.close()
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.results[m0.vm].state is State.QUARANTINED
+    assert sorted(sim.where(m0.vm)) == sorted([(m0.source, DomainState.PAUSED), (m0.destination, DomainState.PAUSED)])
+    assert [s.vm for s in sim.migrate_calls].count(m0.vm) == 1  # never touched again
+    assert_nothing_lost(sim, plan, quarantined=[m0.vm])
