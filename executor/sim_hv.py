@@ -29,10 +29,11 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from executor import faults
 from executor.hypervisor import (
     Clock,
     DomainState,
@@ -341,10 +342,13 @@ class SimulatedHypervisor(Hypervisor):
                 problems.append(f"{spec.vm} already exists on {spec.destination}")
         return problems
 
-    def prepare_storage(self, spec: MigrationSpec) -> list[str]:
+    def prepare_storage(self, spec: MigrationSpec, announce: Callable[[list[str]], None] | None = None) -> list[str]:
         created = [f"/var/lib/libvirt/images/{spec.vm}-{t}" for t in spec.copy_storage]
+        if announce is not None:
+            announce(created)
         with self._lock:
             self.volumes.setdefault(spec.destination, set()).update(created)
+        faults.point("volume_created")
         return created
 
     def cleanup_storage(self, spec: MigrationSpec, created: list[str]) -> None:
