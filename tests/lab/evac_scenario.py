@@ -252,3 +252,51 @@ def wait_migrating(hv: LibvirtHypervisor, host: str, vm: str, uuid: str, min_pro
             return p
         time.sleep(0.1)
     raise TimeoutError(f"{vm} did not start migrating from {host} within {timeout_s} s")
+
+
+def nothing_lost(sc: Scenario, hv: LibvirtHypervisor, quarantined: Sequence[str] = ()) -> list[str]:
+    """Every problem with the "nothing lost" rule: each VM of the plan runs exactly once (no other
+    copy on any lab host), on its source or its planned destination, heartbeat ticking, persistent
+    exactly where it was; a local disk's data intact wherever the VM runs, and no copy-storage volume
+    left on the destination of a VM that stayed on its source. Quarantined VMs: at least one copy
+    left, untouched (evac destroys nothing)."""
+    problems = []
+    for m in sc.plan.migrations:
+        uuid = sc.uuids[m.vm]
+        found = {h.name: hv.domain_status(h.name, m.vm, uuid) for h in sc.lab.hosts}
+        unknown = [h for h, st in found.items() if st.state.value == "unknown"]
+        if unknown:
+            problems.append(f"{m.vm}: {', '.join(unknown)} did not answer")
+            continue
+        present = {h: st for h, st in found.items() if st.state.value != "absent"}
+        if m.vm in quarantined:
+            if not present:
+                problems.append(f"{m.vm}: quarantined but found on no host")
+            continue
+        if len(present) != 1:
+            problems.append(f"{m.vm}: on {sorted((h, st.state.value) for h, st in present.items())}, expected one host")
+            continue
+        (host, st), = present.items()
+        if host not in (m.source, m.destination):
+            problems.append(f"{m.vm}: on {host}, neither its source {m.source} nor destination {m.destination}")
+        if st.state.value != "running":
+            problems.append(f"{m.vm}: {st.state.value} on {host}")
+            continue
+        if st.persistent != sc.persistent[m.vm]:
+            problems.append(f"{m.vm}: persistent={st.persistent} on {host}, was {sc.persistent[m.vm]}")
+        if not sc.lab.heartbeat_advances(sc.lab.connect(_index(host)).lookupByUUIDString(uuid)):
+            problems.append(f"{m.vm}: heartbeat not advancing on {host}")
+        if m.vm in sc.disk_digest:
+            disk = sc.disks[m.vm]
+            path = sc.lab.host(_index(host)).local_path(disk.name)
+            if read_disk_digest(path, disk.format, DISK_DATA_MIB) != sc.disk_digest[m.vm]:
+                problems.append(f"{m.vm}: disk data differs on {host} ({path})")
+            other = m.destination if host == m.source else m.source
+            if host == m.source and sc.lab.host(_index(other)).local_path(disk.name).exists():
+                problems.append(f"{m.vm}: runs on {host} but a copy-storage volume is left on {other}")
+    return problems
+
+
+def assert_nothing_lost(sc: Scenario, hv: LibvirtHypervisor, quarantined: Sequence[str] = ()) -> None:
+    problems = nothing_lost(sc, hv, quarantined)
+    assert not problems, "; ".join(problems)
