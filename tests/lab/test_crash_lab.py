@@ -120,16 +120,16 @@ def test_kill_points_one_at_a_time_then_resume(lab: Lab, tmp_path: Path) -> None
     hv = es.hypervisor(lab, sc.inventory)
     cli = _Cli(sc, tmp_path, "--one-at-a-time")
     order = [m.vm for m in sorted(sc.plan.migrations, key=lambda m: (m.start_s, -m.priority, m.vm))]
-    assert order == ["cr-c", "cr-a", "cr-b"], order
+    assert order == ["cr-a", "cr-c", "cr-b"], order  # the disk's copy makes cr-a the longest
     points = [
         "run_started",  # before any hypervisor call
         "reconcile",  # a resume killed before it looked at anything
-        "prechecked",  # cr-c prechecked, nothing created
-        "intent",  # cr-c's intent journaled, migrate not called
-        "memory_copy",  # cr-c mid-memory: libvirt goes on without the client
+        "prechecked",  # cr-a prechecked, nothing created
         "volumes_creating",  # cr-a's volume announced, not created
         "volume_created",  # cr-a's volume created, migrate not called: the resume removes it
-        "disk_copy",  # cr-a mid-copy of its disk: libvirt goes on
+        "intent",  # cr-a's volume created again, intent journaled, migrate not called
+        "disk_copy",  # cr-a mid-copy of its disk: libvirt goes on without the client
+        "memory_copy",  # cr-c mid-memory: libvirt goes on
         "migrated",  # cr-b migrated, not journaled
     ]
     for i, point in enumerate(points):
@@ -139,13 +139,13 @@ def test_kill_points_one_at_a_time_then_resume(lab: Lab, tmp_path: Path) -> None
     intents = _intents(cli)
     _finish_and_check(cli, hv)
     after = _intents(cli)
-    # cr-c and cr-a were finished by libvirt while no evac ran: followed to the end, never migrated again.
+    # cr-a and cr-c were finished by libvirt while no evac ran: followed to the end, never migrated again.
     assert after["cr-c"] == intents["cr-c"] and after["cr-a"] == intents["cr-a"] and after["cr-b"] == intents["cr-b"]
     with Journal.read(cli.journal) as j:
         reattached = {e["vm"] for e in j.events("reattached")}
         removed = [e for e in j.events("volumes_removed") if e["vm"] == "cr-a"]
-    assert {"cr-c", "cr-a"} <= reattached or all(s is State.DONE for s in cli.states().values())
-    assert removed, "the volume the killed run created for cr-a was not removed before its retry"
+    assert {"cr-a", "cr-c"} <= reattached, reattached
+    assert len(removed) >= 2, "the volumes the killed runs created for cr-a were not removed before its retries"
     hv.close()
 
 
