@@ -160,7 +160,7 @@ def classify(source: DomainStatus, destination: DomainStatus, *, live: bool = Tr
         return Placement.UNANSWERED, f"{who} did not answer: VM location unknown"
     if source.job_active and s is not DomainState.ABSENT:
         return Placement.MIGRATING, f"a job still runs on {source.host} (source {s}, destination {d})"
-    if d is DomainState.PAUSED and destination.reason == PAUSED_MIGRATION or destination.job_active:
+    if (d is DomainState.PAUSED and destination.reason == PAUSED_MIGRATION) or destination.job_active:
         return Placement.MIGRATING, f"{destination.host} holds the incoming domain (source {s}, destination {d})"
     if DomainState.OTHER in (s, d):
         return Placement.SPLIT, f"VM in an unexpected state (source {s}, destination {d})"
