@@ -495,3 +495,21 @@ def test_another_clients_job_on_the_domain_is_waited_for_not_a_failure(tmp_path:
     assert result.results[m0.vm].state is State.DONE, result.results[m0.vm]
     assert journal.events("job_busy") and journal.attempts_of(m0.vm) == 1
     assert_nothing_lost(sim, plan)
+
+
+def test_resume_removes_the_volumes_a_dead_run_created_before_retrying(tmp_path: Path) -> None:
+    """Killed between creating a copy-storage volume and migrating: the resume finds the VM on its
+    source and deletes the announced volume first (else the precheck refuses the existing file)."""
+    inv, plan = _fleet()
+    m = next(m for m in plan.migrations if m.copy_storage)
+    with Journal.open(tmp_path / "j.db", plan, flags=RunOptions().journal_flags()) as j:
+        j.record(m.vm, State.PRECHECKED, "precheck_ok", 0)
+        j.event("volumes_creating", m.vm, attempt=1, paths=["/var/lib/libvirt/images/left-behind"])
+    sim = SimulatedHypervisor(inv, speedup=400)
+    sim.volumes[m.destination].add("/var/lib/libvirt/images/left-behind")
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.ok, result.summary()
+    assert "/var/lib/libvirt/images/left-behind" not in sim.volumes[m.destination]
+    removed = [e for e in journal.events("volumes_removed") if e["vm"] == m.vm]
+    assert removed and removed[0]["paths"] == ["/var/lib/libvirt/images/left-behind"]
+    assert_nothing_lost(sim, plan)

@@ -87,6 +87,7 @@ def _st(host: str, state: DomainState, persistent: bool = True, reason: int = 0)
     (_st("a", DomainState.ABSENT), _st("b", DomainState.RUNNING, persistent=False), Placement.SPLIT),
     (_st("a", DomainState.ABSENT), _st("b", DomainState.PAUSED, reason=PAUSED_POSTCOPY_FAILED), Placement.SPLIT),
     (_st("a", DomainState.OTHER), _st("b", DomainState.ABSENT), Placement.SPLIT),
+    (_st("a", DomainState.SHUTOFF), _st("b", DomainState.RUNNING), Placement.MIGRATING),  # switchover ending
 ])
 def test_classify(src: DomainStatus, dst: DomainStatus, expected: Placement) -> None:
     placement, why = classify(src, dst)

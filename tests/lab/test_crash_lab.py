@@ -92,6 +92,13 @@ class _Cli:
         self.outputs.append(out)
         assert proc.returncode == -signal.SIGKILL, f"the run ended before {seconds} s: {out[-2000:]}"
 
+    def history(self) -> str:
+        """Every state row of the journal (for a failure message)."""
+        with Journal.read(self.journal) as j:
+            rows = j._conn.execute("SELECT run_id, vm, state, event, attempt, detail FROM state ORDER BY id")
+            events = j._conn.execute("SELECT run_id, kind, vm, data FROM event ORDER BY id")
+            return "\n".join(map(str, [*rows.fetchall(), *events.fetchall()]))
+
     def states(self) -> dict[str, State]:
         with Journal.read(self.journal) as j:
             return j.states()
@@ -100,8 +107,8 @@ class _Cli:
 def _finish_and_check(cli: _Cli, hv: object) -> None:
     """The last `--resume`: exit 0, every VM done (none quarantined), nothing lost."""
     code = cli.run(resume=True)
-    assert code == 0, cli.outputs[-1][-3000:]
-    assert set(cli.states().values()) == {State.DONE}, cli.states()
+    assert code == 0, cli.outputs[-1][-3000:] + cli.history()
+    assert set(cli.states().values()) == {State.DONE}, cli.history()
     es.assert_nothing_lost(cli.sc, hv)  # type: ignore[arg-type]
     assert es.verify(cli.sc, hv) == []  # type: ignore[arg-type]
 
