@@ -219,6 +219,12 @@ def _run_in_thread(sc: es.Scenario, tmp: Path, options: RunOptions) -> tuple[thr
     return t, out
 
 
+def _resume_to_the_end(sc: es.Scenario, tmp: Path, options: RunOptions) -> None:
+    t, out = _run_in_thread(sc, tmp, dataclasses.replace(options, resume=True))
+    t.join(240)
+    assert out["result"].ok, out["result"].summary()  # type: ignore[attr-defined]
+
+
 def _two_to_h2(lab: Lab) -> es.Scenario:
     guests = (es.GuestSpec("df-a", 80, 1, 8, True, "h2"), es.GuestSpec("df-b", 64, 1, 8, True, "h3"))
     return es.build(lab, guests, cap_mibs=12.0)
@@ -252,9 +258,7 @@ def test_destination_daemon_killed_mid_migration_then_restarted(lab: Lab, tmp_pa
     hv = es.hypervisor(lab, sc.inventory)
     es.assert_nothing_lost(sc, hv)
     if states["df-a"] is not State.DONE:  # a non-retryable error (1: client socket closed): resume finishes
-        t, out = _run_in_thread(sc, tmp_path, dataclasses.replace(options, resume=True))
-        t.join(240)
-        assert out["result"].ok, out["result"].summary()  # type: ignore[attr-defined]
+        _resume_to_the_end(sc, tmp_path, options)
     assert es.verify(sc, hv) == []
     hv.close()
 
@@ -276,9 +280,7 @@ def test_destination_qemu_killed_mid_migration(lab: Lab, tmp_path: Path) -> None
     hv = es.hypervisor(lab, sc.inventory)
     es.assert_nothing_lost(sc, hv)
     if r.state is State.FAILED:
-        t, out = _run_in_thread(sc, tmp_path, dataclasses.replace(options, resume=True))
-        t.join(240)
-        assert out["result"].ok, out["result"].summary()  # type: ignore[attr-defined]
+        _resume_to_the_end(sc, tmp_path, options)
     assert es.verify(sc, hv) == []
     hv.close()
 
