@@ -5,6 +5,8 @@ Unset (always, outside tests) it costs one dict lookup. Points, in the order a m
 
     run_started      after the journal records the run, before any hypervisor call
     reconcile        resume: before looking at the first in-flight VM of the journal
+    reattached       resume: following a migration libvirt still runs (its `reattached` journaled)
+    host_wait        resume: waiting for a host that does not answer (its `host_wait` journaled)
     prechecked       precheck passed and journaled, nothing created yet
     volumes_creating destination volumes announced in the journal, not created yet
     volume_created   one destination volume created (executor.libvirt_hv / sim_hv), before the next step

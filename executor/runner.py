@@ -481,6 +481,7 @@ class _Runner:
         def waiting(event: str, why: str) -> None:
             self.journal.record(vm, State.VERIFYING, Event.REATTACH, self.results[vm].attempts, f"resume: {why}")
             self.journal.event(event, vm, detail=why)
+            faults.point(event)
 
         try:
             placement, why, _, _ = self.settle(m, spec, waiting)

@@ -135,7 +135,7 @@ def test_kill_points_one_at_a_time_then_resume(lab: Lab, tmp_path: Path) -> None
         "volume_created",  # cr-a's volume created, migrate not called: the resume removes it
         "intent",  # cr-a's volume created again, intent journaled, migrate not called
         "disk_copy",  # cr-a mid-copy of its disk: libvirt goes on without the client
-        "memory_copy",  # cr-c mid-memory: libvirt goes on
+        "verified",  # cr-c done in libvirt and seen on both hosts, not journaled
         "migrated",  # cr-b migrated, not journaled
     ]
     for i, point in enumerate(points):
@@ -145,26 +145,27 @@ def test_kill_points_one_at_a_time_then_resume(lab: Lab, tmp_path: Path) -> None
     intents = _intents(cli)
     _finish_and_check(cli, hv)
     after = _intents(cli)
-    # cr-a and cr-c were finished by libvirt while no evac ran: followed to the end, never migrated again.
+    # cr-a was finished by libvirt while no evac ran: followed to the end, never migrated again.
     assert after["cr-c"] == intents["cr-c"] and after["cr-a"] == intents["cr-a"] and after["cr-b"] == intents["cr-b"]
     with Journal.read(cli.journal) as j:
         reattached = {e["vm"] for e in j.events("reattached")}
         removed = [e for e in j.events("volumes_removed") if e["vm"] == "cr-a"]
-    assert {"cr-a", "cr-c"} <= reattached, reattached
+    assert "cr-a" in reattached, reattached
     assert len(removed) >= 2, "the volumes the killed runs created for cr-a were not removed before its retries"
     hv.close()
 
 
 @pytest.mark.slow
 def test_kill_points_with_migrations_in_flight(lab: Lab, tmp_path: Path) -> None:
-    """Concurrent run killed while verifying the first VM to finish, the others still running in
-    libvirt (issue 8's Found 2); the resume, which re-attaches to them, killed just before it
-    journals the run's end; the last resume finishes, none quarantined."""
+    """Concurrent run killed mid-memory of the first sample, every migration running in libvirt
+    (issue 8's Found 2); the resume killed while it follows them (re-attached); the next killed just
+    before it journals the run's end; the last resume finishes, none quarantined."""
     sc = es.build(lab, CRASH_GUESTS, cap_mibs=CRASH_CAP_MIBS)
     hv = es.hypervisor(lab, sc.inventory)
     cli = _Cli(sc, tmp_path)
-    cli.kill_at("verified", resume=False)
+    cli.kill_at("memory_copy", resume=False)
     in_flight = {vm for vm, s in cli.states().items() if s.in_flight}
+    cli.kill_at("reattached", resume=True)
     cli.kill_at("run_finished", resume=True)
     assert State.QUARANTINED not in cli.states().values(), cli.states()
     _finish_and_check(cli, hv)
@@ -194,11 +195,11 @@ def test_found2_six_vms_killed_six_seconds_in_resume_quarantines_nothing(lab: La
     cli = _Cli(sc, tmp_path)
     cli.kill_after(6.0, resume=False)
     running = {vm for vm, s in cli.states().items() if s is State.RUNNING}
-    _finish_and_check(cli, hv)
+    intents = _intents(cli)
+    _finish_and_check(cli, hv)  # none quarantined
     assert running, "no migration was running at the kill"
-    with Journal.read(cli.journal) as j:
-        assert {e["vm"] for e in j.events("reattached")} & running or running <= {
-            vm for vm, s in j.states().items() if s is State.DONE}
+    after = _intents(cli)
+    assert all(after[vm] == intents[vm] for vm in running), (intents, after)  # libvirt finished them: not redone
     hv.close()
 
 
