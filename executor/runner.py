@@ -456,13 +456,16 @@ class _Runner:
             t.start()
         for t in threads:
             t.join()
+        announced = self._announced_volumes() if to_settle else {}
         for vm in to_settle:
             m, res = self.monitor.migration(vm), self.results[vm]
             placement, why = settled.get(vm, (Placement.SPLIT, "could not be looked at"))
             event = {Placement.ON_DESTINATION: Event.VERIFIED,
                      Placement.ON_SOURCE: Event.ON_SOURCE_RETRY}.get(placement, Event.SPLIT)
-            if placement is Placement.ON_SOURCE:
-                self._remove_announced_volumes(m)
+            if placement is Placement.ON_SOURCE and announced.get(vm):
+                # The dead run may have created destination volumes for it: remove them, or the next
+                # precheck refuses to overwrite them.
+                self.remove_volumes(vm, build_spec(m, self.inventory, self.options), announced[vm])
             state = transition(State.VERIFYING, event)
             self.journal.record(vm, state, event, res.attempts, f"resume: {why}")
             start_states[vm] = state
@@ -559,19 +562,16 @@ class _Runner:
         except HypervisorError as e:
             self.journal.event("cleanup_failed", vm, volumes=paths, error=str(e))
 
-    def _remove_announced_volumes(self, m: Migration) -> None:
-        """Resume: the dead run may have created destination volumes for a VM now back on its source
-        (announced in the journal, never removed): remove them, or the next precheck refuses."""
-        announced: list[str] = []
+    def _announced_volumes(self) -> dict[str, list[str]]:
+        """Per VM, the destination volumes the journal announced (`volumes_creating`) and no
+        `volumes_removed` took back since: what a crashed run may have left behind."""
+        announced: dict[str, list[str]] = {}
         for e in self.journal.events():
-            if e["vm"] != m.vm:
-                continue
             if e["kind"] == "volumes_creating":
-                announced = list(e.get("paths", []))
+                announced[e["vm"]] = list(e.get("paths", []))
             elif e["kind"] == "volumes_removed":
-                announced = [p for p in announced if p not in e.get("paths", [])]
-        if announced:
-            self.remove_volumes(m.vm, build_spec(m, self.inventory, self.options), announced)
+                announced[e["vm"]] = [p for p in announced.get(e["vm"], []) if p not in e.get("paths", [])]
+        return announced
 
     # -- main loop
 
