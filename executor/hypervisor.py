@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -151,9 +152,10 @@ class Hypervisor(ABC):
         Empty list = go."""
 
     @abstractmethod
-    def prepare_storage(self, spec: MigrationSpec) -> list[str]:
+    def prepare_storage(self, spec: MigrationSpec, announce: Callable[[list[str]], None] | None = None) -> list[str]:
         """Creates the destination volumes for `spec.copy_storage` (same path, format and capacity);
-        returns what was created so a failed migration can clean up exactly that."""
+        returns what was created so a failed migration can clean up exactly that. `announce(paths)`
+        is called with every path before the first is created (the runner journals it, write-ahead)."""
 
     @abstractmethod
     def cleanup_storage(self, spec: MigrationSpec, created: list[str]) -> None:

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from executor import faults
 from executor.connection import ConnectError, open_connection, silence_libvirt_stderr
 from executor.hypervisor import (
     DomainState,
@@ -427,12 +428,14 @@ class LibvirtHypervisor(Hypervisor):
 
     # ------------------------------------------------------------------ storage for copy-storage
 
-    def prepare_storage(self, spec: MigrationSpec) -> list[str]:
+    def prepare_storage(self, spec: MigrationSpec, announce: Callable[[list[str]], None] | None = None) -> list[str]:
         wanted = set(spec.copy_storage)
         disks = self._call(spec.source, lambda conn: self._source_disks(conn, spec, wanted))
         missing = wanted - {d[0].target for d in disks}
         if missing:
             raise HypervisorError(spec.source, 0, f"VM {spec.vm} has no disk {', '.join(sorted(missing))} to copy")
+        if announce is not None:
+            announce([d.source for d, _ in disks if d.source])
         created: list[str] = []
         try:
             for disk, capacity_bytes in disks:
@@ -476,6 +479,7 @@ class LibvirtHypervisor(Hypervisor):
                              f"<target><format type='{_xml_text(fmt)}'/></target></volume>", 0)
         path: str = vol.path()
         log.info("%s: created %s (%s, %d bytes) for %s", dst, path, fmt, capacity_bytes, spec.vm)
+        faults.point("volume_created")
         return path
 
     def cleanup_storage(self, spec: MigrationSpec, created: list[str]) -> None:

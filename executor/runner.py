@@ -10,7 +10,13 @@ A worker does for one VM exactly what the virsh guide does by hand, and journals
 
 After any error the VM is looked up on both hosts and classified (`executor.states.classify`,
 NOTES §5): on the source only → failed or retried (bounded, with backoff, only for errors that can
-succeed on retry); on the destination only → done; anything else → quarantined, touched no more.
+succeed on retry); on the destination only → done; a migration libvirt still runs is followed until
+its job ends, a host that does not answer is waited for (`host_wait_s`, with backoff), then looked
+at again (`_settle`); what is still unclear after that → quarantined, touched no more.
+
+Resume (`reconcile`): every VM the journal has in flight, and every quarantined one, is settled the
+same way before anything new starts (the jobs still running keep their room): done, retried from
+its source (destination volumes the dead run created for it are removed first), or quarantined.
 
 Escalation of a stalled migration (no decrease of data_remaining for policy.progress_timeout_s):
 raise the max downtime ×`downtime_step_factor` up to `max_downtime_ceiling_ms`, one step every
@@ -35,12 +41,15 @@ import queue
 import re
 import shlex
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from executor import faults
 from executor.hypervisor import (
     DomainState,
+    DomainStatus,
     Hypervisor,
     HypervisorError,
     MigrationFailed,
@@ -85,6 +94,9 @@ class RunOptions:
     # --replan (executor.replanner): on the first destination found unreachable, start nothing new and
     # return once what is in flight has ended, so the rest can be re-planned from the live state.
     halt_on_unreachable: bool = False
+    host_wait_s: float = 60.0  # a host that does not answer is waited for this long before quarantine
+    host_backoff_s: float = 1.0  # first wait for it; doubles up to host_backoff_max_s
+    host_backoff_max_s: float = 10.0
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @property
@@ -229,6 +241,7 @@ class _Worker:
         self.abort_reason = ""
         self.abort_sent = False
         self.last_detail = ""
+        self.busy_waits = 0  # waits for another client's job on the domain (before precheck)
         self.thread = threading.Thread(target=self._main, name=f"evac-{migration.vm}", daemon=True)
 
     # -- journal + state helpers
@@ -257,6 +270,8 @@ class _Worker:
                 self._move(Event.ON_SOURCE_ABORTED, "cancelled before migrate")
                 self._emit("ended", state=self.state, error="cancelled")
                 return
+            if self._busy_elsewhere():
+                continue
             try:
                 problems = hv.precheck(self.spec)
             except HypervisorError as e:
@@ -271,6 +286,7 @@ class _Worker:
                            unreachable=unreachable)
                 return
             self._move(Event.PRECHECK_OK)
+            faults.point("prechecked")
             if opts.cancel.is_set():
                 continue
             self.attempt += 1
@@ -280,7 +296,7 @@ class _Worker:
             outcome = None
             try:
                 if self.spec.copy_storage:
-                    created = hv.prepare_storage(self.spec)
+                    created = hv.prepare_storage(self.spec, announce=self._announce_volumes)
             except HypervisorError as e:
                 error = MigrationFailed(self.m.vm, self.m.destination, e.code, f"prepare_storage: {e.message}")
             if error is None and opts.cancel.is_set():
@@ -291,6 +307,7 @@ class _Worker:
             if error is None:
                 self.r.journal.intent(self.m.vm, self.spec.uuid, self.m.source, self.m.destination,
                                       spec_flags(self.spec), self.attempt)
+                faults.point("intent")
                 self._move(Event.MIGRATE)
                 now = self.r.clock_s()
                 self.migrate_started_s = self.last_progress_s = self.last_escalation_s = now
@@ -305,10 +322,13 @@ class _Worker:
                     error = MigrationFailed(self.m.vm, self.m.destination, e.code, e.message)
                 finally:
                     self.migrating = False
+                if error is None:
+                    faults.point("migrated")
                 self._move(Event.RETURNED if error is None else Event.ERROR,
                            "" if error is None else str(error))
             else:
                 self._move(Event.ERROR, str(error))
+            faults.point("verifying")
             verdict = self._verify(error)
             if verdict == "retry":
                 self._cleanup(created)
@@ -323,6 +343,24 @@ class _Worker:
                        downtime_ms=downtime)
             return
 
+    def _busy_elsewhere(self) -> bool:
+        """Another client's job holds the domain (a backup, someone's migration: NOTES §5, error 68
+        if we went on): wait with the retry backoff, up to `retries + 1` times, instead of failing.
+        True when it waited (look again); False to go on to the precheck (which names the job)."""
+        opts = self.r.options
+        if self.busy_waits > opts.retries:
+            return False
+        src = self.r.hv.domain_status(self.m.source, self.m.vm, self.spec.uuid)
+        if not src.job_active:
+            return False
+        delay = opts.backoff_s * opts.backoff_factor ** self.busy_waits
+        self.busy_waits += 1
+        why = f"{self.m.source}: another job holds {self.m.vm}; waiting {delay:g} s"
+        self.r.journal.event("job_busy", self.m.vm, detail=why)
+        self._emit("retry", attempt=self.attempt + 1, delay_s=delay, error=why)
+        self.r.clock.wait(opts.cancel, delay)
+        return True
+
     def _new_attempt(self) -> None:
         """Escalation state is per attempt; `escalations` keeps every step for the report."""
         self.downtime_ms = self.spec.max_downtime_ms
@@ -331,14 +369,15 @@ class _Worker:
         self.suspended = False
         self.abort_sent = False
 
+    def _announce_volumes(self, paths: list[str]) -> None:
+        """Write-ahead: the volumes about to be created, so a resume after a crash can remove them."""
+        self.r.journal.event("volumes_creating", self.m.vm, attempt=self.attempt, paths=paths)
+        faults.point("volumes_creating")
+
     def _cleanup(self, created: list[str]) -> None:
         """Removes the destination volumes this attempt created (the VM is on its source)."""
-        if not created:
-            return
-        try:
-            self.r.hv.cleanup_storage(self.spec, created)
-        except HypervisorError as e:
-            self.r.journal.event("cleanup_failed", self.m.vm, volumes=created, error=str(e))
+        if created:
+            self.r.remove_volumes(self.m.vm, self.spec, created)
 
     def _error_text(self, error: MigrationFailed | None) -> str:
         if self.state is State.ABORTED:
@@ -348,16 +387,21 @@ class _Worker:
     def _verify(self, error: MigrationFailed | None) -> str:
         """Looks at both hosts and moves to done / retry_wait / failed / aborted / quarantined."""
         hv, opts = self.r.hv, self.r.options
-        src = hv.domain_status(self.m.source, self.m.vm, self.spec.uuid)
-        dst = hv.domain_status(self.m.destination, self.m.vm, self.spec.uuid)
-        placement, why = classify(src, dst, live=self.spec.live, persistent=self.spec.persistent)
+
+        def waiting(event: str, why: str) -> None:
+            self._move(Event.REATTACH, why)
+            self.r.journal.event(event, self.m.vm, detail=why)
+
+        placement, why, src, dst = self.r.settle(self.m, self.spec, waiting)
         if placement is Placement.ON_DESTINATION:
+            faults.point("verified")
             if self.suspended and dst.state is DomainState.PAUSED:
                 try:  # we paused it: give it back running
                     hv.resume(self.m.destination, self.m.vm, self.spec.uuid)
                 except HypervisorError as e:
                     why += f"; could not resume it after the suspend timeout action: {e}"
             self._move(Event.VERIFIED, why)
+            faults.point("done")
             return "done"
         if placement is Placement.SPLIT:
             self._move(Event.SPLIT, why + (f"; migrate said: {error}" if error else ""))
@@ -419,42 +463,158 @@ class _Runner:
     # -- resume
 
     def reconcile(self) -> dict[str, State]:
-        """Brings the journal's view in line with both hosts before continuing (NOTES §6.3)."""
+        """Brings the journal's view in line with both hosts before continuing (NOTES §6.3).
+
+        In-flight VMs (and quarantined ones: their hosts may answer now) are settled in parallel:
+        a migration libvirt still runs is followed to its end, a silent host waited for."""
+        faults.point("reconcile")
         start_states: dict[str, State] = {}
+        to_settle: list[str] = []
         for vm, state in self.journal.states().items():
             if vm not in self.results:
                 continue
-            m = self.monitor.migration(vm)
             res = self.results[vm]
             res.attempts = self.journal.attempts_of(vm)
-            if state.in_flight:
-                spec = build_spec(m, self.inventory, self.options)
-                state = transition(state, Event.RECONCILE)
-                self.journal.record(vm, state, Event.RECONCILE, res.attempts, "resume: looking at both hosts")
-                src = self.hv.domain_status(m.source, vm, spec.uuid)
-                dst = self.hv.domain_status(m.destination, vm, spec.uuid)
-                placement, why = classify(src, dst, live=spec.live, persistent=spec.persistent)
-                event = {Placement.ON_DESTINATION: Event.VERIFIED, Placement.SPLIT: Event.SPLIT,
-                         Placement.ON_SOURCE: Event.ON_SOURCE_RETRY}[placement]
+            if state.in_flight or state is State.QUARANTINED:
+                event = Event.RECONCILE if state.in_flight else Event.REEXAMINE
                 state = transition(state, event)
-                self.journal.record(vm, state, event, res.attempts, f"resume: {why}")
+                self.journal.record(vm, state, event, res.attempts, "resume: looking at both hosts")
+                to_settle.append(vm)
             elif state in (State.FAILED, State.ABORTED):
                 state = transition(state, Event.REQUEUE)
                 self.journal.record(vm, state, Event.REQUEUE, res.attempts, "resume: trying again")
-            res.state = state
+            start_states[vm] = state
+        settled: dict[str, tuple[Placement, str]] = {}
+        threads = [threading.Thread(target=self._reconcile_one, args=(vm, settled), name=f"evac-resume-{vm}",
+                                    daemon=True) for vm in to_settle]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        announced = self._announced_volumes() if to_settle else {}
+        for vm in to_settle:
+            m, res = self.monitor.migration(vm), self.results[vm]
+            placement, why = settled.get(vm, (Placement.SPLIT, "could not be looked at"))
+            event = {Placement.ON_DESTINATION: Event.VERIFIED,
+                     Placement.ON_SOURCE: Event.ON_SOURCE_RETRY}.get(placement, Event.SPLIT)
+            if placement is Placement.ON_SOURCE and announced.get(vm):
+                # The dead run may have created destination volumes for it: remove them, or the next
+                # precheck refuses to overwrite them.
+                self.remove_volumes(vm, build_spec(m, self.inventory, self.options), announced[vm])
+            state = transition(State.VERIFYING, event)
+            self.journal.record(vm, state, event, res.attempts, f"resume: {why}")
+            start_states[vm] = state
+        for vm, state in start_states.items():
+            self.results[vm].state = state
             if state is State.DONE:
                 self.monitor.commit(vm)
             elif state is State.QUARANTINED:
                 self.monitor.quarantine(vm)
-            start_states[vm] = state
         return start_states
+
+    def _reconcile_one(self, vm: str, out: dict[str, tuple[Placement, str]]) -> None:
+        m = self.monitor.migration(vm)
+        spec = build_spec(m, self.inventory, self.options)
+
+        def waiting(event: str, why: str) -> None:
+            self.journal.record(vm, State.VERIFYING, Event.REATTACH, self.results[vm].attempts, f"resume: {why}")
+            self.journal.event(event, vm, detail=why)
+            faults.point(event)
+
+        try:
+            placement, why, _, _ = self.settle(m, spec, waiting)
+        except Exception as e:  # never let one VM's surprise stop the resume: it is quarantined
+            placement, why = Placement.SPLIT, f"unexpected error: {type(e).__name__}: {e}"
+        out[vm] = (placement, why)
+
+    def _completion_limit_s(self, m: Migration) -> float:
+        """policy.completion_timeout_per_gib_s × GiB of memory + copied disk (as `_poll` applies it)."""
+        size_gib = (m.memory_mib or self.inventory.vm[m.vm].memory_mib) / 1024.0 + m.disk_mib / 1024.0
+        return self.inventory.policy.completion_timeout_per_gib_s * max(size_gib, 1.0 / 1024.0)
+
+    def settle(self, m: Migration, spec: MigrationSpec, waiting: Callable[[str, str], None]
+               ) -> tuple[Placement, str, DomainStatus, DomainStatus]:
+        """Looks at both hosts until the answer is settled (NOTES §5), bounded:
+
+        * MIGRATING (libvirt still runs the job): followed, polling; past the completion limit (or
+          on Ctrl-C) the job is aborted — it is evac's own migration, its intent is journaled — and
+          if it still runs `host_wait_s` later it is SPLIT; an incoming domain on the destination
+          with no job on the source is given `host_wait_s` (a switchover ending) before SPLIT;
+        * UNANSWERED: the host is asked again with backoff for up to `host_wait_s`, then SPLIT.
+        `waiting(kind, why)` is told once per kind ("reattached", "host_wait")."""
+        opts, clock = self.options, self.clock
+        never = threading.Event()  # waits that Ctrl-C must not cut short (it has its own handling)
+        t0 = clock.now()
+        backoff = opts.host_backoff_s
+        told: set[Placement] = set()
+        aborted_at: float | None = None
+        host_since: float | None = None
+        lingering_since: float | None = None
+        while True:
+            src = self.hv.domain_status(m.source, m.vm, spec.uuid)
+            dst = self.hv.domain_status(m.destination, m.vm, spec.uuid)
+            placement, why = classify(src, dst, live=spec.live, persistent=spec.persistent)
+            if placement.settled:
+                return placement, why, src, dst
+            if placement not in told:
+                told.add(placement)
+                waiting("reattached" if placement is Placement.MIGRATING else "host_wait", why)
+            now = clock.now()
+            if placement is Placement.UNANSWERED:
+                host_since = now if host_since is None else host_since
+                if now - host_since >= opts.host_wait_s or opts.cancel.is_set():
+                    return Placement.SPLIT, f"{why} (asked again for {now - host_since:.0f} s)", src, dst
+                clock.wait(never, backoff)
+                backoff = min(backoff * 2, opts.host_backoff_max_s)
+                continue
+            host_since, backoff = None, opts.host_backoff_s
+            if src.job_active:
+                lingering_since = None
+                limit = self._completion_limit_s(m)
+                if aborted_at is None and (now - t0 >= limit or opts.cancel.is_set()):
+                    aborted_at = now
+                    reason = "cancelled by the operator" if opts.cancel.is_set() else \
+                        f"completion timeout: followed {now - t0:.0f} s > {limit:.0f} s"
+                    try:
+                        self.hv.abort(m.source, m.vm, spec.uuid)
+                        self.journal.event("escalation", m.vm, step="abort", detail=reason)
+                    except HypervisorError as e:
+                        self.journal.event("abort_failed", m.vm, error=str(e))
+                if aborted_at is not None and now - aborted_at >= opts.host_wait_s:
+                    return Placement.SPLIT, f"{why}, still {now - aborted_at:.0f} s after abort", src, dst
+            else:  # an incoming domain with no job on the source: the end of a switchover, or debris
+                lingering_since = now if lingering_since is None else lingering_since
+                if now - lingering_since >= opts.host_wait_s:
+                    return Placement.SPLIT, f"{why}, with no job on {m.source} for {now - lingering_since:.0f} s", \
+                        src, dst
+            clock.wait(never, opts.poll_interval_s)
+
+    def remove_volumes(self, vm: str, spec: MigrationSpec, paths: list[str]) -> None:
+        """Deletes destination volumes evac created for `vm` (the VM runs on its source only)."""
+        try:
+            self.hv.cleanup_storage(spec, paths)
+            self.journal.event("volumes_removed", vm, paths=paths)
+        except HypervisorError as e:
+            self.journal.event("cleanup_failed", vm, volumes=paths, error=str(e))
+
+    def _announced_volumes(self) -> dict[str, list[str]]:
+        """Per VM, the destination volumes the journal announced (`volumes_creating`) and no
+        `volumes_removed` took back since: what a crashed run may have left behind."""
+        announced: dict[str, list[str]] = {}
+        for e in self.journal.events():
+            if e["kind"] == "volumes_creating":
+                announced[e["vm"]] = list(e.get("paths", []))
+            elif e["kind"] == "volumes_removed":
+                announced[e["vm"]] = [p for p in announced.get(e["vm"], []) if p not in e.get("paths", [])]
+        return announced
 
     # -- main loop
 
     def run(self) -> RunResult:
+        self.journal.event("run_started", mode=self.options.mode, resume=self.options.resume)
+        faults.point("run_started")
         start_states = self.reconcile() if self.options.resume else {}
         self.reporter.run_started(self.plan, self.options.mode)
-        self.journal.event("run_started", mode=self.options.mode, resume=self.options.resume)
         cancelling = False
         first = True
         last_poll = -1e9
@@ -480,6 +640,7 @@ class _Runner:
         ended = [r.ended_s for r in self.results.values() if r.ended_s is not None]
         result = RunResult(self.plan, self.results, max(ended, default=0.0), cancelled=cancelling,
                            unreachable=dict(self.unreachable), halted=self.halted)
+        faults.point("run_finished")
         self.journal.event("run_finished", **result.summary())
         self.reporter.run_finished(result)
         return result
@@ -573,12 +734,13 @@ class _Runner:
             if p is None:
                 continue
             self.reporter.migration_progress(w.m, p)
+            faults.point("disk_copy" if p.disk_total_mib and p.disk_processed_mib < p.disk_total_mib
+                         else "memory_copy")
             now = self.clock_s()
             if p.data_remaining_mib < w.best_remaining_mib - 1e-6:
                 w.best_remaining_mib = p.data_remaining_mib
                 w.last_progress_s = now
-            size_gib = (w.m.memory_mib or self.inventory.vm[w.m.vm].memory_mib) / 1024.0 + w.m.disk_mib / 1024.0
-            completion_limit_s = policy.completion_timeout_per_gib_s * max(size_gib, 1.0 / 1024.0)
+            completion_limit_s = self._completion_limit_s(w.m)
             if now - w.migrate_started_s > completion_limit_s and w.final_action is None:
                 self._final_action(w, f"completion timeout: running {now - w.migrate_started_s:.0f} s > "
                                       f"{completion_limit_s:.0f} s")

@@ -29,10 +29,11 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from executor import faults
 from executor.hypervisor import (
     Clock,
     DomainState,
@@ -52,8 +53,8 @@ OPERATION_ABORTED = 78
 RPC = 39
 OPERATION_INVALID = 55
 INTERNAL = 1
-PAUSED_USER = 2  # VIR_DOMAIN_PAUSED_USER
-PAUSED_MIGRATION = 3  # VIR_DOMAIN_PAUSED_MIGRATION (incoming domain)
+PAUSED_USER = 1  # VIR_DOMAIN_PAUSED_USER
+PAUSED_MIGRATION = 2  # VIR_DOMAIN_PAUSED_MIGRATION (incoming domain)
 PAUSED_POSTCOPY = 12  # VIR_DOMAIN_PAUSED_POSTCOPY (source side after the switch)
 
 
@@ -91,6 +92,7 @@ class FailMigration:
 class HostDown:
     host: str
     after_s: float = 0.0  # simulated seconds after the fleet was created
+    until_s: float | None = None  # answers again from then on (a daemon restarted); None: for good
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +150,26 @@ class _Job:
     in_disk_phase: bool = False
 
 
+@dataclass
+class _Orphan:
+    """A migration job nobody's client waits for any more (the evac that started it died): the source
+    daemon drives it on (p2p, NOTES §5) and it ends by itself at `ends_s`, unless aborted."""
+
+    vm: str
+    source: str
+    destination: str
+    started_s: float
+    ends_s: float
+    completes: bool
+    memory_mib: float
+    aborted: bool = False
+
+
 class SimulatedHypervisor(Hypervisor):
     def __init__(self, inventory: Inventory, *, speedup: float = 100.0, faults: Iterable[Fault] = (),
                  model: DurationModel = DEFAULT_MODEL, jitter: float = 0.0, seed: int = 0,
-                 state_path: str | Path | None = None, complete_inflight: bool = True) -> None:
+                 state_path: str | Path | None = None, complete_inflight: bool = True,
+                 inflight_runs_s: float = 0.0) -> None:
         self.inventory = inventory
         self.clock: SimClock = SimClock(speedup)
         self.model = model
@@ -166,15 +184,18 @@ class SimulatedHypervisor(Hypervisor):
             self._domains.setdefault(v.host, {})[v.name] = _Domain(v.name, v.uuid, state, v.persistent)
         self._down: set[str] = set()
         self._jobs: dict[str, _Job] = {}  # by VM name
+        self._orphans: dict[str, _Orphan] = {}  # by VM name
         self._attempts: dict[str, int] = {}
         self.volumes: dict[str, set[str]] = {h.name: set() for h in inventory.hosts}
         self.migrate_calls: list[MigrationSpec] = []
         # `state_path`: the fleet outlives the process (crash tests): domains are saved at every change
         # and loaded here. Jobs that were in flight when the process died either completed (p2p: the
-        # source daemon drives the migration without the client, `complete_inflight`) or failed.
+        # source daemon drives the migration without the client, `complete_inflight`) or failed; with
+        # `inflight_runs_s` > 0 they are still running when the fleet is loaded and end that many
+        # simulated seconds later (what a resume right after a crash finds, NOTES §5).
         self.state_path = Path(state_path) if state_path is not None else None
         if self.state_path is not None and self.state_path.exists():
-            self._load(complete_inflight)
+            self._load(complete_inflight, inflight_runs_s)
 
     def _save(self) -> None:
         if self.state_path is None:
@@ -185,7 +206,7 @@ class SimulatedHypervisor(Hypervisor):
         tmp.write_text(json.dumps({"domains": doc, "jobs": jobs}))
         os.replace(tmp, self.state_path)
 
-    def _load(self, complete_inflight: bool) -> None:
+    def _load(self, complete_inflight: bool, inflight_runs_s: float) -> None:
         assert self.state_path is not None
         doc = json.loads(self.state_path.read_text())
         self._domains = {h: {d["name"]: _Domain(**{**d, "state": DomainState(d["state"])}) for d in doms}
@@ -195,9 +216,46 @@ class SimulatedHypervisor(Hypervisor):
             if source_dom is not None:
                 source_dom.job_active = False
             self._domains[dst].pop(vm, None)
-            if complete_inflight and source_dom is not None:
+            if source_dom is None:
+                continue
+            if inflight_runs_s > 0:
+                self.orphan(vm, dst, inflight_runs_s, completes=complete_inflight)
+            elif complete_inflight:
                 del self._domains[src][vm]
                 self._domains[dst][vm] = _Domain(vm, source_dom.uuid, DomainState.RUNNING, source_dom.persistent)
+
+    # ------------------------------------------------------------------ jobs whose client died
+
+    def orphan(self, vm: str, destination: str, runs_s: float, *, completes: bool = True) -> None:
+        """Starts a migration of `vm` to `destination` that no client waits for, as if the evac that
+        called migrate had been SIGKILLed: the source shows the job, the destination the paused incoming
+        domain, and after `runs_s` simulated seconds it completes (or fails: VM back to normal on its
+        source). `abort` on the source ends it at once, the VM on its source."""
+        with self._lock:
+            source = next(h for h, doms in self._domains.items() if vm in doms)
+            dom = self._domains[source][vm]
+            dom.job_active = True
+            self._domains[destination][vm] = _Domain(vm, dom.uuid, DomainState.PAUSED, False, PAUSED_MIGRATION)
+            now = self.clock.now()
+            memory = self.inventory.vm[vm].memory_mib if vm in self.inventory.vm else 0.0
+            self._orphans[vm] = _Orphan(vm, source, destination, now, now + runs_s, completes, memory)
+
+    def _settle_orphans(self) -> None:
+        """Ends the orphan jobs whose time has come (called under the lock by every query)."""
+        now = self.clock.now()
+        for vm, o in list(self._orphans.items()):
+            if not o.aborted and now < o.ends_s:
+                continue
+            del self._orphans[vm]
+            src = self._domains[o.source].get(vm)
+            self._domains[o.destination].pop(vm, None)
+            if src is None:
+                continue
+            src.job_active = False
+            if o.completes and not o.aborted:
+                del self._domains[o.source][vm]
+                self._domains[o.destination][vm] = _Domain(vm, src.uuid, DomainState.RUNNING, src.persistent)
+            self._save()
 
     # ------------------------------------------------------------------ faults and inspection
 
@@ -211,7 +269,8 @@ class SimulatedHypervisor(Hypervisor):
         if host in self._down:
             return True
         now = self.clock.now()
-        return any(isinstance(f, HostDown) and f.host == host and now >= f.after_s for f in self.faults)
+        return any(isinstance(f, HostDown) and f.host == host and now >= f.after_s
+                   and (f.until_s is None or now < f.until_s) for f in self.faults)
 
     def set_host_down(self, host: str) -> None:
         """Takes a host off the network now: its jobs fail, it answers nothing."""
@@ -221,9 +280,15 @@ class SimulatedHypervisor(Hypervisor):
                 if host in (job.spec.source, job.spec.destination):
                     job.poke.set()
 
+    def set_host_up(self, host: str) -> None:
+        """The host answers again (its daemon restarted); its domains are as it left them."""
+        with self._lock:
+            self._down.discard(host)
+
     def where(self, vm: str) -> list[tuple[str, DomainState]]:
         """Every host holding a domain of this name, with its state (for "nothing is lost" checks)."""
         with self._lock:
+            self._settle_orphans()
             return [(h, doms[vm].state) for h, doms in self._domains.items() if vm in doms]
 
     # ------------------------------------------------------------------ Hypervisor: queries
@@ -235,6 +300,7 @@ class SimulatedHypervisor(Hypervisor):
         if self.is_down(host) or host not in self._domains:
             return DomainStatus(host, vm, uuid, DomainState.UNKNOWN)
         with self._lock:
+            self._settle_orphans()
             dom = self._find(host, vm, uuid)
             if dom is None:
                 return DomainStatus(host, vm, uuid, DomainState.ABSENT)
@@ -244,6 +310,7 @@ class SimulatedHypervisor(Hypervisor):
         if self.is_down(host):
             raise HypervisorError(host, RPC, "unable to connect to server")
         with self._lock:
+            self._settle_orphans()
             return [DomainStatus(host, d.name, d.uuid, d.state, d.reason, d.persistent, d.job_active)
                     for d in self._domains.get(host, {}).values()]
 
@@ -261,6 +328,7 @@ class SimulatedHypervisor(Hypervisor):
         if problems:
             return problems
         with self._lock:
+            self._settle_orphans()
             dom = self._find(spec.source, spec.vm, spec.uuid)
             if dom is None:
                 problems.append(f"{spec.vm} is not on {spec.source}")
@@ -274,10 +342,13 @@ class SimulatedHypervisor(Hypervisor):
                 problems.append(f"{spec.vm} already exists on {spec.destination}")
         return problems
 
-    def prepare_storage(self, spec: MigrationSpec) -> list[str]:
+    def prepare_storage(self, spec: MigrationSpec, announce: Callable[[list[str]], None] | None = None) -> list[str]:
         created = [f"/var/lib/libvirt/images/{spec.vm}-{t}" for t in spec.copy_storage]
+        if announce is not None:
+            announce(created)
         with self._lock:
             self.volumes.setdefault(spec.destination, set()).update(created)
+        faults.point("volume_created")
         return created
 
     def cleanup_storage(self, spec: MigrationSpec, created: list[str]) -> None:
@@ -302,6 +373,7 @@ class SimulatedHypervisor(Hypervisor):
 
     def _begin(self, spec: MigrationSpec, memory_mib: float, dirty_rate_mibs: float) -> _Job:
         with self._lock:
+            self._settle_orphans()
             attempt = self._attempts.get(spec.vm, 0) + 1
             self._attempts[spec.vm] = attempt
             if self.is_down(spec.source):
@@ -441,7 +513,16 @@ class SimulatedHypervisor(Hypervisor):
                                   "operation aborted: migration out job: canceled by client")
 
     def job_progress(self, host: str, vm: str, uuid: str | None = None) -> JobProgress | None:
+        if self.is_down(host):
+            raise HypervisorError(host, RPC, "unable to connect to server")
         with self._lock:
+            self._settle_orphans()
+            orphan = self._orphans.get(vm)
+            if orphan is not None and orphan.source == host:
+                now = self.clock.now()
+                left = orphan.memory_mib * max(0.0, orphan.ends_s - now) / max(orphan.ends_s - orphan.started_s, 1e-9)
+                return JobProgress(elapsed_s=now - orphan.started_s, data_total_mib=orphan.memory_mib,
+                                   data_processed_mib=orphan.memory_mib - left, data_remaining_mib=left)
             job = self._jobs.get(vm)
             if job is None or job.spec.source != host:
                 return None
@@ -481,6 +562,11 @@ class SimulatedHypervisor(Hypervisor):
 
     def abort(self, host: str, vm: str, uuid: str | None = None) -> None:
         with self._lock:
+            orphan = self._orphans.get(vm)
+            if orphan is not None and orphan.source == host:
+                orphan.aborted = True
+                self._settle_orphans()
+                return
             job = self._job(host, vm)
             job.aborted = True
             job.poke.set()

@@ -9,9 +9,14 @@ docs/executor.md draws the table (`mermaid()` prints it).
     verifying ──on_source_retry──▶ retry_wait ──precheck_ok──▶ prechecked   (bounded retries)
     verifying ──on_source_final──▶ failed   (VM runs on its source; the error is reported)
     verifying ──on_source_aborted──▶ aborted (timeout action abort, or Ctrl-C)
-    verifying ──split──▶ quarantined        (both / paused both / unknown: touch nothing)
+    verifying ──split──▶ quarantined        (both / paused both / post-copy failed: touch nothing)
+    verifying ──reattach──▶ verifying       (a job still runs, or a host does not answer: wait, look again)
+    quarantined ──reexamine──▶ verifying    (resume: look again at a VM a human has not been asked about yet)
 
-`classify` is the pure half of "look the VM up on BOTH hosts after any error" (NOTES §5).
+`classify` is the pure half of "look the VM up on BOTH hosts after any error" (NOTES §5). It says
+MIGRATING while libvirt still runs the migration (the source has the job, or the destination holds
+the paused incoming domain) and UNANSWERED while a host does not answer: both mean "not yet", the
+runner waits (bounded) and looks again; only what is still unclear after that is SPLIT.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class Event(StrEnum):
     ON_SOURCE_ABORTED = "on_source_aborted"  # still on the source because evac aborted the job
     SPLIT = "split"  # on both hosts, paused on both, or a host did not answer
     RECONCILE = "reconcile"  # resume: an in-flight migration found in the journal, look at both hosts
+    REATTACH = "reattach"  # the migration is still running in libvirt, or a host does not answer: wait
+    REEXAMINE = "reexamine"  # resume: a quarantined VM is looked at again (its hosts may answer now)
     REQUEUE = "requeue"  # resume: try a failed or aborted migration again
 
 
@@ -84,6 +91,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.RUNNING, Event.RECONCILE): State.VERIFYING,
     (State.VERIFYING, Event.RECONCILE): State.VERIFYING,
     (State.RETRY_WAIT, Event.RECONCILE): State.VERIFYING,
+    (State.VERIFYING, Event.REATTACH): State.VERIFYING,
+    (State.QUARANTINED, Event.REEXAMINE): State.VERIFYING,
     (State.FAILED, Event.REQUEUE): State.PENDING,
     (State.ABORTED, Event.REQUEUE): State.PENDING,
 }
@@ -119,11 +128,19 @@ def mermaid() -> str:
 class Placement(StrEnum):
     ON_DESTINATION = "on_destination"  # running (or paused by us) on the destination only: done
     ON_SOURCE = "on_source"  # on the source only: failed or retry
+    MIGRATING = "migrating"  # libvirt still runs the migration: follow the job, then look again
+    UNANSWERED = "unanswered"  # a host does not answer: wait for it (bounded), then look again
     SPLIT = "split"  # anything else: quarantine, touch nothing
 
+    @property
+    def settled(self) -> bool:
+        """False while looking again later may give another answer."""
+        return self not in (Placement.MIGRATING, Placement.UNANSWERED)
 
-# libvirt VIR_DOMAIN_PAUSED_POSTCOPY_FAILED: a post-copy migration broke; only a human may decide.
-PAUSED_POSTCOPY_FAILED = 13
+
+# libvirt's paused reasons (virDomainPausedReason) that classify reads.
+PAUSED_MIGRATION = 2  # VIR_DOMAIN_PAUSED_MIGRATION: the incoming domain of a running migration
+PAUSED_POSTCOPY_FAILED = 13  # VIR_DOMAIN_PAUSED_POSTCOPY_FAILED: a post-copy migration broke; a human decides
 
 
 def classify(source: DomainStatus, destination: DomainStatus, *, live: bool = True,
@@ -131,17 +148,26 @@ def classify(source: DomainStatus, destination: DomainStatus, *, live: bool = Tr
     """Where the VM is after a migration call returned or failed, with the reason in words.
 
     ON_DESTINATION requires what NOTES §6.5 calls done: on the destination in the expected state,
-    absent from the source, defined on the destination if it was persistent. Anything not clearly
-    one side or the other, including a host that did not answer, is SPLIT."""
+    absent from the source, defined on the destination if it was persistent. A migration libvirt
+    still runs is MIGRATING, a host that did not answer UNANSWERED (look again later); anything else
+    not clearly one side or the other is SPLIT."""
     s, d = source.state, destination.state
-    if DomainState.UNKNOWN in (s, d):
-        who = source.host if s is DomainState.UNKNOWN else destination.host
-        return Placement.SPLIT, f"{who} did not answer: VM location unknown"
-    if DomainState.OTHER in (s, d):
-        return Placement.SPLIT, f"VM in an unexpected state (source {s}, destination {d})"
     if (s is DomainState.PAUSED and source.reason == PAUSED_POSTCOPY_FAILED) or \
             (d is DomainState.PAUSED and destination.reason == PAUSED_POSTCOPY_FAILED):
         return Placement.SPLIT, "post-copy failed: VM paused, its memory split between hosts"
+    if DomainState.UNKNOWN in (s, d):
+        who = source.host if s is DomainState.UNKNOWN else destination.host
+        return Placement.UNANSWERED, f"{who} did not answer: VM location unknown"
+    if source.job_active and s is not DomainState.ABSENT:
+        return Placement.MIGRATING, f"a job still runs on {source.host} (source {s}, destination {d})"
+    if (d is DomainState.PAUSED and destination.reason == PAUSED_MIGRATION) or destination.job_active:
+        return Placement.MIGRATING, f"{destination.host} holds the incoming domain (source {s}, destination {d})"
+    if live and s is DomainState.SHUTOFF and d in (DomainState.RUNNING, DomainState.PAUSED):
+        # The end of a live migration seen from outside: the destination runs, the source QEMU has
+        # stopped, its definition is not removed yet (measured: ~0.5 s, libvirt 9.0).
+        return Placement.MIGRATING, f"finishing: shut off on {source.host}, {d} on {destination.host}"
+    if DomainState.OTHER in (s, d):
+        return Placement.SPLIT, f"VM in an unexpected state (source {s}, destination {d})"
     expected = {DomainState.RUNNING, DomainState.PAUSED} if live else {DomainState.SHUTOFF}
     if s is DomainState.ABSENT and d in expected:
         if persistent and not destination.persistent:

@@ -6,6 +6,7 @@ source or its planned destination; quarantined VMs are left untouched on both ho
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -245,6 +246,13 @@ def test_split_brain_is_quarantined_and_untouched(tmp_path: Path) -> None:
                                                (m0.destination, DomainState.PAUSED)])
     assert journal.state_of(m0.vm) is State.QUARANTINED
     assert_nothing_lost(sim, plan, quarantined=[m0.vm])
+    journal.close()
+    # --resume looks at it again (issue 8) and, still split, leaves it quarantined and untouched.
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.results[m0.vm].state is State.QUARANTINED
+    assert sorted(sim.where(m0.vm)) == sorted([(m0.source, DomainState.PAUSED), (m0.destination, DomainState.PAUSED)])
+    assert [s.vm for s in sim.migrate_calls].count(m0.vm) == 1
+    assert_nothing_lost(sim, plan, quarantined=[m0.vm])
 
 
 def test_ctrl_c_aborts_in_flight_and_resume_finishes(tmp_path: Path) -> None:
@@ -282,8 +290,8 @@ def test_virsh_command_equivalent() -> None:
     assert f"--bandwidth {round(m.bandwidth_mibs)}" in cmd
 
 
-@pytest.mark.parametrize("complete_inflight", [True, False])
-def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool) -> None:
+@pytest.mark.parametrize(("complete_inflight", "inflight_runs_s"), [(True, 0.0), (False, 0.0), (True, 30.0)])
+def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool, inflight_runs_s: float) -> None:
     """SIGKILL the executor mid-run; --resume reconciles in-flight VMs with both hosts and finishes:
     no VM lost or duplicated, no VM migrated again once done."""
     state = tmp_path / "fleet.json"
@@ -325,10 +333,13 @@ def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool) -> N
     before = Journal.read(journal_path)
     done_before = {vm for vm, s in before.states().items() if s is State.DONE}
     in_flight_before = set(before.in_flight())
+    migrating_before = {vm for vm, s in before.states().items() if s in (State.RUNNING, State.VERIFYING)}
+    jobs_at_kill = set(json.loads(state.read_text())["jobs"])
     intents_before = {vm: before.attempts_of(vm) for vm in done_before}
     before.close()
     assert in_flight_before
-    sim = SimulatedHypervisor(inv, speedup=400, state_path=state, complete_inflight=complete_inflight)
+    sim = SimulatedHypervisor(inv, speedup=400, state_path=state, complete_inflight=complete_inflight,
+                              inflight_runs_s=inflight_runs_s)  # > 0: the jobs still run when we look
     result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
     assert result.ok, result.summary()
     assert journal.summary() == {"done": len(plan.migrations)}
@@ -336,9 +347,11 @@ def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool) -> N
         assert journal.attempts_of(vm) == intents_before[vm]
     assert not {s.vm for s in sim.migrate_calls} & done_before
     if complete_inflight:  # the source daemon finished them: reconciled as done without a new attempt
-        assert not {s.vm for s in sim.migrate_calls} & in_flight_before
-    else:
-        assert in_flight_before <= {s.vm for s in sim.migrate_calls}
+        assert not {s.vm for s in sim.migrate_calls} & migrating_before  # (prechecked ones had no job yet)
+        if inflight_runs_s:  # followed to their end, not classified while they ran
+            assert jobs_at_kill and {e["vm"] for e in journal.events("reattached")} >= jobs_at_kill
+    else:  # the jobs that were running failed with the client: migrated again
+        assert jobs_at_kill <= {s.vm for s in sim.migrate_calls}
     assert_nothing_lost(sim, plan)
 
 
@@ -406,4 +419,111 @@ def test_a_cp_sat_plan_of_the_sample_fleet_runs_in_every_mode(tmp_path: Path, mo
                                one_at_a_time=mode == "one_at_a_time")
     assert result.ok, result.summary()
     _assert_limits(inv, plan, rep)
+    assert_nothing_lost(sim, plan)
+
+
+# ---------------------------------------------------------------- resume re-attaches, waits, re-examines (issue 8)
+
+
+def _dead_run(tmp_path: Path, inv: Inventory, plan: Plan, running: list[str], state: State = State.RUNNING) -> None:
+    """The journal an evac SIGKILLed mid-migration leaves: `running` VMs had their intent written and
+    migrate called (state `state`), nothing else had started."""
+    with Journal.open(tmp_path / "j.db", plan, flags=RunOptions().journal_flags()) as j:
+        for vm in running:
+            m = plan.migration_of(vm)
+            assert m is not None
+            j.record(vm, State.PRECHECKED, "precheck_ok", 0)
+            j.intent(vm, inv.vm[vm].uuid, m.source, m.destination, {}, 1)
+            j.record(vm, State.RUNNING, "migrate", 1)
+            if state is not State.RUNNING:
+                j.record(vm, state, "split" if state is State.QUARANTINED else "returned", 1,
+                         f"{m.destination} did not answer: VM location unknown")
+
+
+def test_resume_reattaches_to_migrations_libvirt_is_still_running(tmp_path: Path) -> None:
+    """Found 2: the source daemon still drives the dead run's migrations (p2p); resume follows their
+    jobs until they end and marks them done, without migrating them again and without quarantine."""
+    inv, plan = _fleet()
+    running = [m.vm for m in plan.migrations[:2]]
+    _dead_run(tmp_path, inv, plan, running)
+    sim = SimulatedHypervisor(inv, speedup=400)
+    for vm in running:
+        sim.orphan(vm, plan.migration_of(vm).destination, runs_s=30.0)  # type: ignore[union-attr]
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.ok, result.summary()
+    assert journal.summary() == {"done": len(plan.migrations)}
+    assert not {s.vm for s in sim.migrate_calls} & set(running)  # followed, not migrated again
+    assert all(journal.attempts_of(vm) == 1 for vm in running)
+    reattached = {e["vm"] for e in journal.events("reattached")}
+    assert reattached == set(running)
+    assert_nothing_lost(sim, plan)
+
+
+def test_resume_reattaches_then_retries_a_migration_that_failed_meanwhile(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    vm = plan.migrations[0].vm
+    _dead_run(tmp_path, inv, plan, [vm])
+    sim = SimulatedHypervisor(inv, speedup=400)
+    sim.orphan(vm, plan.migrations[0].destination, runs_s=20.0, completes=False)
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.ok, result.summary()
+    assert [s.vm for s in sim.migrate_calls].count(vm) == 1 and journal.attempts_of(vm) == 2
+    assert_nothing_lost(sim, plan)
+
+
+def test_a_host_that_does_not_answer_is_waited_for_before_classifying(tmp_path: Path) -> None:
+    """Found 2, second case: the destination's daemon dies mid-migration and is back seconds later:
+    the VM, running on its source, is retried, not quarantined as 'location unknown'."""
+    inv, plan = _fleet()
+    m0 = plan.migrations[0]
+    sim = SimulatedHypervisor(inv, speedup=100)  # vm0 migrates from ~4 to ~65 simulated seconds
+    threading.Timer(0.3, sim.set_host_down, args=(m0.destination,)).start()
+    threading.Timer(0.4, sim.set_host_up, args=(m0.destination,)).start()  # ~10 simulated seconds later
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim)
+    r = result.results[m0.vm]
+    assert r.state is State.DONE and r.attempts == 2, r
+    assert journal.events("host_wait")
+    assert_nothing_lost(sim, plan)
+
+
+def test_resume_reexamines_a_vm_quarantined_because_a_host_did_not_answer(tmp_path: Path) -> None:
+    inv, plan = _fleet()
+    vm = plan.migrations[0].vm
+    _dead_run(tmp_path, inv, plan, [vm], state=State.QUARANTINED)
+    result, sim, _, journal = _run(tmp_path, inv, plan, resume=True)
+    assert result.ok, result.summary()
+    assert journal.state_of(vm) is State.DONE and journal.attempts_of(vm) == 2
+    assert_nothing_lost(sim, plan)
+
+
+
+def test_another_clients_job_on_the_domain_is_waited_for_not_a_failure(tmp_path: Path) -> None:
+    """NOTES §5: a job held by someone else (here another client's migration that is then aborted)
+    means wait and retry with backoff; the plan still completes."""
+    inv, plan = _fleet()
+    m0 = plan.migrations[0]
+    other = next(h.name for h in inv.hosts if h.name not in (m0.source, m0.destination))
+    sim = SimulatedHypervisor(inv, speedup=400)
+    sim.orphan(m0.vm, other, runs_s=200.0, completes=False)  # someone else's job, gone after 200 s
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, backoff_s=100.0)  # waits 100, 200 s
+    assert result.results[m0.vm].state is State.DONE, result.results[m0.vm]
+    assert journal.events("job_busy") and journal.attempts_of(m0.vm) == 1
+    assert_nothing_lost(sim, plan)
+
+
+def test_resume_removes_the_volumes_a_dead_run_created_before_retrying(tmp_path: Path) -> None:
+    """Killed between creating a copy-storage volume and migrating: the resume finds the VM on its
+    source and deletes the announced volume first (else the precheck refuses the existing file)."""
+    inv, plan = _fleet()
+    m = next(m for m in plan.migrations if m.copy_storage)
+    with Journal.open(tmp_path / "j.db", plan, flags=RunOptions().journal_flags()) as j:
+        j.record(m.vm, State.PRECHECKED, "precheck_ok", 0)
+        j.event("volumes_creating", m.vm, attempt=1, paths=["/var/lib/libvirt/images/left-behind"])
+    sim = SimulatedHypervisor(inv, speedup=400)
+    sim.volumes[m.destination].add("/var/lib/libvirt/images/left-behind")
+    result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
+    assert result.ok, result.summary()
+    assert "/var/lib/libvirt/images/left-behind" not in sim.volumes[m.destination]
+    removed = [e for e in journal.events("volumes_removed") if e["vm"] == m.vm]
+    assert removed and removed[0]["paths"] == ["/var/lib/libvirt/images/left-behind"]
     assert_nothing_lost(sim, plan)

@@ -7,6 +7,7 @@ import pytest
 from executor.hypervisor import DomainState, DomainStatus
 from executor.states import (
     FINAL,
+    PAUSED_MIGRATION,
     PAUSED_POSTCOPY_FAILED,
     TRANSITIONS,
     Event,
@@ -35,9 +36,9 @@ def test_retry_goes_back_through_precheck() -> None:
 
 
 @pytest.mark.parametrize("final", sorted(FINAL))
-def test_final_states_only_leave_by_requeue(final: State) -> None:
+def test_final_states_only_leave_by_requeue_or_reexamine(final: State) -> None:
     leaving = {e for (s, e) in TRANSITIONS if s is final}
-    assert leaving <= {Event.REQUEUE}
+    assert leaving <= ({Event.REEXAMINE} if final is State.QUARANTINED else {Event.REQUEUE})
     with pytest.raises(IllegalTransition):
         transition(final, Event.MIGRATE)
 
@@ -71,14 +72,22 @@ def _st(host: str, state: DomainState, persistent: bool = True, reason: int = 0)
     (_st("a", DomainState.ABSENT), _st("b", DomainState.RUNNING), Placement.ON_DESTINATION),
     (_st("a", DomainState.RUNNING), _st("b", DomainState.ABSENT), Placement.ON_SOURCE),
     (_st("a", DomainState.PAUSED), _st("b", DomainState.ABSENT), Placement.ON_SOURCE),
-    (_st("a", DomainState.RUNNING), _st("b", DomainState.PAUSED), Placement.SPLIT),
+    (_st("a", DomainState.RUNNING), _st("b", DomainState.PAUSED, reason=1), Placement.SPLIT),
     (_st("a", DomainState.PAUSED), _st("b", DomainState.PAUSED), Placement.SPLIT),
-    (_st("a", DomainState.UNKNOWN), _st("b", DomainState.ABSENT), Placement.SPLIT),
-    (_st("a", DomainState.ABSENT), _st("b", DomainState.UNKNOWN), Placement.SPLIT),
+    (_st("a", DomainState.UNKNOWN), _st("b", DomainState.ABSENT), Placement.UNANSWERED),
+    (_st("a", DomainState.ABSENT), _st("b", DomainState.UNKNOWN), Placement.UNANSWERED),
+    (_st("a", DomainState.UNKNOWN), _st("b", DomainState.PAUSED, reason=PAUSED_POSTCOPY_FAILED), Placement.SPLIT),
+    (_st("a", DomainState.RUNNING), _st("b", DomainState.PAUSED, reason=PAUSED_MIGRATION), Placement.MIGRATING),
+    (_st("a", DomainState.ABSENT), _st("b", DomainState.PAUSED, reason=PAUSED_MIGRATION), Placement.MIGRATING),
+    (DomainStatus("a", "vm", "u", DomainState.RUNNING, job_active=True), _st("b", DomainState.ABSENT),
+     Placement.MIGRATING),
+    (_st("a", DomainState.PAUSED, reason=PAUSED_POSTCOPY_FAILED), _st("b", DomainState.PAUSED, reason=PAUSED_MIGRATION),
+     Placement.SPLIT),
     (_st("a", DomainState.ABSENT), _st("b", DomainState.ABSENT), Placement.SPLIT),
     (_st("a", DomainState.ABSENT), _st("b", DomainState.RUNNING, persistent=False), Placement.SPLIT),
     (_st("a", DomainState.ABSENT), _st("b", DomainState.PAUSED, reason=PAUSED_POSTCOPY_FAILED), Placement.SPLIT),
     (_st("a", DomainState.OTHER), _st("b", DomainState.ABSENT), Placement.SPLIT),
+    (_st("a", DomainState.SHUTOFF), _st("b", DomainState.RUNNING), Placement.MIGRATING),  # switchover ending
 ])
 def test_classify(src: DomainStatus, dst: DomainStatus, expected: Placement) -> None:
     placement, why = classify(src, dst)
@@ -91,3 +100,9 @@ def test_classify_offline_and_transient() -> None:
         is Placement.ON_DESTINATION
     assert classify(_st("a", DomainState.ABSENT), _st("b", DomainState.RUNNING, persistent=False),
                     persistent=False)[0] is Placement.ON_DESTINATION
+
+
+def test_only_settled_placements_end_the_look() -> None:
+    assert {p for p in Placement if not p.settled} == {Placement.MIGRATING, Placement.UNANSWERED}
+    assert transition(State.QUARANTINED, Event.REEXAMINE) is State.VERIFYING
+    assert transition(State.VERIFYING, Event.REATTACH) is State.VERIFYING

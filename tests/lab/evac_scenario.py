@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor.collector import collect
-from executor.hypervisor import JobProgress
+from executor.hypervisor import DomainStatus, JobProgress
 from executor.libvirt_hv import LibvirtHypervisor
 from executor.reporter import Reporter
 from planner.checker import check_plan
@@ -222,19 +222,24 @@ def verify(sc: Scenario, hv: LibvirtHypervisor) -> list[str]:
         dst = hv.domain_status(m.destination, m.vm, uuid)
         if src.state.value != "absent":
             problems.append(f"{m.vm}: still on {m.source} ({src.state.value})")
-        if dst.state.value != "running":
-            problems.append(f"{m.vm}: {dst.state.value} on {m.destination}")
-            continue
-        if dst.persistent != sc.persistent[m.vm]:
-            problems.append(f"{m.vm}: persistent={dst.persistent} on {m.destination}, was {sc.persistent[m.vm]}")
-        moved = sc.lab.connect(_index(m.destination)).lookupByUUIDString(uuid)
-        if not sc.lab.heartbeat_advances(moved):
-            problems.append(f"{m.vm}: heartbeat not advancing on {m.destination}")
-        if m.vm in sc.disk_digest:
-            disk = sc.disks[m.vm]
-            path = sc.lab.host(_index(m.destination)).local_path(disk.name)
-            if read_disk_digest(path, disk.format, DISK_DATA_MIB) != sc.disk_digest[m.vm]:
-                problems.append(f"{m.vm}: disk data differs on {m.destination} ({path})")
+        problems += _runs_intact(sc, m.vm, m.destination, dst)
+    return problems
+
+
+def _runs_intact(sc: Scenario, vm: str, host: str, st: DomainStatus) -> list[str]:
+    """Problems with `vm` on `host`: not running, heartbeat stopped, persistence changed, disk data differs."""
+    if st.state.value != "running":
+        return [f"{vm}: {st.state.value} on {host}"]
+    problems = []
+    if st.persistent != sc.persistent[vm]:
+        problems.append(f"{vm}: persistent={st.persistent} on {host}, was {sc.persistent[vm]}")
+    if not sc.lab.heartbeat_advances(sc.lab.connect(_index(host)).lookupByUUIDString(sc.uuids[vm])):
+        problems.append(f"{vm}: heartbeat not advancing on {host}")
+    if vm in sc.disk_digest:
+        disk = sc.disks[vm]
+        path = sc.lab.host(_index(host)).local_path(disk.name)
+        if read_disk_digest(path, disk.format, DISK_DATA_MIB) != sc.disk_digest[vm]:
+            problems.append(f"{vm}: disk data differs on {host} ({path})")
     return problems
 
 
@@ -252,3 +257,40 @@ def wait_migrating(hv: LibvirtHypervisor, host: str, vm: str, uuid: str, min_pro
             return p
         time.sleep(0.1)
     raise TimeoutError(f"{vm} did not start migrating from {host} within {timeout_s} s")
+
+
+def nothing_lost(sc: Scenario, hv: LibvirtHypervisor, quarantined: Sequence[str] = ()) -> list[str]:
+    """Every problem with the "nothing lost" rule: each VM of the plan runs exactly once (no other
+    copy on any lab host), on its source or its planned destination, heartbeat ticking, persistent
+    exactly where it was; a local disk's data intact wherever the VM runs, and no copy-storage volume
+    left on the destination of a VM that stayed on its source. Quarantined VMs: at least one copy
+    left, untouched (evac destroys nothing)."""
+    problems = []
+    for m in sc.plan.migrations:
+        uuid = sc.uuids[m.vm]
+        found = {h.name: hv.domain_status(h.name, m.vm, uuid) for h in sc.lab.hosts}
+        unknown = [h for h, st in found.items() if st.state.value == "unknown"]
+        if unknown:
+            problems.append(f"{m.vm}: {', '.join(unknown)} did not answer")
+            continue
+        present = {h: st for h, st in found.items() if st.state.value != "absent"}
+        if m.vm in quarantined:
+            if not present:
+                problems.append(f"{m.vm}: quarantined but found on no host")
+            continue
+        if len(present) != 1:
+            problems.append(f"{m.vm}: on {sorted((h, st.state.value) for h, st in present.items())}, expected one host")
+            continue
+        (host, st), = present.items()
+        if host not in (m.source, m.destination):
+            problems.append(f"{m.vm}: on {host}, neither its source {m.source} nor destination {m.destination}")
+        problems += _runs_intact(sc, m.vm, host, st)
+        if m.vm in sc.disks and host == m.source and \
+                sc.lab.host(_index(m.destination)).local_path(sc.disks[m.vm].name).exists():
+            problems.append(f"{m.vm}: runs on {host} but a copy-storage volume is left on {m.destination}")
+    return problems
+
+
+def assert_nothing_lost(sc: Scenario, hv: LibvirtHypervisor, quarantined: Sequence[str] = ()) -> None:
+    problems = nothing_lost(sc, hv, quarantined)
+    assert not problems, "; ".join(problems)
