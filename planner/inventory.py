@@ -22,8 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from planner.documents import read_document
 from planner.errors import InventoryError, Problem
 from planner.model import VM, Disk, Host, HostState, Inventory, Link, MissingHost, Policy, VMState
 
@@ -56,8 +55,6 @@ _KEY_SETS = {k: frozenset(v) for k, v in (("top", TOP_KEYS), ("host", HOST_KEYS)
                                           ("missing", MISSING_HOST_KEYS))}
 
 _MISSING = object()
-# libyaml's safe loader when PyYAML was built with it: ~10x faster on big inventories.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HOST_STATES = {s.value: s for s in HostState}
 _VM_STATES = {s.value: s for s in VMState}
 _ONLY_STR = {str}
@@ -93,43 +90,9 @@ def inventory_schema() -> dict[str, Any]:
 
 
 def decode_document(raw: bytes, source: str, *, yaml_syntax: bool) -> tuple[object, list[Problem]]:
-    """Bytes to plain data and warnings (duplicate JSON keys), or InventoryError with the line and column
-    of a syntax error."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InventoryError(source, [Problem(f"byte {e.start}", "not UTF-8 text (is this the right file?)")]) from None
-    if yaml_syntax:
-        try:
-            return yaml.load(text, Loader=_YAML_LOADER), []  # a safe loader (C or Python): no arbitrary objects
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-            raise InventoryError(source, [Problem(where, f"malformed YAML: {e.problem or e.context}")]) from None
-        except yaml.YAMLError as e:
-            raise InventoryError(source, [Problem("", f"malformed YAML: {e}")]) from None
-    duplicates: list[Problem] = []
-
-    def no_silent_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        # json keeps the last of two equal keys without a word; a hand-edited file deserves one.
-        obj = dict(pairs)
-        if len(obj) != len(pairs):
-            seen: set[str] = set()
-            owner = f" of {obj['name']!r}" if isinstance(obj.get("name"), str) else ""
-            for key, _ in pairs:
-                if key in seen:
-                    duplicates.append(Problem(key, f"key given twice in the object{owner}; the last value, "
-                                                   f"{_show(obj[key])}, is used", "warning"))
-                seen.add(key)
-        return obj
-
-    try:
-        return json.loads(text, object_pairs_hook=no_silent_duplicates), duplicates
-    except json.JSONDecodeError as e:
-        raise InventoryError(source, [Problem(f"line {e.lineno} column {e.colno}", f"malformed JSON: {e.msg}")]) \
-            from None
-    except RecursionError:
-        raise InventoryError(source, [Problem("", "malformed JSON: nested too deeply")]) from None
+    """Bytes to plain data and warnings (duplicate keys, with their path or line), or InventoryError with the
+    location of a syntax error: the one reader of planner.documents, shared with plans and journals."""
+    return read_document(raw, source, yaml_syntax=yaml_syntax, error=InventoryError)
 
 
 def parse_inventory(doc: object, source: str = "<inventory>") -> LoadedInventory:

@@ -244,10 +244,13 @@ def test_yaml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
 
 def test_garbage_bytes(tmp_path: Path) -> None:
     f = tmp_path / "bad.json"
-    f.write_bytes(b"\xff\xfe\x00garbage")
+    f.write_bytes(b"\xff\x00garbage")
     with pytest.raises(InventoryError) as info:
         load_inventory(f)
     assert "not UTF-8" in str(info.value)
+    f.write_bytes(b"\xff\xfe\x00garbage")  # a UTF-16 byte-order mark: said by name
+    with pytest.raises(InventoryError, match="UTF-16 text: evac reads UTF-8"):
+        load_inventory(f)
 
 
 def test_yaml_and_json_give_the_same_inventory(tmp_path: Path) -> None:
@@ -286,13 +289,13 @@ def test_schema_and_loader_agree_on_broken_fields(path: tuple[Any, ...], value: 
     assert problems_of(doc)
 
 
-def test_duplicate_json_keys_are_a_warning_naming_the_object(tmp_path: Path) -> None:
+def test_duplicate_json_keys_are_a_warning_naming_the_path(tmp_path: Path) -> None:
     text = json.dumps(valid_doc()).replace('"vcpus": 2,', '"vcpus": 2, "vcpus": 3,')
     f = tmp_path / "dup.json"
     f.write_text(text)
     loaded = load_inventory(f)
     assert loaded.inventory.vm["web-02"].vcpus == 3
-    assert [str(w) for w in loaded.warnings] == ["vcpus: key given twice in the object of 'web-02'; the last value, "
+    assert [str(w) for w in loaded.warnings] == ["vms[1].vcpus: key given twice (in 'web-02'); the last value, "
                                                  "3, is used"]
 
 
