@@ -34,6 +34,19 @@ TABLES: dict[str, tuple[str, ...]] = {
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _STATES = frozenset(s.value for s in State)
 MAX_SHOWN = 20  # problems listed; a journal damaged everywhere says how many more
+# The SQLite type each column must hold (SQLite itself stores any type in any column).
+_TIME = ("real", "integer")
+TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "run": {"id": ("integer",), "started_at": _TIME, "plan_sha256": ("text",), "inventory_sha256": ("text",),
+            "flags": ("text",), "plan": ("text",)},
+    "intent": {"id": ("integer",), "run_id": ("integer",), "at": _TIME, "vm": ("text",), "uuid": ("text", "null"),
+               "source": ("text",), "destination": ("text",), "flags": ("text",), "attempt": ("integer",)},
+    "state": {"id": ("integer",), "run_id": ("integer",), "at": _TIME, "vm": ("text",), "state": ("text",),
+              "event": ("text",), "attempt": ("integer",), "detail": ("text",)},
+    "event": {"id": ("integer",), "run_id": ("integer",), "at": _TIME, "kind": ("text",), "vm": ("text", "null"),
+              "data": ("text",)},
+}
+MAX_TIME = 1e12  # seconds since 1970: year 33658; anything beyond is not a time evac wrote
 
 
 class Kind(Enum):
@@ -122,6 +135,9 @@ def contents_problems(conn: sqlite3.Connection) -> list[Problem]:
         check = [r[0] for r in conn.execute("PRAGMA quick_check(20)")]
         if check != ["ok"]:
             return [Problem("sqlite", f"corrupt: {c}") for c in check]
+        problems += _type_problems(conn)
+        if problems:
+            return problems
         for rid, flags, plan in conn.execute("SELECT id, flags, plan FROM run ORDER BY id"):
             where = f"run id {rid}"
             _json_object(flags, f"{where} flags", problems)
@@ -142,6 +158,21 @@ def contents_problems(conn: sqlite3.Connection) -> list[Problem]:
     except sqlite3.DatabaseError as e:
         problems.append(Problem("sqlite", f"cannot read: {e}"))
     return problems
+
+
+def _type_problems(conn: sqlite3.Connection) -> list[Problem]:
+    out = []
+    for table, columns in TYPES.items():
+        for column, kinds in columns.items():
+            allowed = ",".join(f"'{k}'" for k in kinds)
+            for rid, kind in conn.execute(f"SELECT rowid, typeof({column}) FROM {table} "  # table and column: ours
+                                          f"WHERE typeof({column}) NOT IN ({allowed}) LIMIT 5"):
+                out.append(Problem(f"{table} id {rid} {column}", f"holds {kind}; evac writes {' or '.join(kinds)}"))
+            if kinds is _TIME:
+                for (rid,) in conn.execute(f"SELECT rowid FROM {table} WHERE abs({column}) > {MAX_TIME} "
+                                           f"LIMIT 5"):
+                    out.append(Problem(f"{table} id {rid} {column}", "is not a time evac wrote"))
+    return out
 
 
 def _json_object(cell: object, where: str, problems: list[Problem]) -> dict[str, object] | None:

@@ -154,7 +154,9 @@ DAMAGE = {
     "event data not JSON": ("UPDATE event SET data='' WHERE id=1", "event id 1 data line 1 column 1: malformed JSON"),
     "plan not a plan": ("UPDATE run SET plan='{\"version\": 7}'", "run id 1 plan"),
     "state is a number": ("UPDATE state SET state=3 WHERE id=1", "unknown state '3'"),
-    "intent flags a blob": ("UPDATE intent SET flags=x'00ff' WHERE id=1", "intent id 1 flags: must be JSON text"),
+    "intent flags a blob": ("UPDATE intent SET flags=x'00ff' WHERE id=1", "intent id 1 flags: holds blob; evac writes text"),
+    "a time that is text": ("UPDATE state SET at='soon' WHERE id=2", "state id 2 at: holds text; evac writes real"),
+    "a time beyond any clock": ("UPDATE event SET at=1e300 WHERE id=1", "event id 1 at: is not a time evac wrote"),
     "dropped table": ("DROP TABLE state", "table state: missing"),
     "renamed column": ("ALTER TABLE event RENAME COLUMN data TO payload", "table event: columns"),
 }
