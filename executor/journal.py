@@ -141,14 +141,17 @@ class Journal:
                                                                 f"start one, or name the journal of the run)")])
         lock_fd = _lock(p)
         try:
+            previous = None
             if found.kind is Kind.JOURNAL:
                 with contextlib.closing(journal_file.connect_read_only(p)) as ro:
                     problems = journal_file.contents_problems(ro)
-                if problems:
-                    raise journal_file.damaged(p, problems)
+                    if problems:
+                        raise journal_file.damaged(p, problems)
+                    previous = ro.execute("SELECT plan_sha256, started_at FROM run ORDER BY id DESC LIMIT 1").fetchone()
+            _may_start(p, plan, previous, resume)  # every refusal before the first write
             conn = _connect(p)
             try:
-                run_id = _start_run(conn, p, plan, inventory_sha256, dict(flags or {}), resume)
+                run_id = _start_run(conn, plan, inventory_sha256, dict(flags or {}))
             except BaseException:
                 conn.close()
                 raise
@@ -324,29 +327,31 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _start_run(conn: sqlite3.Connection, path: Path, plan: Plan, inventory_sha256: str | None,
-               flags: dict[str, Any], resume: bool) -> int:
-    digest = plan_digest(plan)
-    prev = conn.execute("SELECT plan_sha256, started_at FROM run ORDER BY id DESC LIMIT 1").fetchone()
+def _may_start(path: Path, plan: Plan, previous: tuple[str, float] | None, resume: bool) -> None:
+    """Refuses a run the journal cannot take: `previous` is its last run (plan digest, start time), if any."""
     where = f"journal {path}"
-    if prev is None and resume:
-        raise JournalFileError(where, [Problem("", "no run to resume: the journal records no run (run without "
-                                                   "--resume to start one)")])
-    if prev is not None:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(prev[1])))
-        if prev[0] != digest:
-            raise JournalFileError(where, [Problem("", f"records a run of a different plan (plan sha256 "
-                                                       f"{prev[0][:12]}…, started {started}); resume with the plan "
-                                                       f"it was started with, or choose another --journal file")])
-        if not resume:
-            raise JournalFileError(where, [Problem("", f"already records a run of this plan (started {started}); pass "
-                                                       f"--resume to continue it or choose another --journal file")])
+    if previous is None:
+        if resume:
+            raise JournalFileError(where, [Problem("", "no run to resume: the journal records no run (run without "
+                                                       "--resume to start one)")])
+        return
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(previous[1])))
+    if previous[0] != plan_digest(plan):
+        raise JournalFileError(where, [Problem("", f"records a run of a different plan (plan sha256 "
+                                                   f"{previous[0][:12]}…, started {started}); resume with the plan "
+                                                   f"it was started with, or choose another --journal file")])
+    if not resume:
+        raise JournalFileError(where, [Problem("", f"already records a run of this plan (started {started}); pass "
+                                                   f"--resume to continue it or choose another --journal file")])
+
+
+def _start_run(conn: sqlite3.Connection, plan: Plan, inventory_sha256: str | None, flags: dict[str, Any]) -> int:
     _refuse_secrets(flags)
     with conn:
         cur = conn.execute(
             "INSERT INTO run (started_at, plan_sha256, inventory_sha256, flags, plan) VALUES (?,?,?,?,?)",
-            (time.time(), digest, inventory_sha256 or plan.inventory_sha256, json.dumps(flags, sort_keys=True),
-             plan.to_json(indent=None)))
+            (time.time(), plan_digest(plan), inventory_sha256 or plan.inventory_sha256,
+             json.dumps(flags, sort_keys=True), plan.to_json(indent=None)))
     return int(cur.lastrowid or 0)
 
 

@@ -46,6 +46,7 @@ TYPES: dict[str, dict[str, tuple[str, ...]]] = {
     "event": {"id": ("integer",), "run_id": ("integer",), "at": _TIME, "kind": ("text",), "vm": ("text", "null"),
               "data": ("text",)},
 }
+_TEXT_COLUMNS = {t: frozenset(c for c, kinds in cols.items() if "text" in kinds) for t, cols in TYPES.items()}
 MAX_TIME = 1e12  # seconds since 1970: year 33658; anything beyond is not a time evac wrote
 
 
@@ -94,7 +95,7 @@ def inspect(path: Path) -> JournalFile:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             tables = {name: tuple(c[1] for c in conn.execute(f"PRAGMA table_info({name!r})"))
                       for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
         raise not_a_journal(path, f"SQLite cannot read it ({e})") from None
     if app_id not in (0, APPLICATION_ID):
         raise not_a_journal(path, f"it belongs to another application (SQLite application_id {app_id:#x}; "
@@ -136,6 +137,7 @@ def contents_problems(conn: sqlite3.Connection) -> list[Problem]:
         if check != ["ok"]:
             return [Problem("sqlite", f"corrupt: {c}") for c in check]
         problems += _type_problems(conn)
+        problems += _encoding_problems(conn)
         if problems:
             return problems
         for rid, flags, plan in conn.execute("SELECT id, flags, plan FROM run ORDER BY id"):
@@ -155,7 +157,7 @@ def contents_problems(conn: sqlite3.Connection) -> list[Problem]:
             _json_object(flags, f"intent id {iid} flags", problems)
         for eid, data in conn.execute("SELECT id, data FROM event ORDER BY id"):
             _json_object(data, f"event id {eid} data", problems)
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
         problems.append(Problem("sqlite", f"cannot read: {e}"))
     return problems
 
@@ -172,6 +174,27 @@ def _type_problems(conn: sqlite3.Connection) -> list[Problem]:
                 for (rid,) in conn.execute(f"SELECT rowid FROM {table} WHERE abs({column}) > {MAX_TIME} "
                                            f"LIMIT 5"):
                     out.append(Problem(f"{table} id {rid} {column}", "is not a time evac wrote"))
+    return out
+
+
+def _encoding_problems(conn: sqlite3.Connection) -> list[Problem]:
+    """Text cells that are not UTF-8 (Python's sqlite3 would raise on reading them back)."""
+    out = []
+    previous = conn.text_factory
+    conn.text_factory = bytes
+    try:
+        for table, columns in TABLES.items():
+            for row in conn.execute(f"SELECT {', '.join(columns)} FROM {table}"):  # table and columns: ours
+                for column, cell in zip(columns, row, strict=True):
+                    if isinstance(cell, bytes) and column in _TEXT_COLUMNS[table]:
+                        try:
+                            cell.decode("utf-8")
+                        except UnicodeDecodeError:
+                            out.append(Problem(f"{table} id {row[0]} {column}", "text that is not UTF-8"))
+                            if len(out) >= MAX_SHOWN:
+                                return out
+    finally:
+        conn.text_factory = previous
     return out
 
 

@@ -202,3 +202,25 @@ def test_journal_api_refuses_like_the_cli(tmp_path: Path) -> None:
         Journal.read(other)
     with pytest.raises(JournalFileError, match="cannot create its lock file"):
         Journal.open(tmp_path / "no" / "such" / "dir.db", plan)
+
+
+def test_resume_of_a_journal_without_runs_writes_nothing(files: tuple[Path, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    journal = _finished_journal(files, tmp_path, capsys)
+    db = sqlite3.connect(journal)
+    db.execute("DELETE FROM run")
+    db.commit()
+    db.close()
+    before = _digest(journal)
+    _refused(_run(files, journal, "--resume"), capsys, "no run to resume: the journal records no run")
+    assert _digest(journal) == before
+
+
+def test_text_that_is_not_utf8_is_damage(files: tuple[Path, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    journal = _finished_journal(files, tmp_path, capsys)
+    db = sqlite3.connect(journal)
+    db.execute("UPDATE state SET detail=CAST(x'80ff' AS TEXT) WHERE id=1")
+    db.commit()
+    db.close()
+    _refused(["status", str(journal)], capsys, "state id 1 detail: text that is not UTF-8")
