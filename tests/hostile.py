@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import re
 import threading
 from collections import Counter
@@ -192,3 +193,20 @@ def report_cases(request: pytest.FixtureRequest) -> Iterator[None]:
     ran = {k: v - before.get(k, 0) for k, v in CASES.items() if v - before.get(k, 0)}
     print(f"\nhostile cases, {request.module.__name__}: {sum(ran.values())} "
           + ", ".join(f"{k} {v}" for k, v in sorted(ran.items())))
+
+
+@pytest.fixture
+def fast_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A scratch folder in memory (/dev/shm) when there is one: the journal tests fsync on every commit."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="evac-hostile-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

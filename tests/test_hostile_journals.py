@@ -24,9 +24,9 @@ from planner.errors import InputError
 from planner.inventory import load_inventory
 from planner.plan import Plan, load_plan
 from tests.fleet import greedy_plan, make_inventory
-from tests.hostile import assert_refusal_names, count, hostile_settings, report_cases, run_cli
+from tests.hostile import assert_refusal_names, count, fast_tmp, hostile_settings, report_cases, run_cli
 
-__all__ = ["report_cases"]
+__all__ = ["fast_tmp", "report_cases"]
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -120,10 +120,10 @@ def _read_back(path: Path, plan: Plan) -> None:
 @hostile_settings(900)
 @given(statements=sql_damage())
 def test_journals_changed_by_sql(statements: list[tuple[str, tuple[Any, ...]]], template: tuple[bytes, Plan],
-                                 tmp_path: Path) -> None:
+                                 fast_tmp: Path) -> None:
     count("journal sql")
     content, plan = template
-    path = tmp_path / "j.db"
+    path = fast_tmp / "j.db"
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
         stale.unlink(missing_ok=True)
     path.write_bytes(content)
@@ -133,7 +133,7 @@ def test_journals_changed_by_sql(statements: list[tuple[str, tuple[Any, ...]]], 
 
 @hostile_settings(600)
 @given(data=st.data())
-def test_journals_with_bytes_written_over(data: st.DataObject, template: tuple[bytes, Plan], tmp_path: Path) -> None:
+def test_journals_with_bytes_written_over(data: st.DataObject, template: tuple[bytes, Plan], fast_tmp: Path) -> None:
     count("journal bytes")
     content, plan = template
     raw = bytearray(content)
@@ -143,7 +143,7 @@ def test_journals_with_bytes_written_over(data: st.DataObject, template: tuple[b
         raw[at:at + len(chunk)] = chunk
     if data.draw(st.booleans()):
         raw = raw[:data.draw(st.integers(0, len(raw)))]
-    path = tmp_path / "j.db"
+    path = fast_tmp / "j.db"
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         stale.unlink(missing_ok=True)
     path.write_bytes(bytes(raw))
@@ -157,10 +157,10 @@ NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
 @given(tables=st.dictionaries(NAMES, st.lists(NAMES, min_size=1, max_size=4, unique=True), min_size=0, max_size=4),
        app_id=st.sampled_from([0, 0, 1, 0x45564143, -5]))
 def test_other_applications_databases_are_left_alone(tables: dict[str, list[str]], app_id: int,
-                                                      template: tuple[bytes, Plan], tmp_path: Path) -> None:
+                                                      template: tuple[bytes, Plan], fast_tmp: Path) -> None:
     count("foreign database")
     _, plan = template
-    path = tmp_path / "other.db"
+    path = fast_tmp / "other.db"
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
         stale.unlink(missing_ok=True)
     db = sqlite3.connect(path)
@@ -183,10 +183,10 @@ def test_other_applications_databases_are_left_alone(tables: dict[str, list[str]
 @hostile_settings(200)
 @given(statements=sql_damage())
 def test_status_of_a_changed_journal(statements: list[tuple[str, tuple[Any, ...]]], template: tuple[bytes, Plan],
-                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                                     fast_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     count("journal sql (evac status)")
     content, _ = template
-    path = tmp_path / "j.db"
+    path = fast_tmp / "j.db"
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         stale.unlink(missing_ok=True)
     path.write_bytes(content)
