@@ -32,52 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from executor import journal_file
-from executor.journal_file import JournalFileError, Kind
+from executor.journal_file import SCHEMA, JournalFileError, Kind
 from executor.states import State
 from planner.documents import read_json_value
 from planner.errors import EvacError, Problem
 from planner.plan import Plan, plan_from_dict
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS run (
-    id INTEGER PRIMARY KEY,
-    started_at REAL NOT NULL,
-    plan_sha256 TEXT NOT NULL,
-    inventory_sha256 TEXT NOT NULL,
-    flags TEXT NOT NULL,
-    plan TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS intent (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    vm TEXT NOT NULL,
-    uuid TEXT,
-    source TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    flags TEXT NOT NULL,
-    attempt INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS state (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    vm TEXT NOT NULL,
-    state TEXT NOT NULL,
-    event TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS event (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    vm TEXT,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS state_vm ON state (vm, id);
-"""
 
 # The journal must never turn into a credential store: flags and event data are checked for these.
 _SECRET_KEYS = ("password", "passwd", "secret", "token", "keyfile", "sshkey")
@@ -321,7 +280,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(f"PRAGMA application_id={journal_file.APPLICATION_ID};"
-                           f"PRAGMA user_version={journal_file.SCHEMA_VERSION};{_SCHEMA}")
+                           f"PRAGMA user_version={journal_file.SCHEMA_VERSION};{SCHEMA}")
     except sqlite3.Error as e:
         raise JournalFileError(f"journal {path}", [Problem("", f"cannot write it: {e}")]) from None
     return conn

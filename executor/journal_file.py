@@ -24,28 +24,68 @@ from planner.documents import read_json_value
 from planner.errors import InputError, PlanFileError, Problem, UsageError
 
 APPLICATION_ID = 0x45564143  # "EVAC" in ASCII, as `PRAGMA application_id` stores it
-SCHEMA_VERSION = 1
-TABLES: dict[str, tuple[str, ...]] = {
-    "run": ("id", "started_at", "plan_sha256", "inventory_sha256", "flags", "plan"),
-    "intent": ("id", "run_id", "at", "vm", "uuid", "source", "destination", "flags", "attempt"),
-    "state": ("id", "run_id", "at", "vm", "state", "event", "attempt", "detail"),
-    "event": ("id", "run_id", "at", "kind", "vm", "data"),
-}
+SCHEMA_VERSION = 1  # raise it with any change to SCHEMA; an older evac then refuses the journal by name
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    plan_sha256 TEXT NOT NULL,
+    inventory_sha256 TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    plan TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS intent (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    vm TEXT NOT NULL,
+    uuid TEXT,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    attempt INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    vm TEXT NOT NULL,
+    state TEXT NOT NULL,
+    event TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    vm TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS state_vm ON state (vm, id);
+"""
+
+
+def _expected(schema: str) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, tuple[str, ...]]]]:
+    """The columns of each table and the SQLite types each column may hold, read from SCHEMA itself."""
+    kinds = {"INTEGER": ("integer",), "REAL": ("real", "integer"), "TEXT": ("text",)}
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(schema)
+        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY rowid")]
+        info = {n: list(db.execute(f"PRAGMA table_info({n})")) for n in names}
+    tables = {n: tuple(c[1] for c in cols) for n, cols in info.items()}
+    # a column may be NULL unless NOT NULL or the rowid (INTEGER PRIMARY KEY)
+    types = {n: {c[1]: kinds[c[2]] + (() if c[3] or c[5] else ("null",)) for c in cols} for n, cols in info.items()}
+    return tables, types
+
+
+TABLES, TYPES = _expected(SCHEMA)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _STATES = frozenset(s.value for s in State)
 MAX_SHOWN = 20  # problems listed; a journal damaged everywhere says how many more
-# The SQLite type each column must hold (SQLite itself stores any type in any column).
+# SQLite stores any type in any column: TYPES (from SCHEMA) says what evac writes in each.
 _TIME = ("real", "integer")
-TYPES: dict[str, dict[str, tuple[str, ...]]] = {
-    "run": {"id": ("integer",), "started_at": _TIME, "plan_sha256": ("text",), "inventory_sha256": ("text",),
-            "flags": ("text",), "plan": ("text",)},
-    "intent": {"id": ("integer",), "run_id": ("integer",), "at": _TIME, "vm": ("text",), "uuid": ("text", "null"),
-               "source": ("text",), "destination": ("text",), "flags": ("text",), "attempt": ("integer",)},
-    "state": {"id": ("integer",), "run_id": ("integer",), "at": _TIME, "vm": ("text",), "state": ("text",),
-              "event": ("text",), "attempt": ("integer",), "detail": ("text",)},
-    "event": {"id": ("integer",), "run_id": ("integer",), "at": _TIME, "kind": ("text",), "vm": ("text", "null"),
-              "data": ("text",)},
-}
 _TEXT_COLUMNS = {t: frozenset(c for c, kinds in cols.items() if "text" in kinds) for t, cols in TYPES.items()}
 MAX_TIME = 1e12  # seconds since 1970: year 33658; anything beyond is not a time evac wrote
 
@@ -170,7 +210,7 @@ def _type_problems(conn: sqlite3.Connection) -> list[Problem]:
             for rid, kind in conn.execute(f"SELECT rowid, typeof({column}) FROM {table} "  # table and column: ours
                                           f"WHERE typeof({column}) NOT IN ({allowed}) LIMIT 5"):
                 out.append(Problem(f"{table} id {rid} {column}", f"holds {kind}; evac writes {' or '.join(kinds)}"))
-            if kinds is _TIME:
+            if kinds == _TIME:
                 for (rid,) in conn.execute(f"SELECT rowid FROM {table} WHERE abs({column}) > {MAX_TIME} "
                                            f"LIMIT 5"):
                     out.append(Problem(f"{table} id {rid} {column}", "is not a time evac wrote"))

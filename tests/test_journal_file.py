@@ -56,6 +56,14 @@ def _finished_journal(files: tuple[Path, Path], tmp_path: Path, capsys: pytest.C
     return journal
 
 
+def _sql(path: Path, *statements: str) -> None:
+    db = sqlite3.connect(path)
+    for sql in statements:
+        db.execute(sql)
+    db.commit()
+    db.close()
+
+
 def _other_application_db(path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, amount REAL)")
@@ -126,11 +134,7 @@ def test_a_new_journal_is_marked(files: tuple[Path, Path], tmp_path: Path,
 def test_a_journal_from_before_the_mark_still_resumes(files: tuple[Path, Path], tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     journal = _finished_journal(files, tmp_path, capsys)
-    db = sqlite3.connect(journal)
-    db.execute("PRAGMA application_id=0")
-    db.execute("PRAGMA user_version=0")
-    db.commit()
-    db.close()
+    _sql(journal, "PRAGMA application_id=0", "PRAGMA user_version=0")
     assert main(["status", str(journal)]) == 0
     assert main(_run(files, journal, "--resume")) == 0
     assert sqlite3.connect(journal).execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
@@ -139,10 +143,7 @@ def test_a_journal_from_before_the_mark_still_resumes(files: tuple[Path, Path], 
 def test_a_journal_from_a_newer_evac(files: tuple[Path, Path], tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     journal = _finished_journal(files, tmp_path, capsys)
-    db = sqlite3.connect(journal)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.commit()
-    db.close()
+    _sql(journal, f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     _refused(_run(files, journal, "--resume"), capsys, "newer evac")
 
 
@@ -168,10 +169,7 @@ def test_a_damaged_journal_is_neither_resumed_nor_shown(files: tuple[Path, Path]
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     sql, needle = DAMAGE[case]
     journal = _finished_journal(files, tmp_path, capsys)
-    db = sqlite3.connect(journal)
-    db.execute(sql)
-    db.commit()
-    db.close()
+    _sql(journal, sql)
     before = _digest(journal)
     _refused(_run(files, journal, "--resume"), capsys, str(journal), needle, "damaged evac journal")
     _refused(["status", str(journal)], capsys, needle)
@@ -207,10 +205,7 @@ def test_journal_api_refuses_like_the_cli(tmp_path: Path) -> None:
 def test_resume_of_a_journal_without_runs_writes_nothing(files: tuple[Path, Path], tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     journal = _finished_journal(files, tmp_path, capsys)
-    db = sqlite3.connect(journal)
-    db.execute("DELETE FROM run")
-    db.commit()
-    db.close()
+    _sql(journal, "DELETE FROM run")
     before = _digest(journal)
     _refused(_run(files, journal, "--resume"), capsys, "no run to resume: the journal records no run")
     assert _digest(journal) == before
@@ -219,8 +214,5 @@ def test_resume_of_a_journal_without_runs_writes_nothing(files: tuple[Path, Path
 def test_text_that_is_not_utf8_is_damage(files: tuple[Path, Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     journal = _finished_journal(files, tmp_path, capsys)
-    db = sqlite3.connect(journal)
-    db.execute("UPDATE state SET detail=CAST(x'80ff' AS TEXT) WHERE id=1")
-    db.commit()
-    db.close()
+    _sql(journal, "UPDATE state SET detail=CAST(x'80ff' AS TEXT) WHERE id=1")
     _refused(["status", str(journal)], capsys, "state id 1 detail: text that is not UTF-8")
