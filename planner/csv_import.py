@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from planner.documents import decode_text
+from planner.documents import MAX_INT_DIGITS, decode_text
 from planner.errors import InventoryError, Problem
 from planner.inventory import LoadedInventory, parse_inventory
 from planner.model import Inventory
@@ -49,7 +49,7 @@ _LOCATION_RE = re.compile(r"^(hosts|vms|links)\[(\d+)\](?:\.disks\[(\d+)\])?(?:\
 
 def _number(text: str) -> object:
     if _INT_RE.match(text):
-        return int(text)
+        return int(text) if len(text.lstrip("+-")) <= MAX_INT_DIGITS else text
     try:
         return float(text)
     except ValueError:
@@ -61,6 +61,9 @@ def _cell(column: str, text: str, where: str, problems: list[Problem], file: str
     if file == "disks.csv" and column == "storage":
         return text  # one storage id per disk, not a list
     if column in INT_COLUMNS or column in NUMBER_COLUMNS:
+        digits = len(text.lstrip("+-"))
+        if _INT_RE.match(text) and digits > MAX_INT_DIGITS:  # as the JSON and YAML reader: int() has limits
+            problems.append(Problem(where, f"integer with {digits} digits: no evac field takes a number this large"))
         return _number(text)
     if column in BOOL_COLUMNS:
         low = text.lower()

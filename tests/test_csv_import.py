@@ -182,3 +182,15 @@ def test_a_broken_cell_names_its_file_row_and_column(tmp_path_factory: pytest.Te
     assert code == 2, err
     assert f"vms.csv row {row + 2} column {column}" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("digits", [19, 400, 4301])
+@pytest.mark.parametrize("column", ["memory_mib", "nic_gbps"])
+def test_a_huge_number_in_a_cell_names_the_cell(tmp_path: Path, digits: int, column: str) -> None:
+    """4,301 digits broke int() (Python's conversion limit) and 400 broke float(): a traceback either way."""
+    cells = {"memory_mib": "131072", "nic_gbps": "25"}
+    cells[column] = "9" * digits
+    hosts = HOSTS.replace("a1,32,131072,25,", f"a1,32,{cells['memory_mib']},{cells['nic_gbps']},", 1)
+    found = _problems(_folder(tmp_path, hosts_csv=hosts))
+    assert f"hosts.csv row 2 column {column}: integer with {digits} digits: no evac field takes a number this " \
+           f"large" in found

@@ -92,7 +92,8 @@ def test_edited_yaml_inventories(doc: Any, tmp_path: Path, capsys: pytest.Captur
 
 
 CSV_FILES = {"hosts.csv": HOSTS, "vms.csv": VMS, "disks.csv": DISKS, "links.csv": LINKS, "policy.csv": POLICY}
-CSV_DAMAGE = st.sampled_from(['"', ",", "\n", ";", "=", "\x00", " ", "\r", ",,", '""', "x", "-1", "nan", "é"])
+CSV_DAMAGE = st.sampled_from(['"', ",", "\n", ";", "=", "\x00", " ", "\r", ",,", '""', "x", "-1", "nan", "é", "9" * 400,
+                              "9" * 4301, "1e400"])
 
 
 @st.composite
