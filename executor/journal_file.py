@@ -187,6 +187,8 @@ def contents_problems(conn: sqlite3.Connection) -> list[Problem]:
             if doc is not None:
                 try:
                     plan_from_dict(doc, f"{where} plan")
+                except RecursionError:
+                    problems.append(Problem(f"{where} plan", "nested too deeply"))
                 except PlanFileError as e:
                     problems += [Problem(f"{where} plan {p.where}".rstrip(), p.message) for p in e.problems[:3]]
         for sid, vm, state in conn.execute("SELECT id, vm, state FROM state ORDER BY id"):

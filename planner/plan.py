@@ -266,4 +266,7 @@ def load_plan(path: str | Path) -> Plan:
     except OSError as e:
         raise PlanFileError(str(p), [Problem("", f"cannot read: {e.strerror or e}")]) from None
     doc, _ = read_document(raw, str(p), error=PlanFileError, duplicates="error")
-    return plan_from_dict(doc, str(p))
+    try:
+        return plan_from_dict(doc, str(p))
+    except RecursionError:  # parsed just below Python's limit, then one repr() deeper in a message
+        raise PlanFileError(str(p), [Problem("", "nested too deeply")]) from None

@@ -159,3 +159,18 @@ def test_cli_shows_the_location_not_a_traceback(tmp_path: Path, capsys: pytest.C
     assert main(["run", str(f), "-i", str(inv), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "UTF-16 text" in err and "Traceback" not in err
+
+
+def test_a_plan_parsed_just_below_the_recursion_limit(tmp_path: Path, plan_text: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list nested ~990 deep parses, then repr() in a message goes a few frames deeper: still a PlanFileError."""
+    import planner.plan
+
+    def too_deep(doc: object, source: str = "plan") -> None:
+        raise RecursionError
+
+    monkeypatch.setattr(planner.plan, "plan_from_dict", too_deep)
+    f = tmp_path / "plan.json"
+    f.write_text(plan_text)
+    with pytest.raises(PlanFileError, match="nested too deeply"):
+        load_plan(f)
