@@ -186,16 +186,20 @@ class _Loader(_YAML_BASE):  # type: ignore[misc, valid-type]
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            try:
-                key = self.construct_object(key_node, deep=True)
-                hash(key)
-            except TypeError:
-                continue  # an unhashable key: the base constructor reports it with its mark
+            if isinstance(key_node, yaml.ScalarNode):
+                key: Any = (key_node.tag, key_node.value)  # resolved tag and text: no need to build the key
+            else:
+                try:
+                    key = self.construct_object(key_node, deep=True)
+                    hash(key)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor reports it with its mark
             line = key_node.start_mark.line + 1
             if key in first_line:
                 suffix = "; the last value is used" if self.severity == "warning" else ""
+                shown = key[1] if isinstance(key_node, yaml.ScalarNode) else key
                 self.found.append(Problem(f"line {line} column {key_node.start_mark.column + 1}",
-                                          f"key {key!r} given twice (first on line {first_line[key]}){suffix}",
+                                          f"key {shown!r} given twice (first on line {first_line[key]}){suffix}",
                                           self.severity))
             else:
                 first_line[key] = line

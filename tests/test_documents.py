@@ -174,3 +174,10 @@ def test_a_plan_parsed_just_below_the_recursion_limit(tmp_path: Path, plan_text:
     f.write_text(plan_text)
     with pytest.raises(PlanFileError, match="nested too deeply"):
         load_plan(f)
+
+
+def test_yaml_keys_of_different_types_are_not_duplicates() -> None:
+    doc, warnings = read_document("labels:\n  1: a\n  '1': b\n  x: c\n  x: d\n", "doc", yaml_syntax=True)
+    assert doc == {"labels": {1: "a", "1": "b", "x": "d"}}
+    assert [str(w) for w in warnings] == ["line 5 column 3: key 'x' given twice (first on line 4); the last value "
+                                          "is used"]
