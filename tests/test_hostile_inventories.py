@@ -46,7 +46,7 @@ def _valid(doc: Any) -> bool:
     return True
 
 
-@hostile_settings(1500)
+@hostile_settings(1400)
 @given(doc=mutated_document(BASE))
 def test_edited_json_inventories(doc: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     count("json inventory edited")
@@ -139,7 +139,7 @@ def damaged_csv_folder(draw: st.DrawFn) -> dict[str, bytes | None]:
     return files
 
 
-@hostile_settings(450)
+@hostile_settings(350)
 @given(files=damaged_csv_folder())
 def test_damaged_csv_folders(files: dict[str, bytes | None], tmp_path_factory: pytest.TempPathFactory,
                              capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,7 +64,7 @@ def test_edited_plans_are_checked_or_refused(doc: Any, fleet: tuple[Path, dict[s
         assert out.startswith("ok:")
 
 
-@hostile_settings(1000)
+@hostile_settings(900)
 @given(data=st.data())
 def test_damaged_plan_bytes_in_a_dry_run(data: st.DataObject, fleet: tuple[Path, dict[str, Any]], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +84,7 @@ def test_damaged_plan_bytes_in_a_dry_run(data: st.DataObject, fleet: tuple[Path,
     assert not Path(f"{path}.journal").exists()
 
 
-@hostile_settings(1000)
+@hostile_settings(1300)
 @given(raw=st.one_of(st.binary(max_size=300), st.text(alphabet='{}[]:,"0123456789.eE-+ntrufals\\ \n\t&*!-#|>\'a',
                                                       max_size=200).map(str.encode)),
        yaml_syntax=st.booleans())
