@@ -20,7 +20,7 @@ from planner.report import host_load, load_extremes, peak_utilisation, resource_
 from planner.solve import make_plan
 from planner.units import mib_to_gib
 from planner.whatif.restart import restart_placement
-from planner.whatif.scenario import Prepared
+from planner.whatif.scenario import Prepared, Scenario, prepare
 
 TOP_BLOCKERS = 5
 
@@ -148,3 +148,9 @@ def evaluate(prepared: Prepared, settings: Settings = Settings()) -> ScenarioRes
         load_max_pct=high, load_min_pct=low,
         solver=("greedy" if settings.greedy else plan.solver) if plan is not None else "placement",
         solve_s=time.monotonic() - t0, plan=plan, restart_to=restart_to)
+
+
+def evaluate_scenario(inventory: Inventory, scenario: Scenario, settings: Settings = Settings()) -> ScenarioResult:
+    """`prepare` + `evaluate` of one scenario on the (unchanged) base inventory: the unit of work a sweep
+    sends to a Dask worker (the inventory is sent once per worker, each scenario is a few bytes)."""
+    return evaluate(prepare(inventory, [scenario])[0], settings)

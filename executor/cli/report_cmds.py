@@ -1,0 +1,8 @@
+"""`evac report`: placeholder, filled below."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
