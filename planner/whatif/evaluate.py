@@ -83,10 +83,10 @@ class ScenarioResult:
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-able (`evac whatif --json`; `evac report` draws the timeline from `plan`)."""
         out = self.row()
-        out.update(hosts_emptied=list(self.hosts_emptied), hosts_failed=list(self.hosts_failed),
+        out.update(drained_hosts=list(self.hosts_emptied), failed_hosts=list(self.hosts_failed),
                    blockers=[{"reason": b.reason, "vms": b.vms, "examples": list(b.examples)} for b in self.blockers],
                    makespan_s=self.makespan_s, lower_bound_s=self.lower_bound_s, gib_moved=self.gib_moved,
-                   peak_utilisation=self.peak_utilisation, not_converging=list(self.not_converging),
+                   peak_utilisation=self.peak_utilisation, not_converging_vms=list(self.not_converging),
                    restart_to=self.restart_to, plan=self.plan.to_dict() if self.plan is not None else None)
         return out
 

@@ -13,7 +13,8 @@ Grammar (docs/whatif.md): a scenario is one or more parts joined by `+`; a part 
 
 Parsing is bad-input territory: `parse_scenarios` and `prepare` collect EVERY problem of every
 scenario (where: `--scenario 2 'drain=h99'`) and raise one `UsageError` (exit 2).
-Environment changes (add-hosts, nic-gbps, policy) apply first, then failures, then the drain.
+Environment changes (add-hosts, nic-gbps, policy) apply first, then failures, then the drain. A drain
+empties what `evac plan` would (hosts in maintenance too); a scenario without a drain part drains nothing.
 """
 
 from __future__ import annotations
@@ -308,7 +309,10 @@ def prepare(inv: Inventory, scenarios: Sequence[Scenario]) -> list[Prepared]:
             continue
         if len(problems) > before:
             continue
-        out.append(Prepared(sc, changed, sc.fail, ds.hosts, ds.labels))
+        # A scenario with no drain part plans no drain, not even of the hosts in maintenance: "if H
+        # fails" is asked of the fleet as it runs now.
+        drained = ds.hosts if sc.drain or sc.drain_labels else ()
+        out.append(Prepared(sc, changed, sc.fail, drained, ds.labels))
     if problems:
         raise UsageError(COMMAND, problems)
     return out
