@@ -143,19 +143,17 @@ def register(app: typer.Typer) -> None:
                 check_scheduler(scheduler)
             except UsageError as e:
                 problems += e.problems
-        parsed = []
-        if scenario:
-            try:
-                parsed = parse_scenarios(scenario)
-            except UsageError as e:
-                problems += e.problems
-        if problems:
+        parsed = parse_scenarios(scenario, problems) if scenario else []
+        if problems and not scenario:
             raise UsageError(COMMAND, problems)
-        if output is not None:
-            check_writable(output, "evac whatif -o")
         inv = _load(inventory)
         if scenario:
-            prepare(inv, parsed)  # every unknown host / label of every scenario, before any work
+            try:  # every unknown host / label of every scenario, with the parse problems, before any work
+                prepare(inv, parsed)
+            except UsageError as e:
+                problems += e.problems
+            if problems:
+                raise UsageError(COMMAND, problems)
             mode = "scenarios"
         elif each_host:
             parsed, mode = host_sweep(inv), "each-host"
@@ -164,6 +162,8 @@ def register(app: typer.Typer) -> None:
         else:
             assert host_failures is not None
             parsed, mode = failure_sweep(inv, host_failures), f"host-failures {host_failures}"
+        if output is not None:
+            check_writable(output, "evac whatif -o")
         settings = Settings(greedy=not cp_sat, time_limit_s=time_limit, workers=1)
         quiet = as_json or as_csv
         on_dask = not serial and (len(parsed) > 1 or scheduler is not None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from planner.drain import resolve_drain
 from planner.errors import Problem, UsageError
@@ -55,7 +55,7 @@ class Scenario:
     add_hosts: tuple[AddHosts, ...] = ()
     policy: tuple[tuple[str, float | int | bool], ...] = ()
     nic_gbps: float | None = None
-    notes: tuple[str, ...] = field(default=())
+    where: str = ""  # how problems name it: `--scenario 2 'drain=h99'` (sweeps: the scenario text)
 
     @property
     def changes_fleet(self) -> bool:
@@ -205,23 +205,27 @@ def parse_scenario(text: str, where: str, problems: list[Problem]) -> Scenario |
     if len(problems) > before:
         return None
     return Scenario(text=text.strip(), drain=tuple(drain), drain_labels=tuple(labels), fail=tuple(fail),
-                    add_hosts=tuple(adds), policy=tuple(policy.items()), nic_gbps=nic)
+                    add_hosts=tuple(adds), policy=tuple(policy.items()), nic_gbps=nic, where=where)
 
 
 def scenario_where(index: int, text: str) -> str:
     return f"--scenario {index + 1} {text!r}"
 
 
-def parse_scenarios(texts: Sequence[str]) -> list[Scenario]:
-    """Every scenario parsed, or ONE UsageError naming every problem of every scenario."""
-    problems: list[Problem] = []
+def parse_scenarios(texts: Sequence[str], problems: list[Problem] | None = None) -> list[Scenario]:
+    """Every scenario parsed, or ONE UsageError naming every problem of every scenario.
+
+    With `problems` given, problems are appended there instead and the good scenarios returned (so a
+    caller can also check those against the inventory and report everything at once).
+    """
+    found: list[Problem] = [] if problems is None else problems
     out = []
     for i, text in enumerate(texts):
-        sc = parse_scenario(text, scenario_where(i, text), problems)
+        sc = parse_scenario(text, scenario_where(i, text), found)
         if sc is not None:
             out.append(sc)
-    if problems:
-        raise UsageError(COMMAND, problems)
+    if problems is None and found:
+        raise UsageError(COMMAND, found)
     return out
 
 
@@ -294,7 +298,7 @@ def prepare(inv: Inventory, scenarios: Sequence[Scenario]) -> list[Prepared]:
     problems: list[Problem] = []
     out = []
     for i, sc in enumerate(scenarios):
-        where = scenario_where(i, sc.text)
+        where = sc.where or sc.text
         before = len(problems)
         changed = apply_environment(inv, sc, where, problems)
         for name in sc.fail:
