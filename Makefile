@@ -9,9 +9,10 @@ PY := $(VENV)/bin/python
 EVAC := $(VENV)/bin/evac
 LAB ?= /tmp/evac-lab
 LAB_HOSTS ?= 3
-# Debian packages: libvirt-dev + pkg-config + gcc build libvirt-python; the rest runs the lab.
+# Debian packages: libvirt-dev + pkg-config + gcc build libvirt-python; chromium loads the HTML report in
+# the browser tests (headless); the rest runs the lab.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-	libvirt-dev pkg-config iproute2 gcc binutils make qemu-block-extra
+	libvirt-dev pkg-config iproute2 gcc binutils make qemu-block-extra chromium
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 .PHONY: all demo test lint typecheck unit lab-test lab-up lab-down bench clean system-packages venv guest

@@ -47,7 +47,12 @@ def _whatif_document(doc: Any, source: str) -> dict[str, Any] | None:
 
 
 def executed_rows(journal_path: Path, plan: Any) -> list[Any]:
-    """The journal's per-VM outcome as report rows (seconds since the journal's first run started)."""
+    """The journal's per-VM outcome as report rows, in seconds since the journal's first run started.
+
+    A simulated run (`evac run --simulate`, `evac demo`) runs faster than the plan's clock; its times
+    are scaled back by the run's own ratio (run-clock makespan recorded at `run_finished` over the
+    wall time between `run_started` and `run_finished`), so planned and executed share one axis.
+    """
     from executor.journal import Journal, plan_digest
     from planner.report import ExecutedRow
 
@@ -55,11 +60,19 @@ def executed_rows(journal_path: Path, plan: Any) -> list[Any]:
     try:
         if plan_digest(journal.plan) != plan_digest(plan):
             raise UsageError(COMMAND, [Problem("--journal", f"{journal_path} records a run of another plan")])
+        started = journal.events("run_started")
+        finished = journal.events("run_finished")
         runs = journal.runs()
-        t0 = float(runs[0]["started_at"]) if runs else 0.0
+        t0 = float(started[0]["at"]) if started else float(runs[0]["started_at"]) if runs else 0.0
+        scale = 1.0
+        if journal.flags().get("simulated") and started and finished:
+            wall = float(finished[-1]["at"]) - float(started[-1]["at"])
+            if wall > 0 and float(finished[-1].get("makespan_s", 0.0)) > 0:
+                scale = float(finished[-1]["makespan_s"]) / wall
         return [ExecutedRow(r.vm, r.state.value, r.attempts,
-                            None if r.started_at is None else r.started_at - t0,
-                            None if r.ended_at is None else r.ended_at - t0, r.error) for r in journal.records()]
+                            None if r.started_at is None else (r.started_at - t0) * scale,
+                            None if r.ended_at is None else (r.ended_at - t0) * scale, r.error)
+                for r in journal.records()]
     finally:
         journal.close()
 
