@@ -13,7 +13,8 @@ LAB_HOSTS ?= 3
 # the browser tests (headless); the rest runs the lab.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
 	libvirt-dev pkg-config iproute2 gcc binutils make qemu-block-extra chromium
-SYSTEM_STAMP := $(VENV)/.system-packages
+# The stamp names the package list: a machine set up before a package was added installs it on the next make.
+SYSTEM_STAMP := $(VENV)/.system-packages-$(shell echo '$(SYSTEM_PACKAGES)' | md5sum | cut -c1-8)
 
 .PHONY: all demo test lint typecheck unit lab-test lab-up lab-down bench clean system-packages venv guest
 
