@@ -1,13 +1,15 @@
 """Host load before and after a plan, from the one capacity formula (planner.capacity via planner.frames).
 
-`after_inventory` is the inventory with every moved VM on its final destination; both states go
-through `planner.frames.to_frames`, so capacity, use and free room are those the planner uses.
+Before is `planner.frames.to_frames(inventory).hosts` (capacity, use); after moves each migrated
+VM's vCPUs and memory from its source to its final destination. The before frame of an inventory
+is computed once and reused (a sweep asks it of the same 5,000-host inventory thousands of times).
 `load_pct` is the binding resource: the larger of vCPU and memory use, in % of capacity.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import pandas as pd
 
@@ -19,12 +21,33 @@ LOAD_COLUMNS = ("state", "drained", "vcpus_capacity", "memory_capacity_mib", "vm
                 "vcpus_before", "vcpus_after", "memory_before_mib", "memory_after_mib", "vcpu_pct_before",
                 "vcpu_pct_after", "memory_pct_before", "memory_pct_after", "load_pct_before", "load_pct_after")
 
+_before: dict[int, tuple[weakref.ref[Inventory], pd.DataFrame]] = {}
 
-def after_inventory(inventory: Inventory, plan: Plan) -> Inventory:
-    """The inventory as it is once the plan has run: each moved VM on the destination of its last hop."""
+
+def _hosts_frame(inventory: Inventory) -> pd.DataFrame:
+    """`to_frames(inventory).hosts`, cached per inventory object (identity: hashing 30,000 VMs costs more)."""
+    key = id(inventory)
+    hit = _before.get(key)
+    if hit is not None and hit[0]() is inventory:
+        return hit[1]
+    frame = to_frames(inventory).hosts
+    for k in [k for k, (ref, _) in _before.items() if ref() is None]:
+        del _before[k]
+    _before[key] = (weakref.ref(inventory), frame)
+    return frame
+
+
+def final_hosts(plan: Plan) -> dict[str, str]:
+    """Each moved VM's final host: the destination of its last hop."""
     final: dict[str, str] = {}
     for m in sorted(plan.migrations, key=lambda m: (m.hop, m.end_s)):
         final[m.vm] = m.destination
+    return final
+
+
+def after_inventory(inventory: Inventory, plan: Plan) -> Inventory:
+    """The inventory as it is once the plan has run: each moved VM on the destination of its last hop."""
+    final = final_hosts(plan)
     vms = tuple(dataclasses.replace(v, host=final[v.name]) if v.name in final else v for v in inventory.vms)
     return dataclasses.replace(inventory, vms=vms)
 
@@ -35,20 +58,27 @@ def _pct(used: pd.Series, capacity: pd.Series) -> pd.Series:
 
 def host_load(inventory: Inventory, plan: Plan | None = None) -> pd.DataFrame:
     """One row per host: use and % of capacity before and after `plan` (after = before without a plan)."""
-    before = to_frames(inventory).hosts
-    after = to_frames(after_inventory(inventory, plan)).hosts if plan is not None else before
-    drained = set(plan.drained) if plan is not None else set()
+    before = _hosts_frame(inventory)
     out = pd.DataFrame(index=before.index)
     out["state"] = before["state"]
+    drained = set(plan.drained) if plan is not None else set()
     out["drained"] = [h in drained for h in before.index]
     out["vcpus_capacity"] = before["vcpus_capacity"]
     out["memory_capacity_mib"] = before["memory_capacity_mib"]
     out["vms_before"] = before["vm_count"]
-    out["vms_after"] = after["vm_count"]
     out["vcpus_before"] = before["vcpus_used"]
-    out["vcpus_after"] = after["vcpus_used"]
     out["memory_before_mib"] = before["memory_used_mib"]
-    out["memory_after_mib"] = after["memory_used_mib"]
+    vms, vcpus, memory = (before["vm_count"].copy(), before["vcpus_used"].astype(float),
+                          before["memory_used_mib"].astype(float))
+    for name, dest in (final_hosts(plan) if plan is not None else {}).items():
+        v = inventory.vm[name]
+        for host, sign in ((v.host, -1), (dest, 1)):
+            vms[host] += sign
+            vcpus[host] += sign * v.vcpus
+            memory[host] += sign * v.memory_mib
+    out["vms_after"] = vms
+    out["vcpus_after"] = vcpus
+    out["memory_after_mib"] = memory
     for when in ("before", "after"):
         out[f"vcpu_pct_{when}"] = _pct(out[f"vcpus_{when}"], out["vcpus_capacity"])
         out[f"memory_pct_{when}"] = _pct(out[f"memory_{when}_mib"], out["memory_capacity_mib"])
