@@ -36,7 +36,8 @@ STATE_COLOURS = {"done": "#2ca02c", "failed": "#d62728", "aborted": "#ff7f0e", "
                  "pending": "#7f7f7f"}
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1350px}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;display:block;overflow-x:auto;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;display:block;overflow-x:auto;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.ok{color:#2ca02c}.bad{color:#d62728}
 .chart{margin:8px 0 16px 0}.note{color:#666;font-size:.9em}"""
 
@@ -88,7 +89,8 @@ def gantt_by_wave(plan: Plan) -> go.Figure:
         customdata=frame[["source", "destination", "wave", "gib"]].to_numpy(),
         hovertemplate="%{y}: %{customdata[0]} → %{customdata[1]}<br>wave %{customdata[2]}, "
                       "%{customdata[3]:.1f} GiB<br>%{base:.1f} s + %{x:.1f} s<extra></extra>"))
-    fig.update_layout(title=f"Gantt by wave ({len(plan.waves)} waves; colour: wave, dark first)", xaxis_title="seconds since the start",
+    fig.update_layout(title=f"Gantt by wave ({len(plan.waves)} waves; colour: wave, dark first)",
+                      xaxis_title="seconds since the start",
                       height=max(320, 12 * len(frame) + 120), showlegend=False)
     fig.update_yaxes(autorange="reversed", showticklabels=len(frame) <= 80)
     return fig
@@ -219,7 +221,8 @@ def whatif_page(document: dict[str, Any], title: str = "evac what-if report") ->
         frame = plan_table(plan_from_dict(s["plan"], f"scenario {s['scenario']}"))
         if frame.empty:
             continue
-        events = pd.concat([pd.DataFrame({"t": frame["start_s"], "d": 1}), pd.DataFrame({"t": frame["end_s"], "d": -1})])
+        events = pd.concat([pd.DataFrame({"t": frame["start_s"], "d": 1}),
+                            pd.DataFrame({"t": frame["end_s"], "d": -1})])
         steps = events.groupby("t")["d"].sum().sort_index().cumsum()
         timeline.add_trace(go.Scatter(x=[0.0, *steps.index], y=[0, *steps.to_numpy()], mode="lines", line_shape="hv",
                                       name=s["scenario"]))

@@ -157,3 +157,11 @@ def test_n_plus_one_on_hard_json_lists_every_host_whose_loss_strands_vms() -> No
     stranded = {r.scenario.removeprefix("fail="): r.vms_stranded for r in results if r.vms_stranded}
     assert stranded["r1-h03"] == 1 and stranded["r2-h04"] == 6
     assert "r2-h01" not in {r.scenario.removeprefix("fail=") for r in results}  # in maintenance: not a failure set
+
+
+def test_policy_values_take_the_type_the_policy_declares() -> None:
+    [sc] = parse_scenarios(["policy.max_downtime_ms=250.5+policy.max_concurrent=3+policy.cpu_overcommit=2"])
+    assert dict(sc.policy) == {"max_downtime_ms": 250.5, "max_concurrent": 3, "cpu_overcommit": 2.0}
+    assert isinstance(dict(sc.policy)["max_concurrent"], int)
+    with pytest.raises(UsageError, match="'1.5' is not an integer"):
+        parse_scenarios(["policy.max_concurrent=1.5"])

@@ -106,7 +106,8 @@ def register(app: typer.Typer) -> None:
         whatif = _whatif_document(doc, str(plan_file))
         if whatif is not None:
             if journal is not None or inventory is not None:
-                raise UsageError(COMMAND, [Problem("--journal/--inventory", "apply to a plan, not to a what-if result")])
+                raise UsageError(COMMAND, [Problem("--journal/--inventory",
+                                                   "apply to a plan, not to a what-if result")])
             page = whatif_page(whatif, title=f"evac what-if report: {plan_file.name}")
         else:
             plan = plan_from_dict(doc, str(plan_file))

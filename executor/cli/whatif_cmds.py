@@ -120,8 +120,10 @@ def register(app: typer.Typer) -> None:
         Exit 0 all feasible, 1 some scenario infeasible, 2 bad input, 3 Dask unreachable.
         """
         from executor.whatif_runner import check_scheduler, run_dask, run_serial
-        from planner.whatif import Settings, each_label as label_sweep, host_failures as failure_sweep
-        from planner.whatif import each_host as host_sweep, parse_scenarios, prepare
+        from planner.whatif import Settings, parse_scenarios, prepare
+        from planner.whatif import each_host as host_sweep
+        from planner.whatif import each_label as label_sweep
+        from planner.whatif import host_failures as failure_sweep
 
         modes = [m for m, on in (("--scenario", bool(scenario)), ("--each-host", each_host),
                                  ("--each-label", each_label is not None),

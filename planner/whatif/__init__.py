@@ -11,4 +11,5 @@ from planner.whatif.scenario import Prepared, Scenario, parse_scenarios, prepare
 from planner.whatif.sweeps import each_host, each_label, host_failures
 
 __all__ = ["Blocker", "Prepared", "Restart", "Scenario", "ScenarioResult", "Settings", "each_host", "each_label",
-           "evaluate", "evaluate_scenario", "host_failures", "parse_scenarios", "prepare", "rank_blockers", "restart_placement"]
+           "evaluate", "evaluate_scenario", "host_failures", "parse_scenarios", "prepare", "rank_blockers",
+           "restart_placement"]

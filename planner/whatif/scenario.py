@@ -23,6 +23,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from planner.drain import resolve_drain
 from planner.errors import Problem, UsageError
@@ -63,8 +64,13 @@ class Scenario:
         return bool(self.add_hosts or self.policy or self.nic_gbps is not None or self.fail)
 
 
+_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool}
+
+
 def _policy_types() -> dict[str, type]:
-    return {f.name: type(getattr(Policy(), f.name)) for f in dataclasses.fields(Policy)}
+    """Each policy field's declared type (not its default's: `max_downtime_ms: float = 500`)."""
+    return {f.name: _TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
+            for f in dataclasses.fields(Policy)}
 
 
 def _number(text: str, kind: type, what: str, problems: list[Problem], where: str) -> float | None:
@@ -136,7 +142,7 @@ def _add_hosts(value: str, problems: list[Problem], where: str) -> AddHosts | No
             n = _number(val, HOST_SPEC_NUMBERS[key], f"add-hosts {key}", problems, where)
             if n is None:
                 ok = False
-            elif n <= 0 and key not in ("local_disk_gib", "reserved_memory_gib") or n < 0:
+            elif n < 0 or (n == 0 and key not in ("local_disk_gib", "reserved_memory_gib")):
                 problems.append(Problem(where, f"add-hosts {key}: {val} must be > 0"))
                 ok = False
             else:
@@ -247,7 +253,7 @@ def _new_hosts(inv: Inventory, spec: AddHosts, taken: set[str], where: str, prob
         return []
     num = dict(spec.numbers)
     stem = "new-" + (wanted.get("rack") or spec.switch or "host")
-    hosts = []
+    hosts: list[Host] = []
     i = 0
     while len(hosts) < spec.count:
         i += 1
@@ -289,7 +295,8 @@ def apply_environment(inv: Inventory, sc: Scenario, where: str, problems: list[P
         hosts += _new_hosts(inv, spec, taken, where, problems)
     if sc.nic_gbps is not None:
         hosts = [dataclasses.replace(h, nic_gbps=sc.nic_gbps) for h in hosts]
-    policy = dataclasses.replace(inv.policy, **dict(sc.policy)) if sc.policy else inv.policy
+    changes: dict[str, Any] = dict(sc.policy)  # each value checked against its field's type by _policy_value
+    policy = dataclasses.replace(inv.policy, **changes) if sc.policy else inv.policy
     return dataclasses.replace(inv, hosts=tuple(hosts), policy=policy)
 
 
@@ -297,7 +304,7 @@ def prepare(inv: Inventory, scenarios: Sequence[Scenario]) -> list[Prepared]:
     """Each scenario applied to `inv`; ONE UsageError naming every unknown host and label of every scenario."""
     problems: list[Problem] = []
     out = []
-    for i, sc in enumerate(scenarios):
+    for sc in scenarios:
         where = sc.where or sc.text
         before = len(problems)
         changed = apply_environment(inv, sc, where, problems)
