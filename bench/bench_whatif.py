@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_whatif.py                      # 5,000 hosts / 30,000 VMs, first 200 hosts swept
     .venv/bin/python bench/bench_whatif.py --sweep 0            # every host (hours on a 2-core machine)
     .venv/bin/python bench/bench_whatif.py --scheduler tcp://10.0.0.5:8786   # also on your Dask cluster
+    .venv/bin/python bench/bench_whatif.py --real-cluster   # also on a `dask scheduler` + `dask worker` started here
 
 Both paths evaluate the SAME scenarios (`drain=H` for the first --sweep up hosts, greedy planner)
 and must give the same rows; the script prints per-scenario time, the Dask/serial ratio and the
@@ -13,9 +14,13 @@ its start-up is counted in the Dask wall time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,6 +28,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from executor.whatif_runner import local_workers, run_dask, run_serial
 from planner.generate import generate_fleet
 from planner.whatif import Settings, each_host
+
+
+@contextlib.contextmanager
+def real_cluster(processes: int) -> Iterator[str]:
+    """`dask scheduler` and `dask worker --nworkers N` on 127.0.0.1, free ports, stopped after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              **quiet)]  # type: ignore[call-overload]
+    procs.append(subprocess.Popen([dask, "worker", address, "--nworkers", str(processes), "--nthreads", "1",
+                                   "--no-dashboard"], **quiet))  # type: ignore[call-overload]
+    try:
+        from distributed import Client
+
+        time.sleep(2)
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(processes, timeout=120)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
 
 
 def main() -> int:
@@ -33,6 +64,8 @@ def main() -> int:
     ap.add_argument("--sweep", type=int, default=200, help="hosts swept (0 = every host)")
     ap.add_argument("--processes", type=int, default=0, help="local Dask workers (0 = one per core)")
     ap.add_argument("--scheduler", default=None, help="also run on this Dask scheduler, tcp://HOST:PORT")
+    ap.add_argument("--real-cluster", action="store_true",
+                    help="also start a dask scheduler and a dask worker (one process per core) here and run on them")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))  # for --scheduler workers
 
@@ -55,11 +88,12 @@ def main() -> int:
     dask_s = time.monotonic() - t0
     same = [r.row() | {"solve_s": 0} for r in serial] == [r.row() | {"solve_s": 0} for r in dask]
     rows = [("serial", serial_s), (f"local Dask, {processes} processes", dask_s)]
-    if args.scheduler:
-        t0 = time.monotonic()
-        remote = run_dask(inv, scenarios, settings, scheduler=args.scheduler)
-        rows.append((f"Dask at {args.scheduler}", time.monotonic() - t0))
-        same = same and [r.row() | {"solve_s": 0} for r in remote] == [r.row() | {"solve_s": 0} for r in serial]
+    with real_cluster(processes) if args.real_cluster else contextlib.nullcontext(args.scheduler) as address:
+        if address:
+            t0 = time.monotonic()
+            remote = run_dask(inv, scenarios, settings, scheduler=address)
+            rows.append((f"dask scheduler + worker at {address}", time.monotonic() - t0))
+            same = same and [r.row() | {"solve_s": 0} for r in remote] == [r.row() | {"solve_s": 0} for r in serial]
 
     print("\n| run | wall s | per scenario s | vs serial | full sweep, extrapolated |")
     print("| --- | ---: | ---: | ---: | ---: |")

@@ -9,32 +9,20 @@ is computed once and reused (a sweep asks it of the same 5,000-host inventory th
 from __future__ import annotations
 
 import dataclasses
-import weakref
 
 import pandas as pd
 
 from planner.frames import to_frames
 from planner.model import HostState, Inventory
 from planner.plan import Plan
+from planner.report.cache import per_inventory
 
 LOAD_COLUMNS = ("state", "drained", "vcpus_capacity", "memory_capacity_mib", "vms_before", "vms_after",
                 "vcpus_before", "vcpus_after", "memory_before_mib", "memory_after_mib", "vcpu_pct_before",
                 "vcpu_pct_after", "memory_pct_before", "memory_pct_after", "load_pct_before", "load_pct_after")
 
-_before: dict[int, tuple[weakref.ref[Inventory], pd.DataFrame]] = {}
-
-
 def _hosts_frame(inventory: Inventory) -> pd.DataFrame:
-    """`to_frames(inventory).hosts`, cached per inventory object (identity: hashing 30,000 VMs costs more)."""
-    key = id(inventory)
-    hit = _before.get(key)
-    if hit is not None and hit[0]() is inventory:
-        return hit[1]
-    frame = to_frames(inventory).hosts
-    for k in [k for k, (ref, _) in _before.items() if ref() is None]:
-        del _before[k]
-    _before[key] = (weakref.ref(inventory), frame)
-    return frame
+    return per_inventory("hosts-frame", inventory, lambda inv: to_frames(inv).hosts)
 
 
 def final_hosts(plan: Plan) -> dict[str, str]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from planner.model import Inventory
 from planner.plan import Plan
+from planner.report.cache import per_inventory
 from planner.topology import Resource, Topology
 
 TIMELINE_COLUMNS = ("resource", "kind", "time_s", "used_mibs", "cap_mibs", "capacity_mibs", "utilisation")
@@ -36,7 +37,7 @@ def resource_name(resource: Resource) -> str:
 
 def resource_timeline(plan: Plan, inventory: Inventory, topology: Topology | None = None) -> pd.DataFrame:
     """Step function of bandwidth used per directed edge the plan crosses (see the module docstring)."""
-    topo = topology or Topology(inventory)
+    topo = topology or per_inventory("topology", inventory, Topology)
     share = inventory.policy.migration_share
     deltas: dict[Resource, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     for m in plan.migrations:
