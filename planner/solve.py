@@ -23,6 +23,7 @@ from planner.candidates import Candidates, find_candidates
 from planner.checker import assert_plan_valid
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.explain import StaticExplainer, dynamic_reasons
+from planner.inventory_cache import per_inventory
 from planner.lowerbound import lower_bound
 from planner.migration_facts import drain_set
 from planner.model import Inventory
@@ -63,7 +64,7 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
     inventory.sha256  # noqa: B018 -- cached; computed now so its time counts before the budget is split
     named = tuple(drained)
     empty = drain_set(inventory, named)
-    topology = Topology(inventory)
+    topology = per_inventory("topology", inventory, Topology)  # never mutated; a sweep reuses it per fleet
     movers_all = [v for v in inventory.vms if v.host in empty]
     reasons: dict[str, list[str]] = {}
     movable = []

@@ -116,3 +116,14 @@ def test_bad_input_exits_2_and_writes_nothing(setup: str, needle: str, ran_plan:
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not page.exists()
+
+
+def test_a_plan_that_leaves_vms_behind_lists_them_as_blockers(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.json"
+    inv.write_text(json.dumps(json.loads((Path(__file__).parent / "cases" / "pinned_on_drained_host.json")
+                                         .read_text())["inventory"]))
+    plan, page = tmp_path / "plan.json", tmp_path / "plan.html"
+    assert main(["plan", str(inv), "--drain", "h1", "--greedy", "-o", str(plan)]) == 1
+    assert main(["report", str(plan), "--html", str(page)]) == 0
+    blockers = page.read_text().split("<h2>Blockers</h2>")[1]
+    assert "license-server" in blockers and "pinned" in blockers

@@ -13,9 +13,9 @@ import dataclasses
 import pandas as pd
 
 from planner.frames import to_frames
+from planner.inventory_cache import per_inventory
 from planner.model import HostState, Inventory
 from planner.plan import Plan
-from planner.report.cache import per_inventory
 
 LOAD_COLUMNS = ("state", "drained", "vcpus_capacity", "memory_capacity_mib", "vms_before", "vms_after",
                 "vcpus_before", "vcpus_after", "memory_before_mib", "memory_after_mib", "vcpu_pct_before",

@@ -12,9 +12,9 @@ from collections import defaultdict
 
 import pandas as pd
 
+from planner.inventory_cache import per_inventory
 from planner.model import Inventory
 from planner.plan import Plan
-from planner.report.cache import per_inventory
 from planner.topology import Resource, Topology
 
 TIMELINE_COLUMNS = ("resource", "kind", "time_s", "used_mibs", "cap_mibs", "capacity_mibs", "utilisation")

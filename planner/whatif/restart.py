@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from planner.candidates import find_candidates
 from planner.explain import StaticExplainer, dynamic_reasons
+from planner.inventory_cache import per_inventory
 from planner.model import VM, HostState, Inventory
 from planner.placement import place
 from planner.topology import Topology
@@ -54,7 +55,7 @@ def restart_placement(inventory: Inventory, failed: Collection[str], *, time_lim
     `time_limit_s` 0 keeps the greedy placement (deterministic); more lets CP-SAT place more VMs.
     """
     failed_set = frozenset(failed)
-    topology = Topology(inventory)
+    topology = per_inventory("topology", inventory, Topology)
     need = [v for v in inventory.vms if v.host in failed_set and v.live]
     stranded: dict[str, list[str]] = {}
     movable = []

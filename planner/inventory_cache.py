@@ -1,6 +1,10 @@
-"""Values derived from one inventory object, computed once (a sweep asks them of the same 5,000-host
-inventory for every scenario). Keyed by identity, not by value: hashing 30,000 VMs costs more than
-building the value, and a scenario that changes the fleet makes a new inventory object anyway."""
+"""Values derived from one inventory object, computed once.
+
+A what-if sweep asks them of the same 5,000-host inventory for every scenario: the hosts frame, the
+topology, the checker's initial placement. Keyed by identity, not by value: hashing 30,000 VMs costs
+more than building the value, and a scenario that changes the fleet makes a new inventory object.
+Only values that are never mutated may be cached here.
+"""
 
 from __future__ import annotations
 
