@@ -70,7 +70,7 @@ def run_dask(inventory: Inventory, scenarios: Sequence[Scenario], settings: Sett
     try:
         if scheduler is None:
             cluster = LocalCluster(n_workers=processes or local_workers(), threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
             client = Client(cluster)
         else:
             client = Client(check_scheduler(scheduler), timeout=CONNECT_TIMEOUT_S)

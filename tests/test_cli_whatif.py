@@ -155,12 +155,11 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
                     raise
                 time.sleep(0.5)
         yield address
-    finally:
+    finally:  # the worker first (it says goodbye to the scheduler), then the scheduler
         for p in reversed(procs):
             p.terminate()
-        for p in reversed(procs):
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
