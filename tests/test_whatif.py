@@ -163,7 +163,7 @@ def test_policy_values_take_the_type_the_policy_declares() -> None:
     [sc] = parse_scenarios(["policy.max_downtime_ms=250.5+policy.max_concurrent=3+policy.cpu_overcommit=2"])
     assert dict(sc.policy) == {"max_downtime_ms": 250.5, "max_concurrent": 3, "cpu_overcommit": 2.0}
     assert isinstance(dict(sc.policy)["max_concurrent"], int)
-    with pytest.raises(UsageError, match="'1.5' is not an integer"):
+    with pytest.raises(UsageError, match=r"'1\.5' is not an integer"):
         parse_scenarios(["policy.max_concurrent=1.5"])
 
 
