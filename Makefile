@@ -9,10 +9,12 @@ PY := $(VENV)/bin/python
 EVAC := $(VENV)/bin/evac
 LAB ?= /tmp/evac-lab
 LAB_HOSTS ?= 3
-# Debian packages: libvirt-dev + pkg-config + gcc build libvirt-python; the rest runs the lab.
+# Debian packages: libvirt-dev + pkg-config + gcc build libvirt-python; chromium loads the HTML report in
+# the browser tests (headless); the rest runs the lab.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-	libvirt-dev pkg-config iproute2 gcc binutils make qemu-block-extra
-SYSTEM_STAMP := $(VENV)/.system-packages
+	libvirt-dev pkg-config iproute2 gcc binutils make qemu-block-extra chromium
+# The stamp names the package list: a machine set up before a package was added installs it on the next make.
+SYSTEM_STAMP := $(VENV)/.system-packages-$(shell echo '$(SYSTEM_PACKAGES)' | md5sum | cut -c1-8)
 
 .PHONY: all demo test lint typecheck unit lab-test lab-up lab-down bench clean system-packages venv guest
 

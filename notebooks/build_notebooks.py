@@ -30,6 +30,7 @@ import pandas as pd
 from dataclasses import replace
 
 ROOT = Path(os.environ.get("EVAC_ROOT", Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+import sys; sys.path.insert(0, str(ROOT))  # this checkout's evac, whatever the environment has installed
 from planner.inventory import load_inventory
 from planner.frames import to_frames
 from planner.drain import resolve_drain
@@ -84,19 +85,101 @@ for share in (0.25, 0.5, 0.75):
                        "lower bound s": round(p.lower_bound_s, 1), "gap": round(p.gap, 3)})
 pd.DataFrame(share_rows).set_index("migration_share")"""),
     ("md", "## The plan for the first rack, as a Gantt chart (one row per VM, coloured by destination)"),
-    ("code", """plan = plans[racks[0]]
-migs = sorted(plan.migrations, key=lambda m: (m.start_s, m.vm))
-dests = sorted({m.destination for m in migs})
+    ("code", """from planner.report import plan_table   # the report layer: the same frame as evac report's Gantt
+plan = plans[racks[0]]
+migs = plan_table(plan)
+dests = sorted(set(migs["destination"]))
 colour = {d: plt.cm.tab20(i % 20) for i, d in enumerate(dests)}
 fig, ax = plt.subplots(figsize=(10, 6))
-for i, m in enumerate(migs):
-    ax.barh(i, m.end_s - m.start_s, left=m.start_s, color=colour[m.destination], height=0.8)
+for i, m in enumerate(migs.itertuples()):
+    ax.barh(i, m.duration_s, left=m.start_s, color=colour[m.destination], height=0.8)
 ax.axvline(plan.lower_bound_s, color="black", linestyle="--", label=f"lower bound {plan.lower_bound_s:.0f} s")
 ax.set_xlabel("seconds from start"); ax.set_ylabel("migration"); ax.set_yticks([])
 ax.set_title(f"rack {racks[0]}: {len(migs)} migrations, makespan {plan.makespan_s:.0f} s")
 ax.legend(loc="lower right")
 plt.tight_layout()
 plt.show()"""),
+]
+
+
+WHAT_IF_SCENARIOS = [
+    ("md", """# What if: two ways to take rack r2 of the medium fleet down
+
+The fleet of `data/medium.json` as pandas frames, then two scenarios side by side, in the scenario
+language of `evac whatif` (docs/whatif.md):
+
+* **today**: `drain-label=rack=r2`, the rack emptied with the fleet as it is;
+* **quieter, with new hosts**: `drain-label=rack=r2+migration-share=0.3+add-hosts=4:cpus=64,memory_gib=512,rack=r1`:
+  migrations may use only 30 % of each NIC and link (tenant traffic keeps the rest), and four new hosts
+  join rack r1 first.
+
+Every figure comes from evac's report layer (`planner.report`), the frames `evac report` draws too.
+Plans are made with the greedy planner, as `evac whatif` does by default: the same answer every run."""),
+    ("code", """import os, sys
+from pathlib import Path
+%matplotlib inline
+import matplotlib.pyplot as plt
+import pandas as pd
+
+ROOT = Path(os.environ.get("EVAC_ROOT", Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+sys.path.insert(0, str(ROOT))  # this checkout's evac, whatever the environment has installed
+from planner.inventory import load_inventory
+from planner.frames import to_frames
+from planner.whatif import parse_scenarios, prepare, evaluate, host_failures, evaluate_scenario
+from planner.report import host_load, plan_table, resource_timeline, peak_utilisation
+
+inv = load_inventory(ROOT / "data" / "medium.json").inventory
+frames = to_frames(inv)
+hosts = frames.hosts.assign(rack=[inv.host[h].labels.get("rack", "") for h in frames.hosts.index])
+hosts.groupby("rack").agg(hosts=("vm_count", "size"), vms=("vm_count", "sum"),
+                          memory_used_gib=("memory_used_mib", lambda s: round(s.sum() / 1024)),
+                          memory_free_gib=("memory_free_mib", lambda s: round(s.sum() / 1024)),
+                          vcpus_used=("vcpus_used", "sum"), vcpus_free=("vcpus_free", "sum"))"""),
+    ("code", """SCENARIOS = ["drain-label=rack=r2",
+             "drain-label=rack=r2+migration-share=0.3+add-hosts=4:cpus=64,memory_gib=512,rack=r1"]
+NAMES = ["today", "quieter, with new hosts"]
+prepared = prepare(inv, parse_scenarios(SCENARIOS))
+results = [evaluate(p) for p in prepared]
+pd.DataFrame([r.row() for r in results], index=NAMES).drop(columns=["scenario"]).T"""),
+    ("md", """## Timelines: how many migrations run at each instant, and the busiest uplink against its cap"""),
+    ("code", """fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2))
+for name, p, r in zip(NAMES, prepared, results):
+    migs = plan_table(r.plan)
+    events = pd.concat([pd.Series(1, index=migs["start_s"]), pd.Series(-1, index=migs["end_s"])])
+    running = events.groupby(level=0).sum().sort_index().cumsum()
+    ax1.step(running.index, running.to_numpy(), where="post", label=f"{name}: {r.makespan_s:.0f} s")
+    tl = resource_timeline(r.plan, p.inventory)
+    links = peak_utilisation(tl[tl["kind"] == "link"])
+    busiest = links.sort_values("busy_s", ascending=False)["resource"].iloc[0]
+    part = tl[tl["resource"] == busiest]
+    line, = ax2.step(part["time_s"], part["utilisation"], where="post", label=f"{name}: {busiest}")
+    ax2.axhline(p.inventory.policy.migration_share, color=line.get_color(), linestyle="--", linewidth=1)
+ax1.set_xlabel("seconds from start"); ax1.set_ylabel("migrations running"); ax1.legend()
+ax1.set_title("migrations in flight")
+ax2.set_xlabel("seconds from start"); ax2.set_ylabel("used / capacity"); ax2.set_ylim(0, 1); ax2.legend()
+ax2.set_title("busiest uplink (dashed: its cap, migration_share)")
+plt.tight_layout()
+plt.show()"""),
+    ("md", """## Host load before and after (the larger of vCPU and memory use, % of capacity)"""),
+    ("code", """fig, axes = plt.subplots(2, 1, figsize=(13, 6.5), sharey=True)
+for ax, name, p, r in zip(axes, NAMES, prepared, results):
+    load = host_load(p.inventory, r.plan)
+    load[["load_pct_before", "load_pct_after"]].plot.bar(ax=ax, width=0.8, color=["#9ecae1", "#08519c"])
+    ax.set_title(f"{name}: after, max {r.load_max_pct:.0f} % / min {r.load_min_pct:.0f} % on the hosts left")
+    ax.set_ylabel("% of capacity"); ax.set_xlabel(""); ax.tick_params(axis="x", labelsize=6)
+plt.tight_layout()
+plt.show()"""),
+    ("md", """## N+1: if one host fails tonight, do its VMs restart elsewhere?
+
+A failed host's running VMs are restarted, not migrated: only capacity, anti-affinity and the host
+rules matter. VMs with local disks die with their host."""),
+    ("code", """n1 = [evaluate_scenario(inv, s) for s in host_failures(inv, 1)]
+stranded = pd.DataFrame([{"host": r.scenario.removeprefix("fail="), "restarted": r.vms_restarted,
+                          "stranded": r.vms_stranded, "why (most VMs)": r.blockers[0].reason if r.blockers else ""}
+                         for r in n1]).set_index("host")
+print(f"{(stranded['stranded'] > 0).sum()} of {len(stranded)} hosts would strand VMs "
+      f"({stranded['stranded'].sum()} VMs in all)")
+stranded.sort_values("stranded", ascending=False).head(10)"""),
 ]
 
 
@@ -108,6 +191,9 @@ def build(cells: list[tuple[str, str]], path: Path) -> None:
     nbformat.write(nb, path)
 
 
+NOTEBOOKS = {"what_if_racks.ipynb": WHAT_IF_RACKS, "what_if_scenarios.ipynb": WHAT_IF_SCENARIOS}
+
 if __name__ == "__main__":
-    build(WHAT_IF_RACKS, HERE / "what_if_racks.ipynb")
-    print("wrote", HERE / "what_if_racks.ipynb")
+    for name, cells in NOTEBOOKS.items():
+        build(cells, HERE / name)
+        print("wrote", HERE / name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from planner.inventory_cache import per_inventory
 from planner.migration_facts import copy_storage_targets
 from planner.model import VM, Inventory
 from planner.plan import Migration, Plan
@@ -112,7 +113,9 @@ def simulate(inventory: Inventory, plan: Plan) -> Timeline:
 
     Migrations of VMs the inventory does not know are skipped (the checker reports them).
     """
-    initial = Placement.initial(inventory)
+    # A value (never mutated) of the inventory alone: computed once per inventory object, so a sweep
+    # of thousands of small drains of one 30,000-VM fleet does not rebuild it for every plan checked.
+    initial = per_inventory("initial-placement", inventory, Placement.initial)
     usage = dict(initial.usage)
     host_of = dict(initial.host_of)
     known = [m for m in plan.migrations if m.vm in initial.demand]

@@ -14,7 +14,7 @@ import typer
 import typer.main
 from rich.console import Console
 
-from executor.cli import collect_cmds, inventory_cmds, numbers, plan_cmds, run_cmds
+from executor.cli import collect_cmds, inventory_cmds, numbers, plan_cmds, report_cmds, run_cmds, whatif_cmds
 from planner.errors import EvacError
 
 app = typer.Typer(
@@ -37,7 +37,7 @@ def _root() -> None:
     """
 
 
-for module in (inventory_cmds, plan_cmds, collect_cmds, run_cmds):
+for module in (inventory_cmds, plan_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds):
     module.register(app)
 numbers.install(app)  # every numeric option range-checked, in one table
 

@@ -73,6 +73,9 @@ BOUNDS: dict[tuple[str, str], Bounds] = {
     ("generate", "memory_used"): Bounds(0.0, 1.0, lo_open=True, unit="(a fraction of host memory)"),
     ("collect", "dirty_rate_seconds"): Bounds(1, 60, unit="seconds"),
     ("collect", "sample_s"): Bounds(0.0, 600.0, unit="seconds"),
+    ("whatif", "time_limit"): PLAN_TIME_LIMIT,
+    ("whatif", "processes"): Bounds(1, 1024, unit="processes"),
+    ("whatif", "host_failures"): Bounds(1, 1000, unit="hosts at once"),  # the sweep also caps the number of sets
     ("collect", "timeout"): Bounds(0.1, 3600.0, unit="seconds"),
     ("collect", "read_timeout"): Bounds(0.1, 86_400.0, unit="seconds"),
 }

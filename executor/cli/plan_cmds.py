@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
             "--time-limit", help="Time limit for the whole planning (solvers, checker), seconds.")] = 30.0,
         workers: Annotated[int, typer.Option("--workers", help="Solver threads.")] = 2,
         baselines: Annotated[bool, typer.Option("--baselines", help="Compare with today's tools.")] = False,
+        greedy: Annotated[bool, typer.Option("--greedy", help=(
+            "Greedy placement and schedule only (no CP-SAT): the same plan on every run, as evac whatif "
+            "makes it."))] = False,
     ) -> None:
         """Plan the evacuation of hosts: placement, bandwidth-capped schedule, lower bound.
 
@@ -113,7 +116,8 @@ def register(app: typer.Typer) -> None:
                       console=err_console, transient=True, disable=as_json) as progress:
             task = progress.add_task(f"planning {len(ds.hosts)} hosts…", total=None)
             plan = make_plan(inv, ds.hosts, time_limit_s=time_limit, workers=workers,
-                             reporter=_RichSolverReporter(progress, task), drain_labels=ds.labels)
+                             reporter=_RichSolverReporter(progress, task), drain_labels=ds.labels,
+                             greedy_only=greedy)
         plan = dataclasses.replace(plan, inventory_path=str(inventory.absolute()))  # so `evac run PLAN` finds it
         if output is not None:
             write_atomic(output, plan.to_json(), "evac plan -o")

@@ -410,21 +410,26 @@ def gantt_png(result: RunResult) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
-    migs = sorted(result.plan.migrations, key=lambda m: (m.start_s, m.vm))
-    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.28 * len(migs) + 1.2)))
+    from planner.report import ExecutedRow, run_table
+
+    executed = [ExecutedRow(r.vm, r.state.value, r.attempts, r.started_s, r.ended_s, r.error)
+                for r in result.results.values()]
+    runs = run_table(result.plan, executed)  # the report layer: the HTML report draws the same frame
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.28 * len(runs) + 1.2)))
     colours = {"done": "tab:green", "failed": "tab:red", "aborted": "tab:orange", "quarantined": "tab:purple"}
-    for i, m in enumerate(migs):
-        ax.barh(i, m.end_s - m.start_s, left=m.start_s, height=0.8, color="lightsteelblue",
-                label="planned" if i == 0 else None)
-        r = result.results[m.vm]
-        if r.started_s is not None and r.ended_s is not None:
-            ax.barh(i, r.ended_s - r.started_s, left=r.started_s, height=0.4,
-                    color=colours.get(r.state.value, "grey"), label=f"executed ({r.state.value})")
+    rows = runs.to_dict("records")
+    for i, row in enumerate(rows):
+        ax.barh(i, row["planned_end_s"] - row["planned_start_s"], left=row["planned_start_s"], height=0.8,
+                color="lightsteelblue", label="planned" if i == 0 else None)
+        if pd.notna(row["started_s"]) and pd.notna(row["ended_s"]):
+            ax.barh(i, row["ended_s"] - row["started_s"], left=row["started_s"], height=0.4,
+                    color=colours.get(row["state"], "grey"), label=f"executed ({row['state']})")
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=False))
     ax.legend(uniq.values(), uniq.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.set_yticks(range(len(migs)), [f"{m.vm} ({m.source}→{m.destination})" for m in migs], fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{r['vm']} ({r['source']}→{r['destination']})" for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the start of the run")
     ax.set_title(f"planned makespan {result.plan.makespan_s:.0f} s vs executed {result.makespan_s:.0f} s "
