@@ -42,9 +42,10 @@ from planner.schedule.tasks import (
     Task,
     build_tasks,
     resource_caps,
+    task_of,
     waves_of,
 )
 
 __all__ = ["LEVEL_DIVISORS", "MILLI", "MIN_SOLVE_S", "UNITS_PER_S", "Level", "ProgressHook", "Schedule", "Task",
            "best_greedy", "build_tasks", "fair_levels", "greedy_schedule", "resource_caps", "solve_schedule",
-           "source_levels", "waves_of"]
+           "source_levels", "task_of", "waves_of"]

@@ -1,0 +1,245 @@
+"""Which VMs a rebalance moves: level utilisation to a target spread with the fewest GiB moved.
+
+Utilisation, spread and moved GiB are `planner.balance`'s (plan v1's definitions). The choice is a
+greedy descent, one move at a time, in the group (`--group-by LABEL`: hosts sharing the label's value;
+VMs move only within their host's group) whose spread is widest:
+* from the group's most-utilised host to one of its `COLDEST` least-utilised hosts, the VM and host
+  with the best gain per GiB moved; gain = how much the busier of the two hosts drops,
+  max(u_src, u_dst) − max(u_src', u_dst'), in points of utilisation; GiB = the VM's memory and copied
+  disks plus `MOVE_COST_GIB` (fewer, larger moves win ties: every move has a fixed cost);
+* when the hottest host has no such move (one big VM, nothing that fits elsewhere), it is set aside and
+  the coldest host is filled from one of the `HOTTEST` busiest others instead.
+A move must gain at least `min_gain_pct` (no thrashing: nothing moves for a gain too small to matter),
+go to a host that may receive the VM (`can_receive`: up, not emptied, host rules, pinning), that is
+reachable, has room at the end (`FinalState`, capacity by allocation whatever the balance basis) and no
+anti-affinity peer; a VM moves at most once and VMs in affinity groups do not move (the group's hosts
+would multiply). It stops at the target spread, at `max_moves` or `max_gib`, or when no move is left.
+The order of the moves is also the balance-vs-cost ladder: the first k moves are the best k found.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from planner.balance import By, Metric, balanced_hosts, vm_load
+from planner.capacity import host_capacity
+from planner.host_rules import needs_of, suits
+from planner.model import VM, Inventory
+from planner.reconfigure.goal import FinalState
+from planner.topology import Topology
+from planner.units import mib_to_gib
+
+COLDEST = 12  # destinations tried per move
+HOTTEST = 24  # sources tried when the hottest host has no move
+MOVE_COST_GIB = 0.25
+
+
+@dataclass(frozen=True)
+class RebalanceOptions:
+    metric: Metric = Metric.MEMORY
+    by: By = By.ALLOCATION
+    target_spread_pct: float | None = None  # None: as level as min_gain and the budget allow
+    max_moves: int | None = None
+    max_gib: float | None = None
+    min_gain_pct: float = 1.0
+    group_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    moves: tuple[tuple[str, str], ...]  # (VM, destination) in the order chosen
+    gib: tuple[float, ...]  # GiB moved after each move
+    worst_spread: tuple[float, ...]  # the widest group spread before any move (index 0), then after each
+    stop: str  # why it stopped, in words
+
+
+def move_gib(vm: VM) -> float:
+    """GiB one move puts on the wire at the least (`balance.moved_gib` of a copy-storage hop)."""
+    return mib_to_gib(vm.memory_mib) + vm.local_disk_alloc_gib
+
+
+class _Loads:
+    """Per host: load (cpu, memory) and capacity; utilisation under the metric."""
+
+    def __init__(self, inventory: Inventory, placement: Mapping[str, str], hosts: list[str], metric: Metric,
+                 by: By) -> None:
+        self.metric, self.by = metric, by
+        self.cpu = dict.fromkeys(hosts, 0.0)
+        self.mem = dict.fromkeys(hosts, 0.0)
+        self.cap: dict[str, tuple[float, float]] = {}
+        for h in hosts:
+            c = host_capacity(inventory.host[h], inventory.policy)
+            self.cap[h] = (c.vcpus, c.memory_mib)
+        for v in inventory.vms:
+            h = placement.get(v.name, v.host)
+            if h in self.cpu:
+                c, m = vm_load(v, by)
+                self.cpu[h] += c
+                self.mem[h] += m
+
+    def util(self, h: str, dcpu: float = 0.0, dmem: float = 0.0) -> float:
+        ccap, mcap = self.cap[h]
+        cpu = 100.0 * (self.cpu[h] + dcpu) / ccap if ccap > 0 else 0.0
+        mem = 100.0 * (self.mem[h] + dmem) / mcap if mcap > 0 else 0.0
+        return cpu if self.metric is Metric.CPU else mem if self.metric is Metric.MEMORY else max(cpu, mem)
+
+
+class _Group:
+    """The hosts of one group, with lazy max- and min-heaps of their utilisation."""
+
+    def __init__(self, hosts: list[str], loads: _Loads) -> None:
+        self.hosts = hosts
+        self.loads = loads
+        self.version = dict.fromkeys(hosts, 0)
+        self.hot = [(-loads.util(h), h, 0) for h in hosts]
+        self.cold = [(loads.util(h), h, 0) for h in hosts]
+        heapq.heapify(self.hot)
+        heapq.heapify(self.cold)
+        self.done = len(hosts) < 2
+
+    def touch(self, h: str) -> None:
+        self.version[h] += 1
+        u, v = self.loads.util(h), self.version[h]
+        heapq.heappush(self.hot, (-u, h, v))
+        heapq.heappush(self.cold, (u, h, v))
+
+    def _top(self, heap: list[tuple[float, str, int]], k: int) -> list[str]:
+        out: list[tuple[float, str, int]] = []
+        while heap and len(out) < k:
+            item = heapq.heappop(heap)
+            if item[2] == self.version[item[1]]:
+                out.append(item)
+        for item in out:
+            heapq.heappush(heap, item)
+        return [h for _, h, _ in out]
+
+    def hottest(self, k: int = 1) -> list[str]:
+        return self._top(self.hot, k)
+
+    def coldest(self, k: int = 1) -> list[str]:
+        return self._top(self.cold, k)
+
+    def spread(self) -> float:
+        if len(self.hosts) < 2:
+            return 0.0
+        return self.loads.util(self.hottest()[0]) - self.loads.util(self.coldest()[0])
+
+
+def host_groups(inventory: Inventory, hosts: list[str], group_by: str | None) -> dict[str, list[str]]:
+    """Hosts by the value of label `group_by` (one group of every host when None; '' for hosts without it)."""
+    if group_by is None:
+        return {"": hosts}
+    out: dict[str, list[str]] = defaultdict(list)
+    for h in hosts:
+        out[inventory.host[h].labels.get(group_by, "")].append(h)
+    return dict(out)
+
+
+def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collection[str], options: RebalanceOptions,
+                 topology: Topology, *, frozen: Collection[str] = ()) -> Choice:
+    """The moves of a rebalance from placement `start` (VM -> host, after repairs; see the module docstring).
+
+    `frozen`: VMs that must not move (they already move to be repaired).
+    """
+    hosts = balanced_hosts(inventory, empty)
+    loads = _Loads(inventory, start, hosts, options.metric, options.by)
+    state = FinalState(inventory, start)
+    groups = [_Group(hs, loads) for _, hs in sorted(host_groups(inventory, hosts, options.group_by).items())]
+    group_of = {h: g for g in groups for h in g.hosts}
+    on: dict[str, list[VM]] = defaultdict(list)
+    for v in inventory.vms:
+        on[start.get(v.name, v.host)].append(v)
+    fixed = set(frozen)
+    suit_cache: dict[tuple[object, str], bool] = {}
+
+    def may_receive(vm: VM, host: str) -> bool:
+        h = inventory.host[host]
+        key = (needs_of(vm, inventory), host)
+        ok = suit_cache.get(key)
+        if ok is None:
+            ok = suits(key[0], h)
+            suit_cache[key] = ok
+        return (ok and not vm.pinned and host != vm.host and topology.reachable(state.host_of[vm.name], host)
+                and state.fits(vm, host) and state.peer(vm, host) is None)
+
+    def best_move(sources: list[str], dests: list[str]) -> tuple[float, float, VM, str] | None:
+        best: tuple[float, float, VM, str] | None = None
+        for s in sources:
+            us = loads.util(s)
+            for vm in on[s]:
+                if vm.name in fixed or vm.affinity or vm.pinned:
+                    continue
+                c, m = vm_load(vm, options.by)
+                us_after = loads.util(s, -c, -m)
+                cost = move_gib(vm) + MOVE_COST_GIB
+                for d in dests:
+                    if d == s:
+                        continue
+                    gain = max(us, loads.util(d)) - max(us_after, loads.util(d, c, m))
+                    if gain < options.min_gain_pct or gain <= 0:
+                        continue
+                    score = gain / cost
+                    if best is not None and (score, gain) <= (best[0], best[1]):
+                        continue
+                    if may_receive(vm, d):
+                        best = (score, gain, vm, d)
+        return best
+
+    moves: list[tuple[str, str]] = []
+    gib: list[float] = []
+    worst = [max((g.spread() for g in groups), default=0.0)]
+    total_gib = 0.0
+    stuck: set[str] = set()  # hosts no move from which gains enough
+    target = options.target_spread_pct
+    stop = "no move left that gains at least {:g} points".format(options.min_gain_pct)
+    while True:
+        live = [g for g in groups if not g.done]
+        if target is not None and worst[-1] <= target + 1e-9:
+            stop = f"spread {worst[-1]:.1f}% is within the target {target:g}%"
+            break
+        if not live:
+            break
+        if options.max_moves is not None and len(moves) >= options.max_moves:
+            stop = f"max-moves {options.max_moves} reached"
+            break
+        g = max(live, key=lambda g: g.spread())
+        if target is not None and g.spread() <= target + 1e-9:
+            g.done = True
+            continue
+        top = g.hottest()[0]
+        found = None
+        if top not in stuck:
+            found = best_move([top], g.coldest(COLDEST))
+            if found is None:
+                stuck.add(top)  # no move lowers it (e.g. one big VM): only raising the coldest host helps
+        if found is None:
+            sources = [h for h in g.hottest(HOTTEST + len(stuck)) if h not in stuck]
+            found = best_move(sources, g.coldest())
+        if found is None:
+            g.done = True
+            continue
+        _, _, vm, dest = found
+        if options.max_gib is not None and total_gib + move_gib(vm) > options.max_gib + 1e-9:
+            stop = f"max-gib {options.max_gib:g} reached"
+            break
+        src = state.host_of[vm.name]
+        c, m = vm_load(vm, options.by)
+        loads.cpu[src] -= c
+        loads.mem[src] -= m
+        loads.cpu[dest] += c
+        loads.mem[dest] += m
+        state.remove(vm)
+        state.add(vm, dest)
+        on[src].remove(vm)
+        on[dest].append(vm)
+        fixed.add(vm.name)
+        group_of[src].touch(src)
+        group_of[dest].touch(dest)
+        total_gib += move_gib(vm)
+        moves.append((vm.name, dest))
+        gib.append(total_gib)
+        worst.append(max(gr.spread() for gr in groups))
+    return Choice(tuple(moves), tuple(gib), tuple(worst), stop)

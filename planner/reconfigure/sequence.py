@@ -1,0 +1,351 @@
+"""From where VMs are to where they must end: hops in an order that is safe at every instant.
+
+An event-driven list schedule (the drain scheduler's tasks, levels and resource caps, `planner.schedule`)
+over bandwidth AND host capacity over time. A hop may start only when
+* its destination has room for the VM from the hop's start on (plan v1: a migrating VM counts on both
+  hosts; its source is freed at the hop's end, its copied disks never are) against the checker's limit,
+  `host_capacity` raised to what the host already held (a host overloaded before the plan may stay so,
+  never get worse);
+* no member of one of its anti-affinity groups is present on the destination (a VM is present on its
+  source until its hop ends and on its destination from its start);
+* the policy's slot limits (outbound per source, inbound per destination, max_concurrent) and every NIC
+  and link direction of its path have room for its bandwidth (its path's cap, else half of it).
+At each event (a hop ends) the hops waiting on what was freed are tried again, highest priority and
+longest first; a hop that cannot start waits on the ONE thing that blocks it (nothing else can free it).
+
+When nothing runs and nothing can start, the moves block each other (two full hosts swapping, a long
+cycle of full hosts). Then one VM that sits where another wants to go takes a staging hop: the smallest
+such VM (fewest bytes), to the host that suits it (`eligible`, one source of truth with the checker),
+has room and no anti-affinity peer now, and is cheapest in bandwidth (shortest hop there and on to its
+destination; a host no other waiting VM needs first). A VM is staged at most once, so this ends. When
+no VM can be staged the cycle cannot be broken: every VM still waiting is reported with the hosts and
+VMs that block it, and `sequence_moves` plans again without them (they stay where they are).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from planner.capacity import Capacity, host_capacity, total_demand
+from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.migration_facts import copy_storage_targets, eligible, migration_facts
+from planner.model import VM, Inventory
+from planner.schedule import MILLI, Task, task_of
+from planner.topology import Resource, Topology
+
+EPS = 1e-9
+LEVELS_TRIED = (0, 1)  # the path's cap, else half of it (a sliver of bandwidth would hold slots for long)
+STAGING_HOSTS_PRICED = 64  # hosts with room whose hop durations are compared when staging one VM
+
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One migration of the sequence: `task.facts` says from where to where."""
+
+    task: Task
+    level: int
+    start_units: int
+    hop: int
+    staging: bool
+
+    @property
+    def vm(self) -> str:
+        return self.task.vm
+
+    @property
+    def end_units(self) -> int:
+        return self.start_units + self.task.levels[self.level].duration_units
+
+
+@dataclass(frozen=True)
+class Sequence:
+    hops: tuple[Hop, ...]
+    blocked: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # VM -> why it could not move
+
+    @property
+    def makespan_units(self) -> int:
+        return max((h.end_units for h in self.hops), default=0)
+
+    @property
+    def staged(self) -> tuple[str, ...]:
+        return tuple(sorted({h.vm for h in self.hops if h.staging}))
+
+
+def _limit(n: int) -> int:
+    return n if n > 0 else 1 << 30
+
+
+def host_limits(inventory: Inventory) -> dict[str, Capacity]:
+    """The checker's limit per host: its capacity, or what it already holds when that is more."""
+    p = inventory.policy
+    return {h.name: host_capacity(h, p).at_least(total_demand(inventory.vms_on.get(h.name, ())))
+            for h in inventory.hosts}
+
+
+class _Run:
+    """One attempt at sequencing `goal` (VM -> final host); `stuck` is set when a cycle cannot be broken."""
+
+    def __init__(self, inventory: Inventory, goal: Mapping[str, str], drained: frozenset[str], topology: Topology,
+                 model: DurationModel) -> None:
+        self.inv, self.goal, self.drained, self.topo, self.model = inventory, goal, drained, topology, model
+        p = inventory.policy
+        self.lim_out, self.lim_in, self.lim_all = (_limit(p.max_outbound_per_host), _limit(p.max_inbound_per_host),
+                                                   _limit(p.max_concurrent))
+        self.limits = {h: c.as_tuple() for h, c in host_limits(inventory).items()}
+        self.usage: dict[str, list[float]] = {h.name: [0.0, 0.0, 0.0] for h in inventory.hosts}
+        self.present: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for v in inventory.vms:
+            u = self.usage[v.host]
+            u[0] += v.vcpus
+            u[1] += v.memory_mib
+            for g in v.anti_affinity:
+                self.present[(g, v.host)].add(v.name)
+        self.where = {name: inventory.vm[name].host for name in goal}
+        self.caps: dict[Resource, int] = {}
+        self.used: dict[Resource, int] = defaultdict(int)
+        self.out_slots: dict[str, int] = defaultdict(int)
+        self.in_slots: dict[str, int] = defaultdict(int)
+        self.total = 0
+        self.tasks: dict[tuple[str, str, str], Task] = {}
+        self.hops: list[Hop] = []
+        self.n_hops: dict[str, int] = defaultdict(int)
+        self.staged: set[str] = set()
+        self.waiting: dict[Key, list[str]] = defaultdict(list)
+        self.blocker: dict[str, Key] = {}
+        self.running: list[tuple[int, int, int]] = []  # (end, order, index into hops)
+        first = {name: self.task(name, self.where[name], dest) for name, dest in goal.items()}
+        order = sorted(goal, key=lambda n: (-inventory.vm[n].priority, -first[n].levels[0].duration_units, n))
+        self.rank = {n: i for i, n in enumerate(order)}
+        self.stuck: dict[str, tuple[str, ...]] | None = None
+
+    # ------------------------------------------------------------ facts
+
+    def task(self, name: str, source: str, dest: str) -> Task:
+        k = (name, source, dest)
+        t = self.tasks.get(k)
+        if t is None:
+            vm = self.inv.vm[name]
+            facts = migration_facts(vm, dest, self.inv, self.topo, source=source)
+            assert facts is not None, f"{name}: no path {source} -> {dest}"  # goals and staging hosts are reachable
+            t = task_of(vm, facts, self.inv.policy, self.model)
+            self.tasks[k] = t
+        return t
+
+    def cap(self, r: Resource) -> int:
+        c = self.caps.get(r)
+        if c is None:
+            c = int(self.topo.capacity_mibs(r) * self.inv.policy.migration_share * MILLI)
+            self.caps[r] = c
+        return c
+
+    def demand(self, vm: VM) -> tuple[float, float, float]:
+        return (vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib if copy_storage_targets(vm) else 0.0)
+
+    def room_for(self, vm: VM, host: str) -> bool:
+        u, lim = self.usage[host], self.limits[host]
+        return all(u[i] + d <= lim[i] + EPS for i, d in enumerate(self.demand(vm)))
+
+    def peer_on(self, vm: VM, host: str) -> str | None:
+        for g in vm.anti_affinity:
+            if self.present.get((g, host), set()) - {vm.name}:
+                return g
+        return None
+
+    # ------------------------------------------------------------ starting and ending hops
+
+    def blocked_by(self, vm: VM, dest: str, task: Task) -> tuple[Key | None, int]:
+        """What keeps this hop from starting now (None: nothing) and the level it would run at."""
+        if self.total >= self.lim_all:
+            return ("all",), 0
+        src = self.where[vm.name]
+        if self.out_slots[src] >= self.lim_out:
+            return ("out", src), 0
+        if self.in_slots[dest] >= self.lim_in:
+            return ("in", dest), 0
+        if not self.room_for(vm, dest):
+            return ("cap", dest), 0
+        g = self.peer_on(vm, dest)
+        if g is not None:
+            return ("aa", g, dest), 0
+        for li in LEVELS_TRIED:
+            if li >= len(task.levels):
+                break
+            dem = task.levels[li].demand
+            if all(self.used[r] + dem <= self.cap(r) for r in task.resources):
+                return None, li
+        dem = task.levels[min(LEVELS_TRIED[-1], len(task.levels) - 1)].demand
+        r = next(r for r in task.resources if self.used[r] + dem > self.cap(r))
+        return ("res", *r), 0
+
+    def start(self, vm: VM, dest: str, task: Task, level: int, now: int, staging: bool) -> None:
+        d = self.demand(vm)
+        u = self.usage[dest]
+        for i in range(3):
+            u[i] += d[i]
+        for g in vm.anti_affinity:
+            self.present[(g, dest)].add(vm.name)
+        dem = task.levels[level].demand
+        for r in task.resources:
+            self.used[r] += dem
+        self.out_slots[task.facts.source] += 1
+        self.in_slots[dest] += 1
+        self.total += 1
+        hop = Hop(task, level, now, self.n_hops[vm.name], staging)
+        self.n_hops[vm.name] += 1
+        self.hops.append(hop)
+        heapq.heappush(self.running, (hop.end_units, self.rank[vm.name], len(self.hops) - 1))
+
+    def end(self, hop: Hop) -> list[Key]:
+        """Applies the end of `hop`; returns the keys it freed."""
+        vm, f = self.inv.vm[hop.vm], hop.task.facts
+        u = self.usage[f.source]
+        u[0] -= vm.vcpus
+        u[1] -= vm.memory_mib  # copied disks stay on the source (simulate's rule)
+        for g in vm.anti_affinity:
+            self.present[(g, f.source)].discard(vm.name)
+        dem = hop.task.levels[hop.level].demand
+        for r in hop.task.resources:
+            self.used[r] -= dem
+        self.out_slots[f.source] -= 1
+        self.in_slots[f.destination] -= 1
+        self.total -= 1
+        self.where[vm.name] = f.destination
+        freed: list[Key] = [("all",), ("out", f.source), ("in", f.destination), ("cap", f.source)]
+        freed += [("aa", g, f.source) for g in vm.anti_affinity]
+        freed += [("res", *r) for r in hop.task.resources]
+        return freed
+
+    def attempt(self, name: str, now: int) -> None:
+        vm, dest = self.inv.vm[name], self.goal[name]
+        task = self.task(name, self.where[name], dest)
+        key, level = self.blocked_by(vm, dest, task)
+        if key is None:
+            self.start(vm, dest, task, level, now, staging=False)
+        else:
+            self.blocker[name] = key
+            self.waiting[key].append(name)
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> list[Hop]:
+        now = 0
+        todo = sorted((n for n in self.goal if self.where[n] != self.goal[n]), key=self.rank.__getitem__)
+        while True:
+            for name in todo:
+                self.attempt(name, now)
+            if not self.running:
+                if not self.blocker:
+                    return self.hops
+                if not self.stage(now):
+                    self.stuck = self.explain_stuck()
+                    return self.hops
+                todo = []
+                continue
+            now = self.running[0][0]
+            woken: set[str] = set()
+            while self.running and self.running[0][0] == now:
+                _, _, i = heapq.heappop(self.running)
+                hop = self.hops[i]
+                for k in self.end(hop):
+                    for n in self.waiting.pop(k, ()):  # a waiting VM is parked on exactly one key
+                        del self.blocker[n]
+                        woken.add(n)
+                if self.where[hop.vm] != self.goal[hop.vm]:
+                    woken.add(hop.vm)  # a staged VM: its next hop
+            todo = sorted(woken, key=self.rank.__getitem__)
+
+    # ------------------------------------------------------------ cycles
+
+    def stage(self, now: int) -> bool:
+        """Breaks a cycle: one VM that sits where another wants to go moves to a staging host."""
+        wanted = {k[-1] for k in self.blocker.values() if k[0] in ("cap", "aa")}
+        movers = sorted((n for n in self.blocker if n not in self.staged and self.where[n] in wanted),
+                        key=lambda n: (self.inv.vm[n].memory_mib + self.inv.vm[n].local_disk_alloc_mib, n))
+        for name in movers:
+            host = self.staging_host(name, wanted)
+            if host is None:
+                continue
+            vm, src = self.inv.vm[name], self.where[name]
+            key = self.blocker.pop(name)
+            self.waiting[key].remove(name)
+            self.staged.add(name)
+            self.start(vm, host, self.task(name, src, host), 0, now, staging=True)
+            return True
+        return False
+
+    def staging_host(self, name: str, wanted: Collection[str]) -> str | None:
+        vm, src, dest = self.inv.vm[name], self.where[name], self.goal[name]
+        fits = [h.name for h in self.inv.hosts
+                if h.name not in (src, dest) and self.room_for(vm, h.name) and self.peer_on(vm, h.name) is None
+                and self.topo.reachable(src, h.name) and self.topo.reachable(h.name, dest)
+                and not eligible(vm, h, self.inv, self.drained, source=src)]
+        if not fits:
+            return None
+        # same switch first (no uplink crossed), then price the first few by hop durations
+        fits.sort(key=lambda h: (h in wanted, self.topo.switch_of[h] != self.topo.switch_of[src], h))
+        priced = fits[:STAGING_HOSTS_PRICED]
+        return min(priced, key=lambda h: (h in wanted, self.task(name, src, h).levels[0].duration_units
+                                          + self.task(name, h, dest).levels[0].duration_units, h))
+
+    def explain_stuck(self) -> dict[str, tuple[str, ...]]:
+        """Why each VM still waiting cannot move: the cycle it is in, or what it waits for."""
+        waits: dict[str, list[str]] = {}
+        for name, key in self.blocker.items():
+            host = key[-1]
+            waits[name] = sorted(n for n in self.blocker if n != name and self.where[n] == host)
+        out: dict[str, tuple[str, ...]] = {}
+        for name, key in sorted(self.blocker.items()):
+            cycle = _cycle_through(name, waits)
+            dest = key[-1]
+            what = "has no room" if key[0] == "cap" else f"holds a VM of anti-affinity group {key[1]}"
+            if cycle:
+                desc = ", ".join(f"{n} on {self.where[n]} -> {self.goal[n]}" for n in cycle)
+                out[name] = (f"blocked in a cycle of moves that no staging host can break: {desc}; each "
+                             f"destination is full (or holds an anti-affinity peer) until the next VM leaves, "
+                             f"and no other host that suits one of them has room for it",)
+            elif waits[name]:
+                out[name] = (f"host {dest} {what} until {', '.join(waits[name])} leave(s), which cannot move",)
+            else:
+                out[name] = (f"host {dest} {what} for it even after every other planned move",)
+        return out
+
+
+def _cycle_through(start: str, waits: Mapping[str, list[str]]) -> list[str]:
+    """A cycle of the wait-for graph through `start` (start first), or [] when there is none."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in waits.get(node, ()):
+            if nxt == start:
+                return path
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return []
+
+
+def sequence_moves(inventory: Inventory, goal: Mapping[str, str], *, drained: Collection[str] = (),
+                   topology: Topology | None = None, model: DurationModel = DEFAULT_MODEL) -> Sequence:
+    """Hops taking every VM of `goal` to its host, safe at every instant (module docstring).
+
+    VMs caught in a cycle no staging host can break (and VMs waiting on them) are left where they are,
+    in `blocked` with their reasons; the rest is sequenced again without them.
+    """
+    topo = topology if topology is not None else Topology(inventory)
+    todo = {n: h for n, h in goal.items() if inventory.vm[n].host != h}
+    blocked: dict[str, tuple[str, ...]] = {}
+    for _ in itertools.count():
+        run = _Run(inventory, todo, frozenset(drained), topo, model)
+        hops = run.run()
+        if run.stuck is None:
+            return Sequence(tuple(hops), blocked)
+        blocked.update(run.stuck)
+        todo = {n: h for n, h in todo.items() if n not in run.stuck}
+    raise AssertionError("unreachable")
