@@ -88,44 +88,59 @@ class _Loads:
 
 
 class _Group:
-    """The hosts of one group, with lazy max- and min-heaps of their utilisation."""
+    """The hosts of one group, with lazy max- and min-heaps of their utilisation.
+
+    A host set aside (no move from it gains enough) leaves the max-heap, so the hottest hosts still in
+    play are found in O(k log n); its utilisation still counts in the group's spread."""
 
     def __init__(self, hosts: list[str], loads: _Loads) -> None:
         self.hosts = hosts
         self.loads = loads
-        self.version = dict.fromkeys(hosts, 0)
+        self.hot_v = dict.fromkeys(hosts, 0)
+        self.cold_v = dict.fromkeys(hosts, 0)
         self.hot = [(-loads.util(h), h, 0) for h in hosts]
         self.cold = [(loads.util(h), h, 0) for h in hosts]
         heapq.heapify(self.hot)
         heapq.heapify(self.cold)
+        self.aside: dict[str, float] = {}
         self.done = len(hosts) < 2
 
     def touch(self, h: str) -> None:
-        self.version[h] += 1
-        u, v = self.loads.util(h), self.version[h]
-        heapq.heappush(self.hot, (-u, h, v))
-        heapq.heappush(self.cold, (u, h, v))
+        self.aside.pop(h, None)  # its load changed: in play again
+        self.hot_v[h] += 1
+        self.cold_v[h] += 1
+        u = self.loads.util(h)
+        heapq.heappush(self.hot, (-u, h, self.hot_v[h]))
+        heapq.heappush(self.cold, (u, h, self.cold_v[h]))
 
-    def _top(self, heap: list[tuple[float, str, int]], k: int) -> list[str]:
+    def set_aside(self, h: str) -> None:
+        self.hot_v[h] += 1
+        self.aside[h] = self.loads.util(h)
+
+    @staticmethod
+    def _top(heap: list[tuple[float, str, int]], version: dict[str, int], k: int) -> list[str]:
         out: list[tuple[float, str, int]] = []
         while heap and len(out) < k:
             item = heapq.heappop(heap)
-            if item[2] == self.version[item[1]]:
+            if item[2] == version[item[1]]:
                 out.append(item)
         for item in out:
             heapq.heappush(heap, item)
         return [h for _, h, _ in out]
 
     def hottest(self, k: int = 1) -> list[str]:
-        return self._top(self.hot, k)
+        """The k most utilised hosts not set aside."""
+        return self._top(self.hot, self.hot_v, k)
 
     def coldest(self, k: int = 1) -> list[str]:
-        return self._top(self.cold, k)
+        return self._top(self.cold, self.cold_v, k)
 
     def spread(self) -> float:
         if len(self.hosts) < 2:
             return 0.0
-        return self.loads.util(self.hottest()[0]) - self.loads.util(self.coldest()[0])
+        top = self.hottest()
+        high = max([*(self.loads.util(h) for h in top), *self.aside.values()])
+        return high - self.loads.util(self.coldest()[0])
 
 
 def host_groups(inventory: Inventory, hosts: list[str], group_by: str | None) -> dict[str, list[str]]:
@@ -153,6 +168,8 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
     for v in inventory.vms:
         on[start.get(v.name, v.host)].append(v)
     fixed = set(frozen)
+    gib_of = {v.name: move_gib(v) for v in inventory.vms}
+    load_of = {v.name: vm_load(v, options.by) for v in inventory.vms}
     suit_cache: dict[tuple[object, str], bool] = {}
 
     def may_receive(vm: VM, host: str) -> bool:
@@ -172,9 +189,9 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
             for vm in on[s]:
                 if vm.name in fixed or vm.affinity or vm.pinned:
                     continue
-                c, m = vm_load(vm, options.by)
+                c, m = load_of[vm.name]
                 us_after = loads.util(s, -c, -m)
-                cost = move_gib(vm) + MOVE_COST_GIB
+                cost = gib_of[vm.name] + MOVE_COST_GIB
                 for d in dests:
                     if d == s:
                         continue
@@ -192,7 +209,6 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
     gib: list[float] = []
     worst = [max((g.spread() for g in groups), default=0.0)]
     total_gib = 0.0
-    stuck: set[str] = set()  # hosts no move from which gains enough
     target = options.target_spread_pct
     stop = "no move left that gains at least {:g} points".format(options.min_gain_pct)
     while True:
@@ -209,24 +225,29 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
         if target is not None and g.spread() <= target + 1e-9:
             g.done = True
             continue
-        top = g.hottest()[0]
         found = None
-        if top not in stuck:
-            found = best_move([top], g.coldest(COLDEST))
+        top = g.hottest()
+        high = max(g.aside.values(), default=-1.0)
+        if top and g.loads.util(top[0]) >= high:  # the group's hottest host is still in play: lower it
+            found = best_move(top, g.coldest(COLDEST))
             if found is None:
-                stuck.add(top)  # no move lowers it (e.g. one big VM): only raising the coldest host helps
+                g.set_aside(top[0])  # no move lowers it (e.g. one big VM): only raising the coldest host helps
         if found is None:
-            sources = [h for h in g.hottest(HOTTEST + len(stuck)) if h not in stuck]
+            sources = g.hottest(HOTTEST)
             found = best_move(sources, g.coldest())
+            if found is None and sources:
+                for h in sources:  # none of them can give the coldest host anything: look further down
+                    g.set_aside(h)
+                continue
         if found is None:
             g.done = True
             continue
         _, _, vm, dest = found
-        if options.max_gib is not None and total_gib + move_gib(vm) > options.max_gib + 1e-9:
+        if options.max_gib is not None and total_gib + gib_of[vm.name] > options.max_gib + 1e-9:
             stop = f"max-gib {options.max_gib:g} reached"
             break
         src = state.host_of[vm.name]
-        c, m = vm_load(vm, options.by)
+        c, m = load_of[vm.name]
         loads.cpu[src] -= c
         loads.mem[src] -= m
         loads.cpu[dest] += c
@@ -238,7 +259,7 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
         fixed.add(vm.name)
         group_of[src].touch(src)
         group_of[dest].touch(dest)
-        total_gib += move_gib(vm)
+        total_gib += gib_of[vm.name]
         moves.append((vm.name, dest))
         gib.append(total_gib)
         worst.append(max(gr.spread() for gr in groups))

@@ -39,6 +39,7 @@ from planner.topology import Resource, Topology
 
 EPS = 1e-9
 LEVELS_TRIED = (0, 1)  # the path's cap, else half of it (a sliver of bandwidth would hold slots for long)
+LEVEL_DIVISORS_TRIED = (1, 2)  # the bandwidth levels those are (cap / 1, cap / 2)
 STAGING_HOSTS_PRICED = 64  # hosts with room whose hop durations are compared when staging one VM
 
 Key = tuple[str, ...]
@@ -133,7 +134,7 @@ class _Run:
             vm = self.inv.vm[name]
             facts = migration_facts(vm, dest, self.inv, self.topo, source=source)
             assert facts is not None, f"{name}: no path {source} -> {dest}"  # goals and staging hosts are reachable
-            t = task_of(vm, facts, self.inv.policy, self.model)
+            t = task_of(vm, facts, self.inv.policy, self.model, LEVEL_DIVISORS_TRIED)
             self.tasks[k] = t
         return t
 
