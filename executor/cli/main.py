@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from executor.cli import collect_cmds, inventory_cmds, plan_cmds, run_cmds
+from executor.cli import collect_cmds, inventory_cmds, plan_cmds, reconfigure_cmds, run_cmds
 from planner.errors import EvacError
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ def _root() -> None:
     """
 
 
-for module in (inventory_cmds, plan_cmds, collect_cmds, run_cmds):
+for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds):
     module.register(app)
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -61,7 +61,7 @@ def move_gib(vm: VM) -> float:
     return mib_to_gib(vm.memory_mib) + vm.local_disk_alloc_gib
 
 
-class _Loads:
+class Loads:
     """Per host: load (cpu, memory) and capacity; utilisation under the metric."""
 
     def __init__(self, inventory: Inventory, placement: Mapping[str, str], hosts: list[str], metric: Metric,
@@ -87,13 +87,13 @@ class _Loads:
         return cpu if self.metric is Metric.CPU else mem if self.metric is Metric.MEMORY else max(cpu, mem)
 
 
-class _Group:
+class HostHeap:
     """The hosts of one group, with lazy max- and min-heaps of their utilisation.
 
     A host set aside (no move from it gains enough) leaves the max-heap, so the hottest hosts still in
     play are found in O(k log n); its utilisation still counts in the group's spread."""
 
-    def __init__(self, hosts: list[str], loads: _Loads) -> None:
+    def __init__(self, hosts: list[str], loads: Loads) -> None:
         self.hosts = hosts
         self.loads = loads
         self.hot_v = dict.fromkeys(hosts, 0)
@@ -160,9 +160,9 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
     `frozen`: VMs that must not move (they already move to be repaired).
     """
     hosts = balanced_hosts(inventory, empty)
-    loads = _Loads(inventory, start, hosts, options.metric, options.by)
+    loads = Loads(inventory, start, hosts, options.metric, options.by)
     state = FinalState(inventory, start)
-    groups = [_Group(hs, loads) for _, hs in sorted(host_groups(inventory, hosts, options.group_by).items())]
+    groups = [HostHeap(hs, loads) for _, hs in sorted(host_groups(inventory, hosts, options.group_by).items())]
     group_of = {h: g for g in groups for h in g.hosts}
     on: dict[str, list[VM]] = defaultdict(list)
     for v in inventory.vms:
