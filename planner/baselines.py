@@ -328,7 +328,8 @@ class RebalanceBaseline:
     moved_gib: float
 
 
-def most_to_least_rebalance(inventory: Inventory, drained: Iterable[str], options: RebalanceOptions) -> RebalanceBaseline:
+def most_to_least_rebalance(inventory: Inventory, drained: Iterable[str],
+                            options: RebalanceOptions) -> RebalanceBaseline:
     """Greedy "most-loaded → least-loaded", as simple levellers do: the most utilised host gives its LARGEST
     VM that the least utilised host may receive (same rules as evac: `can_receive`, room at the end, no
     anti-affinity peer) when that lowers the busier of the two by at least `min_gain_pct`; a host that

@@ -16,6 +16,7 @@ Every plan must also pass the independent checker (make_plan asserts it).
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def _check_reconfiguration(plan: Plan, exp: dict[str, Any]) -> None:
         assert min(m.start_s for m in plan.hops_of(later)) >= max(m.end_s for m in plan.hops_of(first)) - 1e-6
     for host in exp.get("serial_into", []):
         into = sorted((m.start_s, m.end_s) for m in plan.migrations if m.destination == host)
-        assert all(b[0] >= a[1] - 1e-6 for a, b in zip(into, into[1:], strict=False)), into
+        assert all(b[0] >= a[1] - 1e-6 for a, b in itertools.pairwise(into)), into
     if "moved_only" in exp:
         assert {m.vm for m in plan.migrations} == set(exp["moved_only"])
     if "balance_spread_max" in exp:

@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-class _nothing:  # noqa: N801 -- a do-nothing context manager where rich's status would print
+class _nothing:
     def __enter__(self) -> None:
         return None
 

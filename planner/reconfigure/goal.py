@@ -174,7 +174,8 @@ def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozense
     broken = must_move(inventory, empty)
     for name, host_name in target.items():
         if host_name == inventory.vm[name].host and name in broken:
-            goal.unplaced[name] = [f"the target keeps it on {host_name}, which breaks a rule: {'; '.join(broken[name])}"]
+            goal.unplaced[name] = [f"the target keeps it on {host_name}, which breaks a rule: "
+                                   f"{'; '.join(broken[name])}"]
     state = FinalState(inventory, accepted)
     _refuse_overfull(inventory, accepted, state, goal)
     _refuse_peers(inventory, accepted, state, goal)

@@ -71,8 +71,8 @@ class Loads:
         self.mem = dict.fromkeys(hosts, 0.0)
         self.cap: dict[str, tuple[float, float]] = {}
         for h in hosts:
-            c = host_capacity(inventory.host[h], inventory.policy)
-            self.cap[h] = (c.vcpus, c.memory_mib)
+            room = host_capacity(inventory.host[h], inventory.policy)
+            self.cap[h] = (room.vcpus, room.memory_mib)
         for v in inventory.vms:
             h = placement.get(v.name, v.host)
             if h in self.cpu:
@@ -210,7 +210,7 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
     worst = [max((g.spread() for g in groups), default=0.0)]
     total_gib = 0.0
     target = options.target_spread_pct
-    stop = "no move left that gains at least {:g} points".format(options.min_gain_pct)
+    stop = f"no move left that gains at least {options.min_gain_pct:g} points"
     while True:
         live = [g for g in groups if not g.done]
         if target is not None and worst[-1] <= target + 1e-9:
