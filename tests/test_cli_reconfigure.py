@@ -18,7 +18,8 @@ def _inventory(tmp_path: Path, case: str) -> Path:
     return p
 
 
-def test_nothing_drained_and_nothing_broken_is_nothing_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_drained_and_nothing_broken_is_nothing_to_do(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "plan.json"
     assert main(["plan", str(_inventory(tmp_path, "swap_full_hosts")), "-o", str(out)]) == 0
     assert "nothing to do" in capsys.readouterr().out and not out.exists()

@@ -89,7 +89,8 @@ def test_a_staging_host_must_suit_the_vm() -> None:
 
 
 def test_an_overloaded_host_may_stay_so_but_never_gets_worse() -> None:
-    inv = flat([host("h1", memory_mib=4096), host("h2")], [vm("a", "h1", memory_mib=3072), vm("b", "h1", memory_mib=3072)])
+    inv = flat([host("h1", memory_mib=4096), host("h2")],
+               [vm("a", "h1", memory_mib=3072), vm("b", "h1", memory_mib=3072)])
     assert host_limits(inv)["h1"].memory_mib == 6144
     seq = sequence_moves(inv, {"a": "h2"})
     assert _route(seq) == [("a", "h1", "h2", False)]
