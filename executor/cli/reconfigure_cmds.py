@@ -154,7 +154,8 @@ def register(app: typer.Typer) -> None:
                                                                       inventory_path=str(inventory.absolute())))
         report(result, output, as_json)
         if not as_json:
-            console.print(ladder_table(result))
+            if result.ladder:
+                console.print(ladder_table(result))
             if baseline:
                 console.print(baseline_table(inv, ds.hosts, options, result))
         if result.plan.status is PlanStatus.INFEASIBLE or not result.target_reached:
