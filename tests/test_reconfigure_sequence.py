@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from planner.checker import check_plan
 from planner.model import Inventory, Link
 from planner.plan import PlanKind
@@ -22,8 +26,12 @@ def _route(seq: object) -> list[tuple[str, str, str, bool]]:
 
 def test_a_swap_of_two_full_hosts_goes_through_one_staging_hop() -> None:
     seq = sequence_moves(_full_pair(), {"x": "b", "y": "a"})
-    assert _route(seq) == [("x", "a", "c", True), ("y", "b", "a", False), ("x", "c", "b", False)]
-    assert seq.blocked == {} and seq.staged == ("x",)
+    (staged,) = seq.staged  # one VM goes through c, the other moves straight, then the first goes on
+    other, src = ("y", "b") if staged == "x" else ("x", "a")
+    home = {"x": "a", "y": "b"}
+    assert _route(seq) == [(staged, home[staged], "c", True), (other, src, home[staged], False),
+                           (staged, "c", src, False)]
+    assert seq.blocked == {}
     first, second, third = seq.hops
     assert second.start_units >= first.end_units and third.start_units >= second.end_units
 
@@ -94,3 +102,27 @@ def test_an_overloaded_host_may_stay_so_but_never_gets_worse() -> None:
     assert host_limits(inv)["h1"].memory_mib == 6144
     seq = sequence_moves(inv, {"a": "h2"})
     assert _route(seq) == [("a", "h1", "h2", False)]
+
+
+@pytest.mark.parametrize("seed", [*range(12), 92, 120, 155])  # 92, 120, 155: stuck when staging one VM at a time
+def test_any_permutation_of_full_hosts_is_reached_through_one_spare(seed: int) -> None:
+    """Full hosts hand their VMs on along a random permutation (cycles of every length); one empty host
+    as big as the others lets staging hops break every cycle: each VM ends on its target, checked."""
+    rng = random.Random(seed)
+    n = rng.randint(2, 7)
+    hosts = [host(f"h{i}", memory_mib=4096, switch=rng.choice(["ta", "tb"])) for i in range(n)]
+    hosts.append(host("spare", memory_mib=4096, switch="ta"))
+    vms, target = [], {}
+    perm = list(range(n))
+    rng.shuffle(perm)
+    for i in range(n):
+        sizes = rng.choice([[4096], [2048, 2048], [1024, 1024, 2048]])
+        for k, size in enumerate(sizes):
+            name = f"v{i}-{k}"
+            vms.append(vm(name, f"h{i}", memory_mib=size))
+            target[name] = f"h{perm[i]}"
+    inv = Inventory(hosts=tuple(hosts), vms=tuple(vms), links=(Link("ta", "sp", 10.0), Link("tb", "sp", 10.0)))
+    plan = make_reconfiguration(inv, PlanKind.TARGET, target=target)  # asserts the checker passes
+    assert plan.unplaced == ()
+    assert {m.vm: m.destination for m in plan.migrations if not m.staging} == \
+        {v: h for v, h in target.items() if inv.vm[v].host != h}

@@ -14,12 +14,15 @@ At each event (a hop ends) the hops waiting on what was freed are tried again, h
 longest first; a hop that cannot start waits on the ONE thing that blocks it (nothing else can free it).
 
 When nothing runs and nothing can start, the moves block each other (two full hosts swapping, a long
-cycle of full hosts). Then one VM that sits where another wants to go takes a staging hop: the smallest
-such VM (fewest bytes), to the host that suits it (`eligible`, one source of truth with the checker),
-has room and no anti-affinity peer now, and is cheapest in bandwidth (shortest hop there and on to its
-destination; a host no other waiting VM needs first). A VM is staged at most once, so this ends. When
-no VM can be staged the cycle cannot be broken: every VM still waiting is reported with the hosts and
-VMs that block it, and `sequence_moves` plans again without them (they stay where they are).
+cycle of full hosts). Then staging hops empty one waiting VM's destination just enough for it: the VMs
+waiting to leave that host which must go first (its anti-affinity peers there; for room, the cheapest
+single VM big enough, else the biggest until it fits), each to a host that suits it (`eligible`, one
+source of truth with the checker), has room for it (counting the others staged with it) and no
+anti-affinity peer, and is cheapest in bandwidth (own switch first, then the shortest hop there and on
+to its destination; a host no other waiting VM needs first). The waiting VM whose eviction set costs
+the fewest bytes wins. A VM is staged at most once, so this ends. When nothing can be staged the cycle
+cannot be broken: every VM still waiting is reported with the hosts and VMs that block it, and
+`sequence_moves` plans again without them (they stay where they are).
 """
 
 from __future__ import annotations
@@ -264,26 +267,96 @@ class _Run:
     # ------------------------------------------------------------ cycles
 
     def stage(self, now: int) -> bool:
-        """Breaks a cycle: one VM that sits where another wants to go moves to a staging host."""
-        wanted = {k[-1] for k in self.blocker.values() if k[0] in ("cap", "aa")}
-        movers = sorted((n for n in self.blocker if n not in self.staged and self.where[n] in wanted),
-                        key=lambda n: (self.inv.vm[n].memory_mib + self.inv.vm[n].local_disk_alloc_mib, n))
-        for name in movers:
-            host = self.staging_host(name, wanted)
-            if host is None:
-                continue
-            vm, src = self.inv.vm[name], self.where[name]
-            key = self.blocker.pop(name)
-            self.waiting[key].remove(name)
-            self.staged.add(name)
-            self.start(vm, host, self.task(name, src, host), 0, now, staging=True)
-            return True
-        return False
+        """Breaks a cycle: staging hops empty, out of one destination, just enough for one waiting VM.
 
-    def staging_host(self, name: str, wanted: Collection[str]) -> str | None:
+        For every waiting VM w blocked at host d: the VMs on d that wait to leave it (and were never
+        staged) that must go first so w fits (its anti-affinity peers there; for room, one VM big enough
+        if any, else the biggest until it fits), each with a staging host that has room for it (counting
+        the others going there). The cheapest such set in bytes is staged; w then moves at the next event.
+        """
+        wanted = {k[-1] for k in self.blocker.values() if k[0] in ("cap", "aa")}
+        best: tuple[float, str, list[tuple[str, str]]] | None = None
+        for w, key in sorted(self.blocker.items()):
+            if key[0] not in ("cap", "aa"):
+                continue
+            evict = self.evictions(w, key)
+            if not evict:
+                continue
+            placed = self.staging_hosts(evict, wanted)
+            if placed is None:
+                continue
+            cost = sum(self.bytes_of(n) for n in evict)
+            if best is None or (cost, w) < (best[0], best[1]):
+                best = (cost, w, placed)
+        if best is None:
+            return False
+        started = False
+        for name, host in best[2]:
+            vm, src = self.inv.vm[name], self.where[name]
+            task = self.task(name, src, host)
+            busy, level = self.blocked_by(vm, host, task)
+            if busy is not None:
+                continue  # a slot or link is busy with the others: staged at the next deadlock, if still needed
+            old = self.blocker.pop(name)
+            self.waiting[old].remove(name)
+            self.staged.add(name)
+            self.start(vm, host, task, level, now, staging=True)
+            started = True
+        return started
+
+    def bytes_of(self, name: str) -> float:
+        vm = self.inv.vm[name]
+        return vm.memory_mib + vm.local_disk_alloc_mib
+
+    def evictions(self, w: str, key: Key) -> list[str]:
+        """The waiting VMs on w's blocked destination that must leave it before w fits ([] = none can)."""
+        d = key[-1]
+        vm = self.inv.vm[w]
+        on_d = [n for n in self.blocker if n != w and n not in self.staged and self.where[n] == d]
+        if key[0] == "aa":
+            peers = self.present.get((key[1], d), set()) - {w}
+            return sorted(peers) if peers <= set(on_d) else []
+        u, lim = self.usage[d], self.limits[d]
+        need = [u[i] + x - lim[i] for i, x in enumerate(self.demand(vm))]
+        if need[2] > EPS:
+            return []  # copied-disk room is never given back: nobody leaving makes it
+        def covers(names: list[str]) -> bool:
+            freed = [sum(self.inv.vm[n].vcpus for n in names), sum(self.inv.vm[n].memory_mib for n in names)]
+            return all(freed[i] + EPS >= need[i] for i in range(2))
+        one = sorted((n for n in on_d if covers([n])), key=lambda n: (self.bytes_of(n), n))
+        if one:
+            return one[:1]
+        chosen: list[str] = []
+        for n in sorted(on_d, key=lambda n: (-self.inv.vm[n].memory_mib, n)):
+            chosen.append(n)
+            if covers(chosen):
+                return chosen
+        return []
+
+    def staging_hosts(self, names: list[str], wanted: Collection[str]) -> list[tuple[str, str]] | None:
+        """A staging host for each VM, room counted for all of them together; None if one has none."""
+        extra: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        out = []
+        for name in sorted(names, key=lambda n: (-self.bytes_of(n), n)):
+            host = self.staging_host(name, wanted, extra)
+            if host is None:
+                return None
+            for i, x in enumerate(self.demand(self.inv.vm[name])):
+                extra[host][i] += x
+            out.append((name, host))
+        return out
+
+    def staging_host(self, name: str, wanted: Collection[str],
+                     extra: Mapping[str, list[float]] | None = None) -> str | None:
         vm, src, dest = self.inv.vm[name], self.where[name], self.goal[name]
+        more = extra or {}
+
+        def room(h: str) -> bool:
+            u, lim, add = self.usage[h], self.limits[h], more.get(h, (0.0, 0.0, 0.0))
+            return all(u[i] + add[i] + x <= lim[i] + EPS for i, x in enumerate(self.demand(vm)))
+
         fits = [h.name for h in self.inv.hosts
-                if h.name not in (src, dest) and self.room_for(vm, h.name) and self.peer_on(vm, h.name) is None
+                if h.name not in (src, dest) and room(h.name) and self.peer_on(vm, h.name) is None
                 and self.topo.reachable(src, h.name) and self.topo.reachable(h.name, dest)
                 and not eligible(vm, h, self.inv, self.drained, source=src)]
         if not fits:
