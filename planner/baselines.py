@@ -48,7 +48,7 @@ from planner.migration_facts import (
 from planner.model import VM, Inventory
 from planner.plan import Migration, Plan, PlanStatus, Spread, Unplaced
 from planner.reconfigure.goal import FinalState
-from planner.reconfigure.rebalance import HostHeap, Loads, RebalanceOptions, move_gib
+from planner.reconfigure.rebalance import HostHeap, Loads, RebalanceOptions, move_gib, shift
 from planner.topology import Resource, Topology
 
 KUBEVIRT_PER_NODE = 2  # NOTES §4: parallelOutboundMigrationsPerNode
@@ -370,15 +370,7 @@ def most_to_least_rebalance(inventory: Inventory, drained: Iterable[str],
             continue
         if options.max_gib is not None and gib + move_gib(chosen) > options.max_gib + 1e-9:
             break
-        c, m = vm_load(chosen, options.by)
-        loads.cpu[s] -= c
-        loads.mem[s] -= m
-        loads.cpu[d] += c
-        loads.mem[d] += m
-        state.remove(chosen)
-        state.add(chosen, d)
-        on[s].remove(chosen)
-        on[d].append(chosen)
+        shift(chosen, vm_load(chosen, options.by), d, loads, state, on)
         moved.add(chosen.name)
         heap.touch(s)
         heap.touch(d)

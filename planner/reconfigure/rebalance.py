@@ -24,13 +24,12 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from planner.balance import By, Metric, balanced_hosts, vm_load
+from planner.balance import By, Metric, balanced_hosts, vm_load, vm_moved_gib
 from planner.capacity import host_capacity
 from planner.host_rules import needs_of, suits
 from planner.model import VM, Inventory
 from planner.reconfigure.goal import FinalState
 from planner.topology import Topology
-from planner.units import mib_to_gib
 
 COLDEST = 12  # destinations tried per move
 HOTTEST = 24  # sources tried when the hottest host has no move
@@ -57,8 +56,8 @@ class Choice:
 
 
 def move_gib(vm: VM) -> float:
-    """GiB one move puts on the wire at the least (`balance.moved_gib` of a copy-storage hop)."""
-    return mib_to_gib(vm.memory_mib) + vm.local_disk_alloc_gib
+    """GiB one move puts on the wire at the least (a VM's local disks are always copied when it moves)."""
+    return vm_moved_gib(vm)
 
 
 class Loads:
@@ -141,6 +140,20 @@ class HostHeap:
         top = self.hottest()
         high = max([*(self.loads.util(h) for h in top), *self.aside.values()])
         return high - self.loads.util(self.coldest()[0])
+
+
+def shift(vm: VM, load: tuple[float, float], dest: str, loads: Loads, state: FinalState,
+          on: dict[str, list[VM]]) -> None:
+    """Moves `vm` (counting `load`) to `dest` in the loads, the final state and the per-host VM lists."""
+    src = state.host_of[vm.name]
+    loads.cpu[src] -= load[0]
+    loads.mem[src] -= load[1]
+    loads.cpu[dest] += load[0]
+    loads.mem[dest] += load[1]
+    state.remove(vm)
+    state.add(vm, dest)
+    on[src].remove(vm)
+    on[dest].append(vm)
 
 
 def host_groups(inventory: Inventory, hosts: list[str], group_by: str | None) -> dict[str, list[str]]:
@@ -247,15 +260,7 @@ def choose_moves(inventory: Inventory, start: Mapping[str, str], empty: Collecti
             stop = f"max-gib {options.max_gib:g} reached"
             break
         src = state.host_of[vm.name]
-        c, m = load_of[vm.name]
-        loads.cpu[src] -= c
-        loads.mem[src] -= m
-        loads.cpu[dest] += c
-        loads.mem[dest] += m
-        state.remove(vm)
-        state.add(vm, dest)
-        on[src].remove(vm)
-        on[dest].append(vm)
+        shift(vm, load_of[vm.name], dest, loads, state, on)
         fixed.add(vm.name)
         group_of[src].touch(src)
         group_of[dest].touch(dest)
