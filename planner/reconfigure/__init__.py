@@ -10,8 +10,9 @@
    break explained and their VMs left in place;
 3. the lower bound (`bound`): valid for any plan ending VMs where this one does, whatever its hops;
 4. the plan, checked: every plan returned passes `planner.checker.assert_plan_valid`.
-The sequence is the greedy list schedule only: no CP-SAT model of reconfigurations yet (the gap to the
-lower bound says how much that leaves on the table).
+The greedy sequence fixes each VM's route; `cpsat.improve` then re-times its hops with CP-SAT (host
+capacity as cumulatives over each VM's stays, the greedy as hint) in the time left, up to
+`CPSAT_MAX_HOPS` hops; the plan's `solver` says which one won.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from planner.migration_facts import drain_set
 from planner.model import Inventory
 from planner.plan import Balance, Migration, Plan, PlanKind, PlanStatus, Unplaced
 from planner.reconfigure.bound import moves_lower_bound
+from planner.reconfigure.cpsat import improve
 from planner.reconfigure.goal import Goal, repair_goal, target_goal
 from planner.reconfigure.rebalance import Choice, RebalanceOptions, choose_moves
 from planner.reconfigure.sequence import Sequence, sequence_moves
@@ -35,6 +37,8 @@ from planner.solve import SolverReporter
 from planner.topology import Topology
 
 REPAIR_SHARE = 0.5  # of the time limit, for the repair placement's CP-SAT
+CPSAT_MAX_HOPS = 2000  # more hops than this: the greedy sequence only (the model would not improve it in time)
+FINISH_S = 0.5  # kept for the bound, the plan and the checker after the sequence's CP-SAT
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,16 @@ def reconfigure(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] 
             seq = Sequence(seq.hops, {n: w for n, w in seq.blocked.items() if n not in optional})
     if reporter is not None:
         reporter.solver_progress(time.monotonic() - t0, seq.makespan_units / UNITS_PER_S, 0.0)
-    plan = assemble(inventory, kind, empty, goal, seq, topology, model, t0, target=target, options=options)
+    solver = "greedy"
+    left = time_limit_s - (time.monotonic() - t0) - FINISH_S
+    if len(seq.hops) <= CPSAT_MAX_HOPS:
+        better = improve(inventory, seq, topology, time_limit_s=left, workers=workers)
+        if better is not None:
+            seq, solver = better, "cp-sat"
+            if reporter is not None:
+                reporter.solver_progress(time.monotonic() - t0, seq.makespan_units / UNITS_PER_S, 0.0)
+    plan = assemble(inventory, kind, empty, goal, seq, topology, model, t0, target=target, options=options,
+                    solver=solver)
     assert_plan_valid(inventory, plan, model, topology=topology)
     rows: tuple[LadderRow, ...] = ()
     reached = True
@@ -143,7 +156,7 @@ def migrations_of(inventory: Inventory, seq: Sequence) -> list[Migration]:
 
 def assemble(inventory: Inventory, kind: PlanKind, empty: frozenset[str], goal: Goal, seq: Sequence,
              topology: Topology, model: DurationModel, t0: float, *, target: Mapping[str, str] | None,
-             options: RebalanceOptions) -> Plan:
+             options: RebalanceOptions, solver: str = "greedy") -> Plan:
     migrations = migrations_of(inventory, seq)
     reasons = dict(goal.unplaced)
     for name, why in seq.blocked.items():
@@ -170,7 +183,7 @@ def assemble(inventory: Inventory, kind: PlanKind, empty: frozenset[str], goal: 
     return Plan(inventory_sha256=inventory.sha256, drained=tuple(sorted(empty, key=order.__getitem__)),
                 status=status, makespan_s=makespan, lower_bound_s=min(lb.value_s, makespan),
                 solve_s=time.monotonic() - t0, migrations=tuple(migrations),
-                unplaced=tuple(Unplaced(n, tuple(reasons[n])) for n in sorted(reasons)), solver="greedy",
+                unplaced=tuple(Unplaced(n, tuple(reasons[n])) for n in sorted(reasons)), solver=solver,
                 kind=kind, balance=balance, target=known_target if kind is PlanKind.TARGET else {})
 
 
