@@ -70,3 +70,10 @@ def test_place_greedy_takes_the_emptiest_host_with_room_and_no_peer() -> None:
                [vm("x", "h1", anti_affinity=g), vm("peer", "h4", anti_affinity=g)])
     placed, failed = place_greedy(inv, [inv.vm["x"]], FinalState(inv, {}), frozenset({"h1"}), Topology(inv))
     assert placed == {"x": "h3"} and failed == {}
+
+
+def test_a_target_for_a_running_vm_on_a_down_host_is_refused_not_planned() -> None:
+    inv = flat([host("h1", state=HostState.DOWN), host("h2")], [vm("a", "h1"), vm("b", "h2")])
+    goal = target_goal(inv, {"a": "h2"}, frozenset(), Topology(inv))
+    assert goal.destination == {}
+    assert any("host h1 is down" in r for r in goal.unplaced["a"])

@@ -158,6 +158,7 @@ def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozense
     """The operator's placement, each refused target explained, and the VMs it leaves out repaired."""
     goal = Goal()
     accepted: dict[str, str] = {}
+    explainer = StaticExplainer(inventory, empty, topology)
     for name, host_name in target.items():
         vm = inventory.vm[name]
         host = inventory.host.get(host_name)
@@ -167,6 +168,8 @@ def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozense
             continue  # already there (a misplaced VM kept on its host is refused below)
         elif why := eligible(vm, host, inventory, empty):
             goal.unplaced[name] = [f"target host {host_name} breaks a rule: {'; '.join(why)}"]
+        elif why := explainer.reasons(vm):  # no plan can move it at all (a running VM on a down host)
+            goal.unplaced[name] = why
         elif not topology.reachable(vm.host, host_name):
             goal.unplaced[name] = [f"no network path from {vm.host} to target host {host_name}"]
         else:
@@ -180,7 +183,6 @@ def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozense
     _refuse_overfull(inventory, accepted, state, goal)
     _refuse_peers(inventory, accepted, state, goal)
     rest = [inventory.vm[n] for n in broken if n not in target]
-    explainer = StaticExplainer(inventory, empty, topology)
     movable = []
     for vm in rest:
         why = explainer.reasons(vm)
