@@ -77,3 +77,12 @@ def test_a_target_for_a_running_vm_on_a_down_host_is_refused_not_planned() -> No
     goal = target_goal(inv, {"a": "h2"}, frozenset(), Topology(inv))
     assert goal.destination == {}
     assert any("host h1 is down" in r for r in goal.unplaced["a"])
+
+
+def test_a_target_splitting_an_affinity_group_keeps_its_members_home() -> None:
+    af = frozenset({"pair"})
+    inv = flat([host("h1"), host("h2")], [vm("a", "h1", affinity=af), vm("b", "h1", affinity=af)])
+    goal = target_goal(inv, {"a": "h2"}, frozenset(), Topology(inv))
+    assert goal.destination == {} and "affinity group pair would end on 2 hosts" in goal.unplaced["a"][0]
+    both = target_goal(inv, {"a": "h2", "b": "h2"}, frozenset(), Topology(inv))
+    assert both.destination == {"a": "h2", "b": "h2"} and both.unplaced == {}

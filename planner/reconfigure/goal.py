@@ -194,8 +194,34 @@ def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozense
     accepted.update(placed)
     for name, why in failed.items():
         goal.unplaced[name] = [*broken[name], *why]
+    if _refuse_affinity_splits(inventory, accepted, state, goal):
+        _refuse_overfull(inventory, accepted, state, goal)  # a VM kept home may overfill its host
     goal.destination = accepted
     return goal
+
+
+def _refuse_affinity_splits(inventory: Inventory, accepted: dict[str, str], state: FinalState, goal: Goal) -> bool:
+    """Keeps home the moving members of an affinity group that would end on more hosts than it started on
+    (the checker's affinity rule); True when it dropped any."""
+    before: dict[str, set[str]] = defaultdict(set)
+    after: dict[str, set[str]] = defaultdict(set)
+    for v in inventory.vms:
+        for g in v.affinity:
+            before[g].add(v.host)
+            after[g].add(accepted.get(v.name, v.host))
+    dropped = False
+    for g in sorted(after):
+        if len(after[g]) <= max(1, len(before[g])):
+            continue
+        for name in sorted(n for n in accepted if g in inventory.vm[n].affinity):
+            vm = inventory.vm[name]
+            state.remove(vm)
+            state.add(vm, vm.host)
+            goal.unplaced[name] = [f"affinity group {g} would end on {len(after[g])} hosts "
+                                   f"({', '.join(sorted(after[g]))}), it runs on {len(before[g])}"]
+            del accepted[name]
+            dropped = True
+    return dropped
 
 
 def _refuse_overfull(inventory: Inventory, accepted: dict[str, str], state: FinalState, goal: Goal) -> None:
