@@ -3,8 +3,8 @@
 Every kind but a drain also repairs (plan v1, reconfiguration section): a VM on a host being emptied
 (named or in maintenance) or misplaced (`planner.repair`: its host breaks a hard rule) must end on a
 host that suits it. `repair_goal` places those VMs with the drain's CP-SAT placement
-(`planner.placement.place`, every candidate host kept: repair sets are small) and explains the ones it
-cannot place (`planner.explain`). `target_goal` takes the operator's placement, refuses with a reason
+(`planner.placement.place`; candidates pruned as for a drain, widened when that cost a VM its place)
+and explains the ones it cannot place (`planner.explain`). `target_goal` takes the operator's placement, refuses with a reason
 each target that breaks a rule (`eligible`: state, drain, pinning, host rules, size), that overfills a
 host at the end, or that ends two anti-affinity peers together; then places the VMs that must move and
 that the target does not name with `place_greedy` (room and peers counted in the final state).
@@ -12,11 +12,12 @@ that the target does not name with `place_greedy` (room and peers counted in the
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from planner.candidates import find_candidates
+from planner.candidates import PER_VM, find_candidates
 from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.explain import StaticExplainer, dynamic_reasons
@@ -64,9 +65,13 @@ def repair_goal(inventory: Inventory, empty: frozenset[str], topology: Topology,
             movers.append(vm)
     if not movers:
         return goal
-    cands = find_candidates(inventory, movers, empty, topology, per_vm=0)
-    result = place(inventory, movers, cands, empty, topology, time_limit_s=time_limit_s, workers=workers,
-                   model=model)
+    deadline = time.monotonic() + time_limit_s
+    for per_vm in (PER_VM, PER_VM * 4, 0):  # pruned candidates first (a big drain), widened if that cost a VM
+        cands = find_candidates(inventory, movers, empty, topology, per_vm=per_vm)
+        result = place(inventory, movers, cands, empty, topology, time_limit_s=max(0.0, deadline - time.monotonic()),
+                       workers=workers, model=model)
+        if all(cands.complete[v] for v in result.unplaced):
+            break
     goal.destination.update(result.destination)
     goal.status = result.status
     for name in result.unplaced:
