@@ -4,10 +4,11 @@ Every kind but a drain also repairs (plan v1, reconfiguration section): a VM on 
 (named or in maintenance) or misplaced (`planner.repair`: its host breaks a hard rule) must end on a
 host that suits it. `repair_goal` places those VMs with the drain's CP-SAT placement
 (`planner.placement.place`; candidates pruned as for a drain, widened when that cost a VM its place)
-and explains the ones it cannot place (`planner.explain`). `target_goal` takes the operator's placement, refuses with a reason
-each target that breaks a rule (`eligible`: state, drain, pinning, host rules, size), that overfills a
-host at the end, or that ends two anti-affinity peers together; then places the VMs that must move and
-that the target does not name with `place_greedy` (room and peers counted in the final state).
+and explains the ones it cannot place (`planner.explain`). `target_goal` takes the operator's
+placement, refuses with a reason each target that breaks a rule (`eligible`: state, drain, pinning,
+host rules, size; the explainer: a running VM on a down host), that overfills a host at the end, that
+ends two anti-affinity peers together or splits an affinity group; then places the VMs that must move
+and that the target does not name with `place_greedy` (room and peers counted in the final state).
 """
 
 from __future__ import annotations
