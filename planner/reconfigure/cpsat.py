@@ -29,7 +29,7 @@ from ortools.sat.python import cp_model
 from planner.migration_facts import copy_storage_targets
 from planner.model import Inventory
 from planner.reconfigure.sequence import Hop, Sequence, host_limits
-from planner.schedule import MILLI
+from planner.schedule import capped_milli
 from planner.topology import Resource, Topology
 
 MIN_SOLVE_S = 0.2
@@ -80,7 +80,7 @@ def improve(inventory: Inventory, seq: Sequence, topology: Topology, *, time_lim
         for a, b in itertools.pairwise(ix):
             m.add(start[b] >= end[a])
     for r, items in by_resource.items():
-        cap = int(topology.capacity_mibs(r) * p.migration_share * MILLI)
+        cap = capped_milli(topology, r, p.migration_share)
         m.add_cumulative([iv for iv, _ in items], [d for _, d in items], cap)
     for (kind, _), ivs in slots.items():
         limit = {"out": p.max_outbound_per_host, "in": p.max_inbound_per_host, "all": p.max_concurrent}[kind]

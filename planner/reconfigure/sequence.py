@@ -37,7 +37,7 @@ from planner.capacity import Capacity, host_capacity, total_demand
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.migration_facts import copy_storage_targets, eligible, migration_facts
 from planner.model import VM, Inventory
-from planner.schedule import MILLI, Task, task_of
+from planner.schedule import Task, capped_milli, task_of
 from planner.topology import Resource, Topology
 
 EPS = 1e-9
@@ -144,7 +144,7 @@ class _Run:
     def cap(self, r: Resource) -> int:
         c = self.caps.get(r)
         if c is None:
-            c = int(self.topo.capacity_mibs(r) * self.inv.policy.migration_share * MILLI)
+            c = capped_milli(self.topo, r, self.inv.policy.migration_share)
             self.caps[r] = c
         return c
 

@@ -79,8 +79,13 @@ def resource_caps(tasks: Sequence[Task], topology: Topology, share: float) -> di
     for t in tasks:
         for r in t.resources:
             if r not in caps:
-                caps[r] = math.floor(topology.capacity_mibs(r) * share * MILLI)
+                caps[r] = capped_milli(topology, r, share)
     return caps
+
+
+def capped_milli(topology: Topology, resource: Resource, share: float) -> int:
+    """One resource's capped capacity in 0.001 MiB/s, rounded down (what every scheduler's cumulative holds)."""
+    return math.floor(topology.capacity_mibs(resource) * share * MILLI)
 
 
 
