@@ -106,17 +106,17 @@ def register(app: typer.Typer) -> None:
         drain: Annotated[list[str] | None, typer.Option("--drain", help="Host to empty as well (repeatable).")] = None,
         output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-        time_limit: Annotated[float, typer.Option("--time-limit", help="Time limit for the repairs' solver, s.")]
-        = 30.0,
+        time_limit: Annotated[float, typer.Option(
+            "--time-limit", help="Time limit for the solvers (repair placement, CP-SAT re-timing), s.")] = 30.0,
         workers: Annotated[int, typer.Option("--workers", help="Solver threads.")] = 2,
         baseline: Annotated[bool, typer.Option("--baseline/--no-baseline",
                                                help="Compare with greedy most-loaded → least-loaded.")] = True,
     ) -> None:
         """Level the load of the hosts with the fewest GiB moved, then the shortest run.
 
-        Prints the plan, the balance before and after, and the balance-vs-cost ladder. Exit 0 done, 1
-        when the target spread is not reached or a VM that must move cannot (the plan holds the best
-        reachable), 2 for bad input.
+        Prints the plan, the balance before and after, the balance-vs-cost ladder and a greedy baseline.
+        Exit 0 done; 1 target spread not reached or a VM that must move cannot (the plan holds the best
+        reachable); 2 bad input.
         """
         from planner.balance import By, Metric
         from planner.drain import resolve_drain
