@@ -7,10 +7,12 @@ import random
 import pytest
 
 from planner.checker import check_plan
+from planner.duration import DEFAULT_MODEL
 from planner.model import Inventory, Link
 from planner.plan import PlanKind
 from planner.reconfigure import make_reconfiguration
-from planner.reconfigure.sequence import host_limits, sequence_moves
+from planner.reconfigure.sequence import _Run, host_limits, sequence_moves
+from planner.topology import Topology
 from tests._planner_fixtures import flat, host, vm
 
 
@@ -126,3 +128,15 @@ def test_any_permutation_of_full_hosts_is_reached_through_one_spare(seed: int) -
     assert plan.unplaced == ()
     assert {m.vm: m.destination for m in plan.migrations if not m.staging} == \
         {v: h for v, h in target.items() if inv.vm[v].host != h}
+
+
+def test_a_long_cycle_unwinds_in_as_many_pieces_as_the_staging_room_takes() -> None:
+    """Eight full hosts pass their VM on around one cycle; the spare holds two VMs: two staging hops (one
+    after the other: they share the spare's NIC) cut the cycle into two chains that run side by side."""
+    hosts = [host(f"h{i}", memory_mib=4096) for i in range(8)] + [host("spare", memory_mib=8192)]
+    inv = flat(hosts, [vm(f"v{i}", f"h{i}", memory_mib=4096) for i in range(8)])
+    goal = {f"v{i}": f"h{(i + 1) % 8}" for i in range(8)}
+    one_at_a_time = _Run(inv, goal, frozenset(), Topology(inv), DEFAULT_MODEL, parallel=False)
+    serial = max(h.end_units for h in one_at_a_time.run())
+    seq = sequence_moves(inv, goal)
+    assert len(seq.staged) == 2 and seq.makespan_units < 0.8 * serial

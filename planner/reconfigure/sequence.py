@@ -14,14 +14,17 @@ At each event (a hop ends) the hops waiting on what was freed are tried again, h
 longest first; a hop that cannot start waits on the ONE thing that blocks it (nothing else can free it).
 
 When nothing runs and nothing can start, the moves block each other (two full hosts swapping, a long
-cycle of full hosts). Then staging hops empty one waiting VM's destination just enough for it: the VMs
-waiting to leave that host which must go first (its anti-affinity peers there; for room, the cheapest
-single VM big enough, else the biggest until it fits), each to a host that suits it (`eligible`, one
-source of truth with the checker), has room for it (counting the others staged with it) and no
-anti-affinity peer, and is cheapest in bandwidth (own switch first, then the shortest hop there and on
-to its destination; a host no other waiting VM needs first). The waiting VM whose eviction set costs
-the fewest bytes wins. A VM is staged at most once, so this ends. When nothing can be staged the cycle
-cannot be broken: every VM still waiting is reported with the hosts and VMs that block it, and
+cycle of full hosts). Then staging hops empty waiting VMs' destinations just enough for them: for one
+waiting VM, the VMs waiting to leave its destination which must go first (its anti-affinity peers
+there; for room, the cheapest single VM big enough, else the biggest until it fits), each to a host
+that suits it (`eligible`, one source of truth with the checker), has room for it (counting the others
+staged with it) and no anti-affinity peer, and is cheapest in bandwidth (own switch first, then the
+shortest hop there and on to its destination; a host no other waiting VM needs first). The cheapest
+such eviction sets in bytes are staged, as many disjoint ones as the staging room takes: each starts a
+chain of its own, so a long cycle unwinds in parallel pieces. If that leaves a cycle stuck, the
+sequence is made again staging for one waiting VM at a time. A VM is staged at most once, so this
+ends. When nothing can be staged the cycle cannot be broken: every VM still waiting is reported with
+the hosts and VMs that block it, and
 `sequence_moves` plans again without them (they stay where they are).
 """
 
@@ -35,8 +38,9 @@ from dataclasses import dataclass, field
 
 from planner.capacity import Capacity, host_capacity, total_demand
 from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.host_rules import needs_of, suits
 from planner.migration_facts import copy_storage_targets, eligible, migration_facts
-from planner.model import VM, Inventory
+from planner.model import VM, HostState, Inventory
 from planner.schedule import Task, capped_milli, task_of
 from planner.topology import Resource, Topology
 
@@ -44,6 +48,7 @@ EPS = 1e-9
 LEVELS_TRIED = (0, 1)  # the path's cap, else half of it (a sliver of bandwidth would hold slots for long)
 LEVEL_DIVISORS_TRIED = (1, 2)  # the bandwidth levels those are (cap / 1, cap / 2)
 STAGING_HOSTS_PRICED = 64  # hosts with room whose hop durations are compared when staging one VM
+STAGING_CANDIDATES = 64  # waiting VMs (highest priority first) whose destinations a deadlock may empty
 
 Key = tuple[str, ...]
 
@@ -96,8 +101,9 @@ class _Run:
     """One attempt at sequencing `goal` (VM -> final host); `stuck` is set when a cycle cannot be broken."""
 
     def __init__(self, inventory: Inventory, goal: Mapping[str, str], drained: frozenset[str], topology: Topology,
-                 model: DurationModel) -> None:
+                 model: DurationModel, parallel: bool = True) -> None:
         self.inv, self.goal, self.drained, self.topo, self.model = inventory, goal, drained, topology, model
+        self.parallel = parallel  # stage for several waiting VMs at one deadlock (else for the cheapest one)
         p = inventory.policy
         self.lim_out, self.lim_in, self.lim_all = (_limit(p.max_outbound_per_host), _limit(p.max_inbound_per_host),
                                                    _limit(p.max_concurrent))
@@ -120,6 +126,7 @@ class _Run:
         self.hops: list[Hop] = []
         self.n_hops: dict[str, int] = defaultdict(int)
         self.staged: set[str] = set()
+        self.stage_to: dict[str, str] = {}  # VM -> the staging host its next hop goes to (decided, not started)
         self.waiting: dict[Key, list[str]] = defaultdict(list)
         self.blocker: dict[str, Key] = {}
         self.running: list[tuple[int, int, int]] = []  # (end, order, index into hops)
@@ -226,11 +233,13 @@ class _Run:
         return freed
 
     def attempt(self, name: str, now: int) -> None:
-        vm, dest = self.inv.vm[name], self.goal[name]
+        staging = self.stage_to.get(name)
+        vm, dest = self.inv.vm[name], staging or self.goal[name]
         task = self.task(name, self.where[name], dest)
         key, level = self.blocked_by(vm, dest, task)
         if key is None:
-            self.start(vm, dest, task, level, now, staging=False)
+            self.stage_to.pop(name, None)
+            self.start(vm, dest, task, level, now, staging=staging is not None)
         else:
             self.blocker[name] = key
             self.waiting[key].append(name)
@@ -267,42 +276,45 @@ class _Run:
     # ------------------------------------------------------------ cycles
 
     def stage(self, now: int) -> bool:
-        """Breaks a cycle: staging hops empty, out of one destination, just enough for one waiting VM.
+        """Breaks the cycles: staging hops empty, out of waiting VMs' destinations, just enough for them.
 
-        For every waiting VM w blocked at host d: the VMs on d that wait to leave it (and were never
+        For each waiting VM w blocked at host d: the VMs on d that wait to leave it (and were never
         staged) that must go first so w fits (its anti-affinity peers there; for room, one VM big enough
-        if any, else the biggest until it fits), each with a staging host that has room for it (counting
-        the others going there). The cheapest such set in bytes is staged; w then moves at the next event.
+        if any, else the biggest until it fits), each with a staging host that has room for it. The
+        cheapest such sets in bytes are staged, as many as the staging room takes, disjoint: each starts
+        a chain of moves of its own, so a long cycle unwinds in parallel pieces instead of one by one.
         """
         wanted = {k[-1] for k in self.blocker.values() if k[0] in ("cap", "aa")}
-        best: tuple[float, str, list[tuple[str, str]]] | None = None
-        for w, key in sorted(self.blocker.items()):
-            if key[0] not in ("cap", "aa"):
+        waiting = sorted((w for w, k in self.blocker.items() if k[0] in ("cap", "aa")), key=self.rank.__getitem__)
+        options: list[tuple[float, str, list[str]]] = []
+        for w in waiting[:STAGING_CANDIDATES]:
+            evict = self.evictions(w, self.blocker[w])
+            if evict:
+                options.append((sum(self.bytes_of(n) for n in evict), w, evict))
+        options.sort()
+        extra: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        taken: set[str] = set()
+        started = False
+        for _, w, evict in options:
+            if w in taken or taken & set(evict):
                 continue
-            evict = self.evictions(w, key)
-            if not evict:
-                continue
-            placed = self.staging_hosts(evict, wanted)
+            placed = self.staging_hosts(evict, wanted, extra)
             if placed is None:
                 continue
-            cost = sum(self.bytes_of(n) for n in evict)
-            if best is None or (cost, w) < (best[0], best[1]):
-                best = (cost, w, placed)
-        if best is None:
-            return False
-        started = False
-        for name, host in best[2]:
-            vm, src = self.inv.vm[name], self.where[name]
-            task = self.task(name, src, host)
-            busy, level = self.blocked_by(vm, host, task)
-            if busy is not None:
-                continue  # a slot or link is busy with the others: staged at the next deadlock, if still needed
-            old = self.blocker.pop(name)
-            self.waiting[old].remove(name)
-            self.staged.add(name)
-            self.start(vm, host, task, level, now, staging=True)
-            started = True
-        return started
+            taken.update([w, *evict])
+            for name, host in placed:  # each starts now, or as soon as its slots and links let it
+                old = self.blocker.pop(name)
+                self.waiting[old].remove(name)
+                self.staged.add(name)
+                self.stage_to[name] = host
+                self.attempt(name, now)
+                if name not in self.blocker:  # started: its room is in `usage` now, not only reserved
+                    started = True
+                    for i, x in enumerate(self.demand(self.inv.vm[name])):
+                        extra[host][i] -= x
+            if not self.parallel:
+                break
+        return started  # nothing started with nothing running: it never will (the caller explains why)
 
     def bytes_of(self, name: str) -> float:
         vm = self.inv.vm[name]
@@ -333,17 +345,22 @@ class _Run:
                 return chosen
         return []
 
-    def staging_hosts(self, names: list[str], wanted: Collection[str]) -> list[tuple[str, str]] | None:
-        """A staging host for each VM, room counted for all of them together; None if one has none."""
-        extra: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    def staging_hosts(self, names: list[str], wanted: Collection[str],
+                      extra: dict[str, list[float]]) -> list[tuple[str, str]] | None:
+        """A staging host for each VM, room counted for all of them and what `extra` already holds (which
+        grows by them); None, `extra` unchanged, if one has none."""
+        mine: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        for h, add in extra.items():
+            mine[h] = list(add)
         out = []
         for name in sorted(names, key=lambda n: (-self.bytes_of(n), n)):
-            host = self.staging_host(name, wanted, extra)
+            host = self.staging_host(name, wanted, mine)
             if host is None:
                 return None
             for i, x in enumerate(self.demand(self.inv.vm[name])):
-                extra[host][i] += x
+                mine[host][i] += x
             out.append((name, host))
+        extra.update(mine)
         return out
 
     def staging_host(self, name: str, wanted: Collection[str],
@@ -355,15 +372,18 @@ class _Run:
             u, lim, add = self.usage[h], self.limits[h], more.get(h, (0.0, 0.0, 0.0))
             return all(u[i] + add[i] + x <= lim[i] + EPS for i, x in enumerate(self.demand(vm)))
 
+        needs = needs_of(vm, self.inv)
         fits = [h.name for h in self.inv.hosts
-                if h.name not in (src, dest) and room(h.name) and self.peer_on(vm, h.name) is None
-                and self.topo.reachable(src, h.name) and self.topo.reachable(h.name, dest)
-                and not eligible(vm, h, self.inv, self.drained, source=src)]
-        if not fits:
-            return None
-        # same switch first (no uplink crossed), then price the first few by hop durations
+                if h.name not in (src, dest) and h.state is HostState.UP and h.name not in self.drained
+                and room(h.name) and self.peer_on(vm, h.name) is None and suits(needs, h)
+                and self.topo.reachable(src, h.name) and self.topo.reachable(h.name, dest)]
+        # same switch first (no uplink crossed), then price the first few by hop durations; `eligible` (the
+        # checker's own test) has the last word on each of them
         fits.sort(key=lambda h: (h in wanted, self.topo.switch_of[h] != self.topo.switch_of[src], h))
-        priced = fits[:STAGING_HOSTS_PRICED]
+        priced = [h for h in fits[:STAGING_HOSTS_PRICED * 2]
+                  if not eligible(vm, self.inv.host[h], self.inv, self.drained, source=src)][:STAGING_HOSTS_PRICED]
+        if not priced:
+            return None
         return min(priced, key=lambda h: (h in wanted, self.task(name, src, h).levels[0].duration_units
                                           + self.task(name, h, dest).levels[0].duration_units, h))
 
@@ -418,6 +438,11 @@ def sequence_moves(inventory: Inventory, goal: Mapping[str, str], *, drained: Co
     for _ in itertools.count():
         run = _Run(inventory, todo, frozenset(drained), topo, model)
         hops = run.run()
+        if run.stuck is not None:  # staging for many VMs at once may fill the room a cycle needed: one at a time
+            careful = _Run(inventory, todo, frozenset(drained), topo, model, parallel=False)
+            careful_hops = careful.run()
+            if careful.stuck is None or len(careful.stuck) < len(run.stuck):
+                run, hops = careful, careful_hops
         if run.stuck is None:
             return Sequence(tuple(hops), blocked)
         blocked.update(run.stuck)
