@@ -78,5 +78,9 @@ def spread(loads: Mapping[str, float]) -> Spread:
 
 def moved_gib(vm: VM, migration: Migration) -> float:
     """GiB one hop puts on the wire at the least: the VM's memory and the disks it copies."""
-    disk_gib = vm.local_disk_alloc_gib if migration.copy_storage else 0.0
-    return mib_to_gib(vm.memory_mib) + disk_gib
+    return vm_moved_gib(vm, copies_disks=bool(migration.copy_storage))
+
+
+def vm_moved_gib(vm: VM, copies_disks: bool = True) -> float:
+    """GiB moving `vm` puts on the wire at the least: its memory, and its local disks when they are copied."""
+    return mib_to_gib(vm.memory_mib) + (vm.local_disk_alloc_gib if copies_disks else 0.0)

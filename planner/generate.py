@@ -20,6 +20,7 @@ import math
 import random
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 from planner.model import VM, Disk, Host, HostState, Inventory, Link, Policy
 
@@ -174,3 +175,48 @@ def generate_fleet(hosts: int, vms: int, racks: int, seed: int = 0, *, uplink_gb
             labels={"app": role}, anti_affinity=groups[j], priority=1 if role == "db" else 0))
     vm_list.sort(key=lambda v: (v.host, v.name))
     return Inventory(hosts=tuple(host_list), vms=tuple(vm_list), links=links, policy=policy)
+
+
+def skew_fleet(inventory: Inventory, hot_share: float = 0.2, fill: float = 0.9, seed: int = 0) -> Inventory:
+    """The same fleet with its load piled up: VMs of the other hosts move (on paper) to the first
+    `hot_share` of each rack's hosts until those hold `fill` of their usable memory (vCPUs and anti-affinity
+    respected), so a rebalance has work to do. Deterministic per seed; still valid inventory v1."""
+    rng = random.Random(seed)
+    p = inventory.policy
+    by_rack: dict[str | None, list[Host]] = {}
+    for h in inventory.hosts:
+        by_rack.setdefault(h.switch, []).append(h)
+    hot: list[str] = []
+    for members in by_rack.values():
+        hot += [h.name for h in members[:max(1, round(len(members) * hot_share))]]
+    hot_set = set(hot)
+    mem = {h.name: 0.0 for h in inventory.hosts}
+    cpu = {h.name: 0.0 for h in inventory.hosts}
+    groups: dict[str, set[str]] = {h.name: set() for h in inventory.hosts}
+    for v in inventory.vms:
+        mem[v.host] += v.memory_mib
+        cpu[v.host] += v.vcpus
+        groups[v.host] |= v.anti_affinity
+    limit = {h.name: (h.usable_memory_mib * p.memory_overcommit * fill, h.cpus * p.cpu_overcommit * fill)
+             for h in inventory.hosts}
+    moved: dict[str, str] = {}
+    cold = [v for v in inventory.vms if v.host not in hot_set]
+    rng.shuffle(cold)
+    switch_of = {h.name: h.switch for h in inventory.hosts}
+    for v in cold:
+        targets = [h for h in by_rack[switch_of[v.host]] if h.name in hot_set]
+        rng.shuffle(targets)
+        for h in targets:
+            n = h.name
+            if (mem[n] + v.memory_mib <= limit[n][0] and cpu[n] + v.vcpus <= limit[n][1]
+                    and not (v.anti_affinity & groups[n])):
+                mem[n] += v.memory_mib
+                cpu[n] += v.vcpus
+                groups[n] |= v.anti_affinity
+                mem[v.host] -= v.memory_mib
+                cpu[v.host] -= v.vcpus
+                moved[v.name] = n
+                break
+    vms = tuple(sorted((replace(v, host=moved.get(v.name, v.host)) for v in inventory.vms),
+                       key=lambda v: (v.host, v.name)))
+    return replace(inventory, vms=vms)

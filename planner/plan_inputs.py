@@ -70,16 +70,12 @@ def check_plan_matches(plan: Plan, inventory: Inventory, plan_path: str | Path, 
     if unknown_hosts:
         problems.append(Problem("migrations[]", f"{len(unknown_hosts)} hosts are not in the inventory: "
                                                 f"{_some(unknown_hosts)}"))
-    # A VM's first hop leaves from where the VM is now (later hops leave from the previous destination).
-    first_hop: dict[str, int] = {}
-    latest_first = sorted(range(len(plan.migrations)), reverse=True,
-                          key=lambda i: (plan.migrations[i].start_s, plan.migrations[i].hop))
-    for i in latest_first:
-        first_hop[plan.migrations[i].vm] = i  # the earliest hop is written last and wins
-    for i in sorted(first_hop.values()):
-        m = plan.migrations[i]
+    seen: set[str] = set()  # a VM's first hop leaves its host; later hops leave where the previous ended
+    for i, m in sorted(enumerate(plan.migrations), key=lambda im: (im[1].start_s, im[1].hop, im[0])):
         vm = inventory.vm.get(m.vm)
-        if vm is not None and vm.host != m.source:
+        first = m.vm not in seen
+        seen.add(m.vm)
+        if vm is not None and first and vm.host != m.source:
             problems.append(Problem(f"migrations[{i}].source", f"{m.vm} is on {vm.host} now, not {m.source}"))
     if problems:
         raise UsageError(f"plan {plan_path} does not fit inventory {inventory_path}", problems)

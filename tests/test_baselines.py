@@ -110,3 +110,16 @@ def test_sequential_plan_is_a_valid_plan(inv: Inventory) -> None:
     assert check_plan(inv, plan) == []
     assert plan.makespan_s == pytest.approx(sequential(inv, ffd_placement(inv, ["h1"])).makespan_s)
     assert [m.copy_storage for m in plan.migrations] == [(), (), ("vdb",)]
+
+
+def test_most_to_least_moves_the_largest_vm_of_the_busiest_host() -> None:
+    from planner.baselines import most_to_least_rebalance
+    from planner.reconfigure import RebalanceOptions
+    from tests._planner_fixtures import flat, host, vm
+
+    inv = flat([host("hot", memory_mib=8192), host("cold", memory_mib=8192)],
+               [vm("small", "hot", memory_mib=1024), vm("big", "hot", memory_mib=3072),
+                vm("mid", "hot", memory_mib=2048)])
+    base = most_to_least_rebalance(inv, (), RebalanceOptions())
+    assert base.moves == (("big", "cold"),)  # then hot 37.5 %, cold 37.5 %: nothing gains any more
+    assert base.before.spread_pct == 75.0 and base.after.spread_pct == 0.0 and base.moved_gib == 3.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from executor.cli.main import app, main
-from executor.cli.numbers import BOUNDS, Bounds, numeric_options
+from executor.cli.numbers import Bounds, numeric_bounds, numeric_options
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,8 +58,8 @@ def test_several_bad_numbers_are_named_at_once(capsys: pytest.CaptureFixture[str
 def test_every_numeric_option_has_bounds() -> None:
     """A new numeric option without an entry in BOUNDS would accept NaN: this test names it."""
     options = {(o.command, o.name) for o in numeric_options(app)}
-    assert options - set(BOUNDS) == set()
-    assert set(BOUNDS) - options == set()  # no stale entry either
+    assert options - set(numeric_bounds()) == set()
+    assert set(numeric_bounds()) - options == set()  # no stale entry either
 
 
 def test_the_flags_are_found_as_typed() -> None:
@@ -79,3 +79,12 @@ def test_in_range_values_still_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--hosts", "2", "--vms", "2", "--racks", "2", "--uplink-gbps", "0.01",
                  "--seed", "0"]) == 0
     assert '"gbps": 0.01' in capsys.readouterr().out
+
+
+def test_word_choices_are_named_with_the_numbers_in_one_message(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    inv = tmp_path / "inv.json"
+    inv.write_text((Path(__file__).resolve().parent.parent / "data" / "small.json").read_text())
+    assert main(["rebalance", str(inv), "--metric", "disk", "--by", "guess", "--min-gain", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert "3 problems" in err and all(w in err for w in ("--metric", "--by", "--min-gain")), err

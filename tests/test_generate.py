@@ -73,3 +73,21 @@ def test_bad_arguments() -> None:
         generate_fleet(2, 10, 3)
     with pytest.raises(ValueError, match="memory_used"):
         generate_fleet(2, 10, 1, memory_used=0)
+
+
+def test_a_skewed_fleet_piles_load_up_and_stays_valid() -> None:
+    from planner.balance import By, Metric, spread, utilisation
+    from planner.capacity import host_capacity
+    from planner.generate import skew_fleet
+    from planner.repair import misplaced
+
+    base = generate_fleet(40, 240, 4, seed=2)
+    skewed = skew_fleet(base, seed=2)
+    assert parse_inventory(skewed.to_dict()).inventory.sha256 == skewed.sha256
+    assert misplaced(skewed) == {}  # anti-affinity kept: nothing to repair
+    for h in skewed.hosts:
+        cap = host_capacity(h, skewed.policy)
+        assert sum(v.memory_mib for v in skewed.vms_on.get(h.name, ())) <= cap.memory_mib
+    def s(inv):  # type: ignore[no-untyped-def]
+        return spread(utilisation(inv, {v.name: v.host for v in inv.vms}, Metric.MEMORY, By.ALLOCATION)).spread_pct
+    assert s(skewed) > s(base) + 20

@@ -15,7 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from executor.cli.main import app
-from executor.cli.numbers import BOUNDS, NumericOption, numeric_options
+from executor.cli.numbers import NumericOption, numeric_bounds, numeric_options
 from tests.hostile import assert_refusal_names, count, hostile_settings, report_cases, run_cli
 
 __all__ = ["report_cases"]
@@ -34,7 +34,8 @@ VALUES = st.one_of(
 def _argv(option: NumericOption, value: str) -> list[str]:
     before = {"plan": ["plan", MISSING], "run": ["run", MISSING, "-i", MISSING], "demo": ["demo", MISSING],
               "collect": ["collect", "not a uri", "-o", "out.json"],
-              "generate": ["generate", "--hosts", "2", "--vms", "2", "--racks", "1", "-o", "out.json"]}
+              "generate": ["generate", "--hosts", "2", "--vms", "2", "--racks", "1", "-o", "out.json"],
+              "rebalance": ["rebalance", MISSING], "whatif": ["whatif", MISSING, "--each-host", "--serial"]}
     return [*before[option.command], f"{option.flag}={value}"]
 
 
@@ -45,7 +46,7 @@ def _clearly_bad(option: NumericOption, value: str) -> bool:
         number = float(value)
     except ValueError:
         return True
-    return not math.isfinite(number) or BOUNDS[(option.command, option.name)].problem(number) is not None
+    return not math.isfinite(number) or numeric_bounds()[(option.command, option.name)].problem(number) is not None
 
 
 @hostile_settings(1600)

@@ -14,7 +14,16 @@ import typer
 import typer.main
 from rich.console import Console
 
-from executor.cli import collect_cmds, inventory_cmds, numbers, plan_cmds, report_cmds, run_cmds, whatif_cmds
+from executor.cli import (
+    collect_cmds,
+    inventory_cmds,
+    numbers,
+    plan_cmds,
+    reconfigure_cmds,
+    report_cmds,
+    run_cmds,
+    whatif_cmds,
+)
 from planner.errors import EvacError
 
 app = typer.Typer(
@@ -37,7 +46,7 @@ def _root() -> None:
     """
 
 
-for module in (inventory_cmds, plan_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds):
+for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds):
     module.register(app)
 numbers.install(app)  # every numeric option range-checked, in one table
 

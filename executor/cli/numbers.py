@@ -50,6 +50,19 @@ class Bounds:
         return f"more than {low} and at most {high}{unit}" if self.lo_open else f"from {low} to {high}{unit}"
 
 
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    """A word option with a fixed set of values, checked with the numbers so one message names every bad
+    option of a command (click's own choices stop at the first)."""
+
+    values: tuple[str, ...]
+
+    def problem(self, value: object) -> str | None:
+        if value in self.values:
+            return None
+        return f"must be {', '.join(self.values[:-1])} or {self.values[-1]}, got {value!r}"
+
+
 def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
@@ -58,7 +71,7 @@ SPEEDUP = Bounds(0.1, 10_000.0, unit="times real time")
 PLAN_TIME_LIMIT = Bounds(0.0, 86_400.0, lo_open=True, unit="seconds")
 
 # (command path, parameter name) -> bounds. Command paths as typed: "plan", "inventory show".
-BOUNDS: dict[tuple[str, str], Bounds] = {
+BOUNDS: dict[tuple[str, str], Bounds | OneOf] = {
     ("plan", "time_limit"): PLAN_TIME_LIMIT,
     ("plan", "workers"): Bounds(1, 64, unit="threads"),
     ("run", "retries"): Bounds(0, 100),
@@ -74,11 +87,24 @@ BOUNDS: dict[tuple[str, str], Bounds] = {
     ("collect", "dirty_rate_seconds"): Bounds(1, 60, unit="seconds"),
     ("collect", "sample_s"): Bounds(0.0, 600.0, unit="seconds"),
     ("whatif", "time_limit"): PLAN_TIME_LIMIT,
+    ("rebalance", "metric"): OneOf(("memory", "cpu", "both")),
+    ("rebalance", "by"): OneOf(("allocation", "usage")),
+    ("rebalance", "target_spread"): Bounds(0.0, 100.0, unit="% points"),
+    ("rebalance", "max_moves"): Bounds(0, 10_000_000, unit="moves"),
+    ("rebalance", "max_gib"): Bounds(0.0, 1e9, unit="GiB"),
+    ("rebalance", "min_gain"): Bounds(0.0, 100.0, unit="% points"),
+    ("rebalance", "time_limit"): PLAN_TIME_LIMIT,
+    ("rebalance", "workers"): Bounds(1, 64, unit="threads"),
     ("whatif", "processes"): Bounds(1, 1024, unit="processes"),
     ("whatif", "host_failures"): Bounds(1, 1000, unit="hosts at once"),  # the sweep also caps the number of sets
     ("collect", "timeout"): Bounds(0.1, 3600.0, unit="seconds"),
     ("collect", "read_timeout"): Bounds(0.1, 86_400.0, unit="seconds"),
 }
+
+
+def numeric_bounds() -> dict[tuple[str, str], Bounds]:
+    """The entries of BOUNDS that bound numbers (the rest are word choices)."""
+    return {k: b for k, b in BOUNDS.items() if isinstance(b, Bounds)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,22 +141,27 @@ def install(app: typer.Typer) -> None:
     The wrapper keeps the command's signature (functools.wraps), so typer builds the same options."""
     flags = {(o.command, o.name): o.flag for o in numeric_options(app)}
     for path, info in _commands(app):
-        checks = {name: (flags[(path, name)], bounds) for (cmd, name), bounds in BOUNDS.items()
-                  if cmd == path and (path, name) in flags}
+        checks = {name: (flags.get((path, name), "--" + name.replace("_", "-")), bounds)
+                  for (cmd, name), bounds in BOUNDS.items()
+                  if cmd == path and ((path, name) in flags or isinstance(bounds, OneOf))}
         if checks and info.callback is not None and not hasattr(info.callback, "__evac_bounded__"):
             info.callback = _bounded(path, info.callback, checks)
 
 
-def _bounded(path: str, fn: Callable[..., Any], checks: dict[str, tuple[str, Bounds]]) -> Callable[..., Any]:
+def _bounded(path: str, fn: Callable[..., Any], checks: dict[str, tuple[str, Bounds | OneOf]]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         problems = []
         for name, (flag, bounds) in checks.items():
             value = kwargs.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(bounds, OneOf):
+                why = bounds.problem(value) if name in kwargs else None
+            elif isinstance(value, int | float) and not isinstance(value, bool):
                 why = bounds.problem(value)
-                if why is not None:
-                    problems.append(Problem(flag, why))
+            else:
+                why = None  # an optional option not given
+            if why is not None:
+                problems.append(Problem(flag, why))
         if problems:
             raise UsageError(f"evac {path}", problems)
         return fn(*args, **kwargs)

@@ -22,7 +22,7 @@ from rich.table import Table
 from executor.outputs import check_writable, write_atomic
 from planner.errors import UsageError
 from planner.model import Inventory
-from planner.plan import Plan, PlanStatus, load_plan
+from planner.plan import Plan, PlanKind, PlanStatus, load_plan
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -92,10 +92,15 @@ def register(app: typer.Typer) -> None:
         greedy: Annotated[bool, typer.Option("--greedy", help=(
             "Greedy placement and schedule only (no CP-SAT): the same plan on every run, as evac whatif "
             "makes it."))] = False,
+        target: Annotated[Path | None, typer.Option(
+            "--target", help='Reach this placement: JSON {"vm": "host"} or CSV vm,host (a target plan).')] = None,
     ) -> None:
         """Plan the evacuation of hosts: placement, bandwidth-capped schedule, lower bound.
 
-        Hosts in maintenance are always emptied too. Exit 0 when every VM can move, 1 when some
+        Hosts in maintenance are always emptied too. VMs whose host breaks a hard rule (CPU, networks,
+        storage, host labels, anti-affinity) are repaired (a repair plan); --target FILE reaches an
+        operator's placement (a target plan, with staging hops where needed). Nothing drained and nothing
+        broken: "nothing to do", exit 0. Exit 0 when every VM can move, 1 when some
         cannot (the plan holds what can be done; the summary says why for the rest), 2 for bad input.
         """
         from planner.drain import resolve_drain
@@ -109,9 +114,16 @@ def register(app: typer.Typer) -> None:
             check_writable(output, "evac plan -o")
         inv = _load(inventory)
         ds = resolve_drain(inv, drain or [], drain_label or [])
-        if not ds.hosts:
-            raise UsageError("evac plan", [_problem("--drain", "nothing to drain: name hosts with --drain or "
-                                                               "--drain-label (no host is in maintenance)")])
+        from executor.cli.reconfigure_cmds import plan_kind, run_reconfiguration
+
+        kind = plan_kind(inv, ds.hosts, target is not None)
+        if kind is None:
+            console.print("nothing to do: no host to drain and every VM is on a host that suits it", markup=False)
+            return
+        if kind is not PlanKind.DRAIN:  # repair or target: planner.reconfigure
+            run_reconfiguration(inv, inventory, kind, ds.hosts, target_file=target, output=output, as_json=as_json,
+                                time_limit=time_limit, workers=workers)
+            return
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=err_console, transient=True, disable=as_json) as progress:
             task = progress.add_task(f"planning {len(ds.hosts)} hosts…", total=None)

@@ -41,10 +41,12 @@ from planner.schedule.tasks import (
     Schedule,
     Task,
     build_tasks,
+    capped_milli,
     resource_caps,
+    task_of,
     waves_of,
 )
 
 __all__ = ["LEVEL_DIVISORS", "MILLI", "MIN_SOLVE_S", "UNITS_PER_S", "Level", "ProgressHook", "Schedule", "Task",
-           "best_greedy", "build_tasks", "fair_levels", "greedy_schedule", "resource_caps", "solve_schedule",
-           "source_levels", "waves_of"]
+           "best_greedy", "build_tasks", "capped_milli", "fair_levels", "greedy_schedule", "resource_caps",
+           "solve_schedule", "source_levels", "task_of", "waves_of"]

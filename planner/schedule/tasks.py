@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
 from planner.migration_facts import MigrationFacts, migration_facts, vm_estimate
-from planner.model import Inventory
+from planner.model import VM, Inventory, Policy
 from planner.topology import Resource, Topology
 
 UNITS_PER_S = 10  # schedule time unit: 0.1 s
@@ -51,21 +51,26 @@ class Schedule:
 
 def build_tasks(inventory: Inventory, destination: Mapping[str, str], topology: Topology,
                 model: DurationModel = DEFAULT_MODEL, divisors: Sequence[int] = LEVEL_DIVISORS) -> list[Task]:
-    p = inventory.policy
     tasks = []
     for name, dest in destination.items():
         vm = inventory.vm[name]
         facts = migration_facts(vm, dest, inventory, topology)
         assert facts is not None  # candidates are reachable
-        levels = []
-        for k in divisors:
-            bw = math.floor(facts.cap_mibs / k * MILLI) / MILLI
-            if bw <= 0:
-                continue
-            est = vm_estimate(vm, bw, p, model)
-            levels.append(Level(bw, round(bw * MILLI), max(1, math.ceil(est.duration_s * UNITS_PER_S - 1e-9)), est))
-        tasks.append(Task(facts, vm.priority, tuple(levels), tuple(Topology.resources(facts.path))))
+        tasks.append(task_of(vm, facts, inventory.policy, model, divisors))
     return tasks
+
+
+def task_of(vm: VM, facts: MigrationFacts, policy: Policy, model: DurationModel = DEFAULT_MODEL,
+            divisors: Sequence[int] = LEVEL_DIVISORS) -> Task:
+    """The task of one migration (any hop: `facts` says from where): its bandwidth levels and resources."""
+    levels = []
+    for k in divisors:
+        bw = math.floor(facts.cap_mibs / k * MILLI) / MILLI
+        if bw <= 0:
+            continue
+        est = vm_estimate(vm, bw, policy, model)
+        levels.append(Level(bw, round(bw * MILLI), max(1, math.ceil(est.duration_s * UNITS_PER_S - 1e-9)), est))
+    return Task(facts, vm.priority, tuple(levels), tuple(Topology.resources(facts.path)))
 
 
 def resource_caps(tasks: Sequence[Task], topology: Topology, share: float) -> dict[Resource, int]:
@@ -74,8 +79,13 @@ def resource_caps(tasks: Sequence[Task], topology: Topology, share: float) -> di
     for t in tasks:
         for r in t.resources:
             if r not in caps:
-                caps[r] = math.floor(topology.capacity_mibs(r) * share * MILLI)
+                caps[r] = capped_milli(topology, r, share)
     return caps
+
+
+def capped_milli(topology: Topology, resource: Resource, share: float) -> int:
+    """One resource's capped capacity in 0.001 MiB/s, rounded down (what every scheduler's cumulative holds)."""
+    return math.floor(topology.capacity_mibs(resource) * share * MILLI)
 
 
 
