@@ -167,10 +167,13 @@ def _best_contract_rival(inventory: Inventory, drained: tuple[str, ...], destina
     """
     if not destination or len(destination) > RIVAL_MAX_MOVES:
         return None
-    rivals = contract_plans(inventory, drained, model, topology, destination=destination)
+    placements = [destination]
     ffd = ffd_placement(inventory, drained, topology)
     if set(ffd.destination) == set(destination):
-        rivals += contract_plans(inventory, drained, model, topology, destination=ffd.destination)
+        placements.append(ffd.destination)
+    # each placement in priority order first (a tie goes to the one that honours priorities), then as given
+    orders = [dict(sorted(d.items(), key=lambda kv: -inventory.vm[kv[0]].priority)) for d in placements] + placements
+    rivals = [p for d in orders for p in contract_plans(inventory, drained, model, topology, destination=d)]
     return min(rivals, key=lambda p: p.makespan_s)
 
 
