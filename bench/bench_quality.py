@@ -114,6 +114,10 @@ def gap_table(before: Path, fleets: list[str], limit: float, large_limit: float)
     return lines
 
 
+def _ratio(x: float) -> str:
+    return "–" if x != x else f"{x:.2f}"  # NaN: nothing comparable
+
+
 def uncapped(inv: Inventory) -> Inventory:
     p = replace(inv.policy, migration_share=1.0, max_outbound_per_host=0, max_inbound_per_host=0, max_concurrent=0)
     return replace(inv, policy=p)
@@ -147,7 +151,7 @@ def like_for_like(fleets: list[str], limit: float) -> list[str]:
                 best = min(valid) / plan.makespan_s if valid and plan.makespan_s > 0 else float("nan")
                 mark = "" if ok else " (INVALID)"
                 lines.append(f"| {LABEL[f]} | {setting} | {fixed:g} | {plan.makespan_s:.1f}{mark} "
-                             f"| {' | '.join(cells)} | {best:.2f} | {same:.2f} | {fluid['kubevirt']:.1f} "
+                             f"| {' | '.join(cells)} | {_ratio(best)} | {_ratio(same)} | {fluid['kubevirt']:.1f} "
                              f"| {fluid['nova-evacuate-live']:.1f} | {len(plan.migrations)} / {len(ffd.destination)} |")
                 print(f"# {f} {setting} fixed {fixed}: evac {plan.makespan_s:.1f} ({plan_s:.1f} s) {cells}",
                       file=sys.stderr, flush=True)
@@ -194,7 +198,7 @@ def main() -> int:
         "\"(plan v1)\" columns are each tool's ordering held to plan v1 (planner.contract_baselines: one",
         "bandwidth per migration, reserved from its start to its end, fixed cost included), checked by the",
         "checker: valid plans. *best valid / evac* = the shortest valid baseline that moves at least as many VMs",
-        "over evac's makespan (≥ 1.00: evac is no longer; nan when FFD leaves more VMs behind, which is no",
+        "over evac's makespan (≥ 1.00: evac is no longer; – when FFD leaves more VMs behind, which is no",
         "like-for-like). *same placement*: the four orderings, held to plan v1, on evac's own placement (the",
         "ordering alone compared). The *fluid* columns are planner.baselines'",
         "measurements of what KubeVirt and Nova do (rates change mid-migration, no bandwidth held through the",
