@@ -234,9 +234,14 @@ def test_lower_bound_never_exceeds_a_valid_plan_or_any_baseline(case: tuple[Inve
     # what each baseline respects: sequential the cap; watcher the cap per migration, 2 at a time (so up
     # to twice the share on one NIC); the uncapped ones the full capacity
     respected = {"sequential": share, "watcher": 2 * share, "kubevirt": 1.0, "nova-evacuate-live": 1.0}
+    # the fluid ones (kubevirt, nova) hold no bandwidth through the fixed cost and change rates mid-way:
+    # not plan v1, so the terms that rest on plan v1's bandwidth rule (nic_slots, dual) do not apply
+    plan_v1_only = {"nic_slots", "dual"}
     for result in run_baselines(inv, drained):
         bound = lower_bound(_relaxed(inv, respected[result.name]), drained, moving=placed)
-        assert bound.value_s <= result.makespan_s * (1 + 1e-9), (result.name, bound, result.makespan_s)
+        value = bound.value_s if result.name in ("sequential", "watcher") else \
+            max((v for k, v in bound.terms.items() if k not in plan_v1_only), default=0.0)
+        assert value <= result.makespan_s * (1 + 1e-9), (result.name, bound, result.makespan_s)
 
 
 def test_partitioned_network_vm_whose_only_fitting_host_is_unreachable_is_left_out() -> None:
