@@ -34,6 +34,11 @@ ever get (the best capped path over its eligible destinations) is ≤ transferre
   Σb_i ≥ (Σ√B_i)² / Σ(B_i/b_i) ≥ Q / (kT − nf) with Q = (Σ√B_i)², hence
   C·T − ΣB − f·Q/(kT − nf) ≥ 0, whose left side grows with T: T is at least its largest root
   (`nic_slots_bound`). Low bandwidth saves NIC time but costs slot time; this term prices both.
+* dual term (`dual`, planner.lowerbound_dual, proof there): every area limit (each resource above,
+  all receiving NICs together) and every slot limit (each source, each crossing set as in
+  `nic_slots`, max_concurrent, the pooled inbound slots, each migration alone) priced together by
+  Lagrange weights, each migration's bandwidth free in (0, its best capped path], its bytes the
+  floor at that bandwidth (so the dirty pages that slow migrations re-send count too);
 * capacity cut (`capacity_cut`, only when `moving` names the VMs the plan moves): for a switch S
   let A be the moving VMs whose source is outside S, and R_out the room, after the VMs that stay,
   of every host outside S that may receive any of them (up, not emptied, compatible; memory and,
@@ -56,13 +61,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.host_rules import Needs, needs_of
-from planner.migration_facts import compatible_hosts, drain_set, vm_floor_estimate
+from planner.lowerbound_dual import Limit, cell_minorants, cell_tops, dual_bound
+from planner.migration_facts import compatible_hosts, copied_disk_mib, drain_set, vm_floor_estimate
 from planner.model import VM, Host, Inventory, Policy
 from planner.plan import Plan
 from planner.topology import Resource, Topology
@@ -116,9 +124,11 @@ class _Crossing:
     floors_mib: list[float] = field(default_factory=list)
     sources: set[str] = field(default_factory=set)
     destinations: set[str] | None = field(default_factory=set)  # None: not known (any plan)
+    members: list[int] = field(default_factory=list)  # the migrations, as indices for the dual term
 
-    def add(self, floor_mib: float, source: str, destination: str | None) -> None:
+    def add(self, floor_mib: float, source: str, destination: str | None, member: int = -1) -> None:
         self.floors_mib.append(floor_mib)
+        self.members.append(member)
         self.sources.add(source)
         if destination is None:
             self.destinations = None
@@ -245,6 +255,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     crossings: dict[Resource, _Crossing] = defaultdict(_Crossing)
     receivers: set[str] = set()
     keys_moving: set[Needs] = set()
+    dual: list[tuple[VM, float]] = []  # (VM, its highest bandwidth), in index order
     used: dict[str, tuple[float, float]] = {}
     if not rebalance:
         for h in inventory.hosts:
@@ -275,17 +286,20 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
         if key not in keys_moving:
             keys_moving.add(key)
             receivers.update(h.name for h in compatible)
-        est = vm_floor_estimate(vm, min(nic_mibs[vm.host], seen.best_mibs) * share, p, model)
+        bmax = min(nic_mibs[vm.host], seen.best_mibs) * share
+        est = vm_floor_estimate(vm, bmax, p, model)
         bytes_of[vm.name] = est.transferred_mib
         duration_of[vm.name] = est.duration_s
+        index = len(dual)
+        dual.append((vm, bmax))
         forced[(vm.host, topo.switch_of[vm.host])] += est.transferred_mib
-        crossings[(vm.host, topo.switch_of[vm.host])].add(est.transferred_mib, vm.host, seen.only)
+        crossings[(vm.host, topo.switch_of[vm.host])].add(est.transferred_mib, vm.host, seen.only, index)
         for res in seen.common:
             forced[res] += est.transferred_mib
-            crossings[res].add(est.transferred_mib, vm.host, seen.only)
+            crossings[res].add(est.transferred_mib, vm.host, seen.only, index)
         if seen.only is not None:
             forced[(topo.switch_of[seen.only], seen.only)] += est.transferred_mib
-            crossings[(topo.switch_of[seen.only], seen.only)].add(est.transferred_mib, vm.host, seen.only)
+            crossings[(topo.switch_of[seen.only], seen.only)].add(est.transferred_mib, vm.host, seen.only, index)
 
     for r, mib in forced.items():
         cap = topo.capacity_mibs(r) * share
@@ -304,6 +318,11 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
             total_s / (k * len(receivers))
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
     _nic_slot_terms(terms, crossings, topo, p, model.fixed_cost_s)
+    everyone = list(range(len(dual)))
+    pooled = [Limit(True, sum(nic_mibs[h] for h in receivers) * share, everyone)] if receivers else []
+    if receivers and p.max_inbound_per_host > 0:
+        pooled.append(Limit(False, float(p.max_inbound_per_host * len(receivers)), everyone))
+    _dual_term(terms, dual, crossings, pooled, topo, p, model)
     if moving is not None and receivers:
         rooms: dict[str, tuple[float, float]] = {}
         for name in receivers:
@@ -395,15 +414,19 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
     duration_of: dict[str, float] = {}
     per_dest: dict[str, float] = defaultdict(float)
     crossings: dict[Resource, _Crossing] = defaultdict(_Crossing)
+    dual: list[tuple[VM, float]] = []
     for name, d in dest.items():
         vm = inventory.vm[name]
         path = topo.path(vm.host, d)
         if path is None:
             continue  # not a valid placement for this VM; the checker says so
-        est = vm_floor_estimate(vm, topo.path_capacity_mibs(path, share), p, model)
+        bmax = topo.path_capacity_mibs(path, share)
+        est = vm_floor_estimate(vm, bmax, p, model)
+        index = len(dual)
+        dual.append((vm, bmax))
         for r in Topology.resources(path):
             per_resource[r] += est.transferred_mib
-            crossings[r].add(est.transferred_mib, vm.host, d)
+            crossings[r].add(est.transferred_mib, vm.host, d, index)
         duration_of[name] = est.duration_s
         per_dest[d] += est.duration_s
     hosts = inventory.host
@@ -417,4 +440,33 @@ def placement_lower_bound(inventory: Inventory, placement: Plan | Mapping[str, s
         inbound = {f"{total:.1f} s of migrations into {h}, {k} at a time": total / k for h, total in per_dest.items()}
     _slot_terms(terms, inventory, duration_of, inventory.vm, inbound)
     _nic_slot_terms(terms, crossings, topo, p, model.fixed_cost_s)
+    _dual_term(terms, dual, crossings, [], topo, p, model)
     return terms.result()
+
+
+def _dual_term(terms: _Terms, dual: Sequence[tuple[VM, float]], crossings: Mapping[Resource, _Crossing],
+               pooled: Sequence[Limit], topo: Topology, policy: Policy, model: DurationModel) -> None:
+    """The Lagrangian term (planner.lowerbound_dual) over every crossing, the pooled limits and each VM alone."""
+    if not dual:
+        return
+    cache: dict[tuple[object, ...], tuple[list[float], list[float]]] = {}
+    areas, durations = [], []
+    for vm, bmax in dual:
+        key = (vm.memory_mib, vm.dirty_rate_mibs, copied_disk_mib(vm), vm.live, round(bmax, 9))
+        if key not in cache:
+            tops = cell_tops(bmax)
+            cache[key] = cell_minorants([vm_floor_estimate(vm, hi, policy, model) for hi in tops], tops,
+                                        model.fixed_cost_s)
+        a, d = cache[key]
+        areas.append(a)
+        durations.append(d)
+    limits = list(pooled)
+    for r, c in crossings.items():
+        limits.append(Limit(True, topo.capacity_mibs(r) * policy.migration_share, c.members))
+        limits.append(Limit(False, float(c.slots(policy)), c.members))
+    if policy.max_concurrent > 0:
+        limits.append(Limit(False, float(policy.max_concurrent), list(range(len(dual)))))
+    limits.extend(Limit(False, 1.0, [i]) for i in range(len(dual)))
+    value = dual_bound(np.array(areas), np.array(durations), limits)
+    terms.add("dual", value, f"every NIC, link and slot limit priced together over {len(dual)} migrations, "
+                             f"bandwidth chosen freely per migration")
