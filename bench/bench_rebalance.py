@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_rebalance.py --large    # also 5,000 hosts / 30,000 VMs (target: < 60 s)
 
 Per fleet and target spread: spread before and after (memory by allocation), moves and GiB moved by evac
-and by the baseline (`planner.baselines.most_to_least_rebalance`) and their ratios, evac's makespan,
+and by the baseline (`planner.reconfigure.baseline.most_to_least_rebalance`) and their ratios, evac's makespan,
 lower bound and gap, its plan time (the whole `reconfigure` call: repairs, choice, greedy sequence, the
 CP-SAT re-timing in what is left of `--time-limit` (up to 2,000 hops), bound, checker, and the
 balance-vs-cost ladder, which comes on top) and the checker's verdict. Figures are printed, not asserted.
@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner.baselines import most_to_least_rebalance
 from planner.checker import check_plan
 from planner.generate import generate_fleet, skew_fleet
 from planner.model import Inventory
 from planner.plan import PlanKind
 from planner.reconfigure import RebalanceOptions, reconfigure
+from planner.reconfigure.baseline import most_to_least_rebalance
 
 
 def run(name: str, inv: Inventory, target: float | None, ladder: bool, time_limit_s: float) -> dict[str, str]:

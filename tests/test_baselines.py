@@ -113,8 +113,8 @@ def test_sequential_plan_is_a_valid_plan(inv: Inventory) -> None:
 
 
 def test_most_to_least_moves_the_largest_vm_of_the_busiest_host() -> None:
-    from planner.baselines import most_to_least_rebalance
     from planner.reconfigure import RebalanceOptions
+    from planner.reconfigure.baseline import most_to_least_rebalance
     from tests._planner_fixtures import flat, host, vm
 
     inv = flat([host("hot", memory_mib=8192), host("cold", memory_mib=8192)],

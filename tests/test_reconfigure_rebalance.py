@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from planner.balance import By, Metric, spread, utilisation
-from planner.baselines import most_to_least_rebalance
 from planner.checker import check_plan
 from planner.generate import generate_fleet, skew_fleet
 from planner.plan import PlanKind
 from planner.reconfigure import RebalanceOptions, make_reconfiguration, reconfigure
+from planner.reconfigure.baseline import most_to_least_rebalance
 from planner.reconfigure.rebalance import choose_moves
 from planner.topology import Topology
 from tests._planner_fixtures import flat, host, vm

@@ -171,5 +171,6 @@ def test_cp_sat_settings_solve_each_scenario_within_its_time_limit() -> None:
     inv = _pinned_fleet()
     [sc] = parse_scenarios(["drain=b1+fail=a2"])
     r = evaluate_scenario(inv, sc, Settings(greedy=False, time_limit_s=2.0))
-    assert r.feasible and r.vms_moved == 2 and r.vms_restarted == 1 and r.solver in ("cp-sat", "greedy")
+    assert r.feasible and r.vms_moved == 2 and r.vms_restarted == 1
+    assert r.solver in ("cp-sat", "greedy") or r.solver.startswith("baseline:")  # CP-SAT ran, or a tool order won
     assert r.plan is not None and "a2" not in {m.destination for m in r.plan.migrations}  # a2 is down now

@@ -172,7 +172,7 @@ class _nothing:
 
 def baseline_table(inv: Inventory, drained: tuple[str, ...], options: RebalanceOptions,
                    result: Reconfiguration) -> Table:
-    from planner.baselines import most_to_least_rebalance
+    from planner.reconfigure.baseline import most_to_least_rebalance
 
     base = most_to_least_rebalance(inv, drained, options)
     plan, b = result.plan, result.plan.balance
