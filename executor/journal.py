@@ -125,7 +125,7 @@ class Journal:
         self._mutex = threading.Lock()  # one connection shared by the runner's threads
         # A journal from before hops (schema version 1) read without the lock has no `hop`: all hop 0.
         columns = {r[1] for r in conn.execute("PRAGMA table_info(state)")}
-        self._hop = "hop" if "hop" in columns else "0"
+        self._hop = "hop" if "hop" in columns else "(0 + 0)"  # an expression: a bare 0 in GROUP BY is a column number
 
     # ------------------------------------------------------------------ opening
 
