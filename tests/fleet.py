@@ -9,9 +9,16 @@ its planned destination (or, quarantined, untouched on both).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from executor.hypervisor import DomainState
+from executor.journal import Journal
 from executor.sim_hv import SimulatedHypervisor
 from planner.duration import estimate
 from planner.model import VM, Disk, Host, HostState, Inventory, Policy
@@ -120,3 +127,29 @@ def timed_plan(inventory: Inventory, provisional: Sequence[Migration], solver: s
                  for m in provisional)
     return Plan(inventory.sha256, drained_hosts, PlanStatus.FEASIBLE, max((m.end_s for m in migs), default=0.0),
                 0.0, 0.0, migs, solver=solver)
+
+
+def sigkill_mid_run(script: str, journal_path: Path, ready: Callable[[Journal], bool], timeout_s: float = 60.0) -> bool:
+    """Runs `script` (a Python program running a plan with that journal) and SIGKILLs it as soon as
+    `ready(journal)` holds for the journal read from outside; False if the run ended first."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout_s
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if not journal_path.exists():
+            continue
+        try:
+            ro = Journal.read(journal_path)
+            try:
+                now = ready(ro)
+            finally:
+                ro.close()
+        except Exception:  # the journal is being created, or a read raced a write: look again
+            continue
+        if now:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+    proc.wait()
+    return killed

@@ -7,12 +7,7 @@ counts on both hosts while it migrates) and records any host whose memory would 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +24,7 @@ from planner.checker import check_plan
 from planner.model import Inventory
 from planner.plan import Migration, Plan, PlanKind
 from tests._planner_fixtures import flat, full_pair, host, move, plan_of, staged_swap, vm
-from tests.fleet import assert_nothing_lost
+from tests.fleet import assert_nothing_lost, sigkill_mid_run
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
@@ -220,25 +215,8 @@ def test_sigkill_mid_chain_then_resume(tmp_path: Path, complete_inflight: bool) 
         run_plan(plan, inv, sim, j, Reporter(), RunOptions(backoff_s=2.0, poll_interval_s=0.2))
         print("finished", flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    killed = False
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        if not journal_path.exists():
-            continue
-        try:
-            ro = Journal.read(journal_path)
-            states = ro.hop_states()
-            ro.close()
-        except Exception:
-            continue
-        values = list(states.values())
-        if State.DONE in values and State.RUNNING in values:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed = True
-            break
-    proc.wait()
+    killed = sigkill_mid_run(script, journal_path,
+                             lambda j: {State.DONE, State.RUNNING} <= set(j.hop_states().values()))
     assert killed, "the run ended before it could be killed mid-chain"
     inv, plan = _swap()
     before = Journal.read(journal_path)
