@@ -534,10 +534,10 @@ class _Runner:
             state = transition(State.VERIFYING, event)
             self.journal.record(vm, state, event, res.attempts, f"resume: {why}", hop=hop)
             start_states[key] = state
-        for key, state in sorted(start_states.items()):
-            self.hop_results[key].state = state
+        for key, state in sorted(start_states.items()):  # a VM's hops in order
             if self.monitor.phase[key] is not Phase.PENDING:
-                continue  # a later hop found done committed it; an earlier hop's failure failed it
+                continue  # an earlier hop quarantined: the monitor failed this one, `_fail_later_hops` said why
+            self.hop_results[key].state = state
             if state is State.DONE:
                 self.monitor.commit(key)
             elif state is State.QUARANTINED:

@@ -232,3 +232,21 @@ def test_sigkill_mid_chain_then_resume(tmp_path: Path, complete_inflight: bool) 
         assert (name, m.source, m.destination) not in {(s.vm, s.source, s.destination) for s in sim.migrate_calls}
     assert sim.overfull == []
     assert_nothing_lost(sim, plan)
+
+
+def test_resume_keeps_a_split_hop_quarantined_and_its_next_hop_never_starts(tmp_path: Path) -> None:
+    """Killed during x's staging hop, its staging host silent at resume: x is quarantined (touched no
+    more), its second hop fails as never started, and y, which needed x's room on a, is blocked."""
+    inv, plan = _swap()
+    x0 = min(plan.migrations, key=lambda m: m.start_s)
+    sim = _sim(inv)
+    _dead_run(tmp_path, inv, plan, [], x0)
+    sim.set_host_down("c")
+    result, _, journal = _run(tmp_path, inv, plan, sim, resume=True, host_wait_s=2.0, host_backoff_s=0.5)
+    assert result.hops[("x", 0)].state is State.QUARANTINED
+    assert result.hops[("x", 1)].state is State.FAILED
+    assert result.hops[("x", 1)].error.startswith("never started: hop 0 quarantined"), result.hops[("x", 1)]
+    assert result.hops[("y", 0)].state is State.FAILED
+    assert result.results["x"].state is State.QUARANTINED and not result.ok
+    assert journal.hop_states()[("x", 1)] is State.FAILED
+    assert sim.migrate_calls == []
