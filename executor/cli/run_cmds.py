@@ -27,7 +27,7 @@ from executor.outputs import OutputError, check_writable, check_writable_dir, wr
 from executor.states import State
 from planner.errors import EnvironmentProblem, Problem, UsageError
 from planner.model import Inventory
-from planner.plan import Migration, Plan, load_plan
+from planner.plan import Migration, Plan, PlanKind, load_plan
 from planner.plan_inputs import inventory_path_for, refuse_unless_valid
 
 if TYPE_CHECKING:
@@ -267,6 +267,8 @@ def register(app: typer.Typer) -> None:
         if not dry:  # SQLite also writes -wal, -shm and evac's .lock beside it: its folder must be writable
             check_writable(journal_path, "--journal")
         refuse_unless_valid(plan, inventory, plan_path, inv_path)  # before any hypervisor call or journal write
+        if replan and plan.kind is not PlanKind.DRAIN:
+            raise UsageError("evac run", [Problem("--replan", f"re-plans a drain, and this plan is a {plan.kind}")])
         if replan and not plan.drained:
             raise UsageError("evac run", [Problem("--replan", "re-plans a drain, and this plan drains no host")])
         options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
