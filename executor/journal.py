@@ -7,6 +7,10 @@ Invariants:
 3. Rows are only ever appended; the latest state row of a VM is its state.
 4. One writer at a time: an exclusive `fcntl` lock on `<journal>.lock`, held while open.
 5. No credentials: URIs are not stored, only host names from the inventory.
+6. Only evac journals are opened: the file is marked (`PRAGMA application_id`, schema version in
+   `user_version`) and checked, tables, columns and every row, before anything is written
+   (executor/journal_file.py). Another application's database, random bytes or a damaged journal
+   are refused (exit 2) and left untouched; `--resume` without a recorded run is refused too.
 
 `evac run --resume` reopens the journal of the same plan (same digest), reconciles every VM whose
 state is in flight with both hosts, and continues.
@@ -30,53 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from executor import journal_file
+from executor.journal_file import SCHEMA, JournalFileError, Kind
 from executor.states import State
-from planner.errors import EvacError, Problem, UsageError
-from planner.plan import Plan
-
-SCHEMA_VERSION = 2  # `PRAGMA user_version`; 2 adds `hop` to intent and state (older journals: hop 0)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS run (
-    id INTEGER PRIMARY KEY,
-    started_at REAL NOT NULL,
-    plan_sha256 TEXT NOT NULL,
-    inventory_sha256 TEXT NOT NULL,
-    flags TEXT NOT NULL,
-    plan TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS intent (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    vm TEXT NOT NULL,
-    uuid TEXT,
-    source TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    flags TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    hop INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS state (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    vm TEXT NOT NULL,
-    state TEXT NOT NULL,
-    event TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    hop INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS event (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    vm TEXT,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS state_vm ON state (vm, id);
-"""
+from planner.documents import read_json_value
+from planner.errors import EvacError, Problem
+from planner.plan import Plan, plan_from_dict
 
 # The journal must never turn into a credential store: flags and event data are checked for these.
 _SECRET_KEYS = ("password", "passwd", "secret", "token", "keyfile", "sshkey")
@@ -134,32 +97,31 @@ class Journal:
              flags: dict[str, Any] | None = None, resume: bool = False) -> Journal:
         """Opens (creating) the journal for a run of `plan`, taking the single-writer lock.
 
-        A journal that already holds runs is only reopened with `resume=True` and the same plan."""
+        A journal that already holds runs is only reopened with `resume=True` and the same plan. A file that
+        is not an evac journal, or a damaged one, is refused (exit 2) before anything is written, even the
+        lock file beside it; `resume=True` without a recorded run is refused too ("no run to resume")."""
         p = Path(path)
-        lock_fd = os.open(f"{p}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        found = journal_file.inspect(p)
+        if resume and found.kind is not Kind.JOURNAL:
+            why = "no such file" if found.kind is Kind.ABSENT else "the file is empty"
+            raise JournalFileError(f"journal {p}", [Problem("", f"no run to resume: {why} (run without --resume to "
+                                                                f"start one, or name the journal of the run)")])
+        lock_fd = _lock(p)
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise JournalLocked(f"{p}: another evac process is using this journal") from None
-        try:
+            previous = None
+            if found.kind is Kind.JOURNAL:
+                with contextlib.closing(journal_file.connect_read_only(p)) as ro:
+                    problems = journal_file.contents_problems(ro)
+                    if problems:
+                        raise journal_file.damaged(p, problems)
+                    previous = ro.execute("SELECT plan_sha256, started_at FROM run ORDER BY id DESC LIMIT 1").fetchone()
+            _may_start(p, plan, previous, resume)  # every refusal before the first write
             conn = _connect(p)
-            digest = plan_digest(plan)
-            prev = conn.execute("SELECT plan_sha256 FROM run ORDER BY id DESC LIMIT 1").fetchone()
-            if prev is not None and not resume:
-                raise UsageError("journal", [Problem(str(p), "already records a run; pass --resume to continue it "
-                                                              "or choose another --journal file")])
-            if prev is not None and prev[0] != digest:
-                raise UsageError("journal", [Problem(str(p), "records a run of a different plan; "
-                                                              "resume with the plan it was started with")])
-            flags = dict(flags or {})
-            _refuse_secrets(flags)
-            with conn:
-                cur = conn.execute(
-                    "INSERT INTO run (started_at, plan_sha256, inventory_sha256, flags, plan) VALUES (?,?,?,?,?)",
-                    (time.time(), digest, inventory_sha256 or plan.inventory_sha256, json.dumps(flags, sort_keys=True),
-                     plan.to_json(indent=None)))
-            run_id = int(cur.lastrowid or 0)
+            try:
+                run_id = _start_run(conn, plan, inventory_sha256, dict(flags or {}))
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
             os.close(lock_fd)
             raise
@@ -169,18 +131,23 @@ class Journal:
     def read(cls, path: str | Path) -> Journal:
         """Opens a journal read-only, without the lock (for `evac status` while a run goes on)."""
         p = Path(path)
-        if not p.exists():
-            raise UsageError("journal", [Problem(str(p), "no such file")])
+        found = journal_file.inspect(p)
+        if found.kind is not Kind.JOURNAL:
+            why = "no such file" if found.kind is Kind.ABSENT else "the file is empty: it records no run"
+            raise JournalFileError(f"journal {p}", [Problem("", why)])
+        conn = journal_file.connect_read_only(p)
         try:
-            conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False)
+            problems = journal_file.contents_problems(conn)
+            if problems:
+                raise journal_file.damaged(p, problems)
             row = conn.execute("SELECT id, plan FROM run ORDER BY id DESC LIMIT 1").fetchone()
-        except sqlite3.DatabaseError as e:
-            raise UsageError("journal", [Problem(str(p), f"not an evac journal ({e})")]) from None
-        if row is None:
-            raise UsageError("journal", [Problem(str(p), "records no run")])
-        from planner.plan import plan_from_dict
-
-        return cls(p, conn, None, int(row[0]), plan_from_dict(json.loads(row[1]), str(p)))
+            if row is None:
+                raise JournalFileError(f"journal {p}", [Problem("", "records no run")])
+            plan = plan_from_dict(read_json_value(row[1], f"journal {p}"), str(p))
+        except BaseException:
+            conn.close()
+            raise
+        return cls(p, conn, None, int(row[0]), plan)
 
     def close(self) -> None:
         with self._mutex:
@@ -269,20 +236,20 @@ class Journal:
 
     def flags(self) -> dict[str, Any]:
         row = self._one("SELECT flags FROM run WHERE id=?", (self.run_id,))
-        return dict(json.loads(row[0])) if row else {}
+        return dict(_cell(row[0])) if row else {}
 
     def runs(self) -> list[dict[str, Any]]:
         with self._mutex:
             rows = self._conn.execute(
                 "SELECT id, started_at, plan_sha256, inventory_sha256, flags FROM run ORDER BY id").fetchall()
         return [{"id": r[0], "started_at": r[1], "plan_sha256": r[2], "inventory_sha256": r[3],
-                 "flags": json.loads(r[4])} for r in rows]
+                 "flags": _cell(r[4])} for r in rows]
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT at, kind, vm, data FROM event" + (" WHERE kind=?" if kind else "") + " ORDER BY id"
         with self._mutex:
             rows = self._conn.execute(sql, (kind,) if kind else ()).fetchall()
-        return [{"at": r[0], "kind": r[1], "vm": r[2], **json.loads(r[3])} for r in rows]
+        return [{"at": r[0], "kind": r[1], "vm": r[2], **_cell(r[3])} for r in rows]
 
     def records(self) -> list[VMRecord]:
         """One row per VM of the plan, for `evac status` (a VM of several hops: its current hop's state)."""
@@ -330,17 +297,69 @@ class Journal:
             return self._conn.execute(sql, args).fetchone()
 
 
+def _lock(path: Path) -> int:
+    try:
+        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise JournalFileError(f"journal {path}", [Problem("", f"cannot create its lock file {path}.lock: "
+                                                              f"{e.strerror or e}")]) from None
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise JournalLocked(f"{path}: another evac process is using this journal") from None
+    return lock_fd
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level="DEFERRED")
-    with contextlib.suppress(sqlite3.OperationalError):
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(_SCHEMA)
-    for table in ("intent", "state"):  # a journal of schema version 1 (before hops) gets the column
-        if "hop" not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN hop INTEGER NOT NULL DEFAULT 0")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    """The writer's connection; marks the file as an evac journal (a new one, or one from before the mark)."""
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level="DEFERRED")
+        with contextlib.suppress(sqlite3.OperationalError):
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(f"PRAGMA application_id={journal_file.APPLICATION_ID};"
+                           f"PRAGMA user_version={journal_file.SCHEMA_VERSION};{SCHEMA}")
+        for table in journal_file.HOP_TABLES:  # a journal from before hops (schema 1) gets the column
+            if "hop" not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN hop INTEGER NOT NULL DEFAULT 0")
+    except sqlite3.Error as e:
+        raise JournalFileError(f"journal {path}", [Problem("", f"cannot write it: {e}")]) from None
     return conn
+
+
+def _may_start(path: Path, plan: Plan, previous: tuple[str, float] | None, resume: bool) -> None:
+    """Refuses a run the journal cannot take: `previous` is its last run (plan digest, start time), if any."""
+    where = f"journal {path}"
+    if previous is None:
+        if resume:
+            raise JournalFileError(where, [Problem("", "no run to resume: the journal records no run (run without "
+                                                       "--resume to start one)")])
+        return
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(previous[1])))
+    if previous[0] != plan_digest(plan):
+        raise JournalFileError(where, [Problem("", f"records a run of a different plan (plan sha256 "
+                                                   f"{previous[0][:12]}…, started {started}); resume with the plan "
+                                                   f"it was started with, or choose another --journal file")])
+    if not resume:
+        raise JournalFileError(where, [Problem("", f"already records a run of this plan (started {started}); pass "
+                                                   f"--resume to continue it or choose another --journal file")])
+
+
+def _start_run(conn: sqlite3.Connection, plan: Plan, inventory_sha256: str | None, flags: dict[str, Any]) -> int:
+    _refuse_secrets(flags)
+    with conn:
+        cur = conn.execute(
+            "INSERT INTO run (started_at, plan_sha256, inventory_sha256, flags, plan) VALUES (?,?,?,?,?)",
+            (time.time(), plan_digest(plan), inventory_sha256 or plan.inventory_sha256,
+             json.dumps(flags, sort_keys=True), plan.to_json(indent=None)))
+    return int(cur.lastrowid or 0)
+
+
+def _cell(text: str) -> dict[str, Any]:
+    """A JSON column, read back through the one document reader (checked on open: always an object)."""
+    value = read_json_value(text, "journal cell")
+    return value if isinstance(value, dict) else {}
 
 
 def _refuse_secrets(data: dict[str, Any]) -> None:

@@ -28,14 +28,12 @@ migration traffic; libvirt only knows link speeds).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from planner.documents import read_document
 from planner.errors import Problem, UsageError
 from planner.inventory import control_character_problem
 from planner.model import HostState, Link
@@ -86,14 +84,13 @@ class SiteConfig:
 
 def _read(path: Path, what: str) -> Any:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise UsageError(what, [Problem(str(path), f"cannot read: {exc.strerror or exc}")]) from exc
-    try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise UsageError(what, [Problem(str(path), f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                                                   f"{exc}")]) from exc
+    # The one reader of every evac document; a key given twice in a hand-written site file is refused.
+    doc, _ = read_document(raw, f"{what} {path}", yaml_syntax=path.suffix != ".json", error=UsageError,
+                           duplicates="error")
+    return doc
 
 
 def _number(value: Any, where: str, problems: list[Problem], *, integer: bool = False) -> Any:

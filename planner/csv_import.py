@@ -6,19 +6,24 @@ Files: `hosts.csv`, `vms.csv` (required), `disks.csv` (one row per disk, a `vm` 
 storage_free_gib) are `k=v;k=v`. An empty cell means "not given" (for `disks.csv` storage: local disk).
 
 Problems name the file, row and column: `vms.csv row 7 column memory_mib: ...`. Rows count the header
-as row 1, as a spreadsheet shows them.
+as row 1, as a spreadsheet shows them (blank rows counted, a quoted multi-line cell one row). Quoting is
+strict: an unterminated quote is named at the row (and line) where it opens, extra cells and a column
+given twice in the header at their row.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from planner.documents import MAX_INT_DIGITS, decode_text
 from planner.errors import InventoryError, Problem
 from planner.inventory import LoadedInventory, parse_inventory
 from planner.model import Inventory
@@ -44,7 +49,7 @@ _LOCATION_RE = re.compile(r"^(hosts|vms|links)\[(\d+)\](?:\.disks\[(\d+)\])?(?:\
 
 def _number(text: str) -> object:
     if _INT_RE.match(text):
-        return int(text)
+        return int(text) if len(text.lstrip("+-")) <= MAX_INT_DIGITS else text
     try:
         return float(text)
     except ValueError:
@@ -56,6 +61,9 @@ def _cell(column: str, text: str, where: str, problems: list[Problem], file: str
     if file == "disks.csv" and column == "storage":
         return text  # one storage id per disk, not a list
     if column in INT_COLUMNS or column in NUMBER_COLUMNS:
+        digits = len(text.lstrip("+-"))
+        if _INT_RE.match(text) and digits > MAX_INT_DIGITS:  # as the JSON and YAML reader: int() has limits
+            problems.append(Problem(where, f"integer with {digits} digits: no evac field takes a number this large"))
         return _number(text)
     if column in BOOL_COLUMNS:
         low = text.lower()
@@ -77,85 +85,176 @@ def _cell(column: str, text: str, where: str, problems: list[Problem], file: str
     return text
 
 
-def _read(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
+@dataclass
+class _Table:
+    """One CSV file: its header and its data rows, each with the row number a spreadsheet shows."""
+
+    file: str
+    columns: list[str]
+    rows: list[tuple[int, list[str]]] = field(default_factory=list)
+
+    def column(self, name: str) -> list[tuple[int, str]]:
+        i = self.columns.index(name)
+        return [(n, cells[i]) for n, cells in self.rows]
+
+
+def _read(path: Path, problems: list[Problem]) -> _Table | None:
+    """Parses one file with the csv module (strict quoting), naming the row of every problem.
+
+    Rows are records, counted as a spreadsheet shows them (header = row 1, blank rows counted); a quoted
+    cell may span lines, so a quote error also gives the line it started on."""
+    name = path.name
     try:
-        with warnings.catch_warnings():
-            # index_col=False: a row with extra cells must not silently turn the first column into an index.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                                encoding="utf-8-sig", index_col=False)
-    except pd.errors.EmptyDataError:
-        problems.append(Problem(path.name, "empty file (want a header row with the column names)"))
+        text = decode_text(path.read_bytes(), name, InventoryError)
+    except OSError as e:
+        problems.append(Problem(name, f"cannot read: {e.strerror or e}"))
         return None
-    except pd.errors.ParserWarning:
-        problems.append(Problem(path.name, "malformed CSV: a row has more cells than the header has columns"))
+    except InventoryError as e:
+        problems += [Problem(f"{name} {p.where}".strip(), p.message) for p in e.problems]
         return None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        problems.append(Problem(path.name, f"malformed CSV: {str(e).strip().splitlines()[0]}"))
+    records = _records(name, text, problems)
+    if records is None:
         return None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS[path.name] if c not in frame.columns]
+    while records and not "".join(records[0][1]).strip():
+        records.pop(0)  # blank lines before the header
+    if not records:
+        problems.append(Problem(name, "empty file (want a header row with the column names)"))
+        return None
+    header_row, header = records[0]
+    columns = [c.strip() for c in header]
+    data = [(n, cells) for n, cells in records[1:] if "".join(cells).strip()]
+    bad_header = _header_problems(name, header_row, columns, data)
+    if bad_header:
+        problems += bad_header
+        return None
+    while columns and not columns[-1]:
+        columns.pop()  # a trailing comma in the header, with nothing under it
+    table = _Table(name, columns)
+    width = len(columns)
+    for n, cells in data:
+        if len(cells) != width:
+            if len(cells) > width and "".join(cells[width:]).strip():
+                extra = sum(1 for c in cells[width:] if c.strip())
+                problems.append(Problem(f"{name} row {n}", f"{width + extra} cells but the header has {width} "
+                                                           f"columns (a comma too many, or a cell with a comma "
+                                                           f"that needs quotes)"))
+                continue
+            cells = [*cells[:width], *[""] * (width - len(cells))]
+        table.rows.append((n, cells))
+    missing = [c for c in REQUIRED_COLUMNS[name] if c not in columns]
     if missing:
-        problems.append(Problem(path.name, f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"))
-    return frame
+        problems.append(Problem(name, f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"))
+    return table
 
 
-def _rows(frame: pd.DataFrame, file: str, problems: list[Problem], skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    columns = [c for c in frame.columns if c not in skip]
+def _records(name: str, text: str, problems: list[Problem]) -> list[tuple[int, list[str]]] | None:
+    """(row number, cells) of every record, or None with the problem at the row and line it starts on."""
+    try:  # the fast path: the whole file at C speed
+        return list(enumerate(csv.reader(io.StringIO(text, newline=""), strict=True, skipinitialspace=True), 1))
+    except csv.Error:
+        pass
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, skipinitialspace=True)
+    row = 0
+    while True:  # again, one record at a time, to know where the bad one starts
+        start_line = reader.line_num + 1
+        try:
+            next(reader)
+        except StopIteration:  # cannot happen: the same text failed above
+            problems.append(Problem(name, "malformed CSV"))
+            return None
+        except csv.Error as e:
+            problems.append(Problem(f"{name} row {row + 1} (line {start_line})", _csv_error(str(e))))
+            return None
+        row += 1
+
+
+def _csv_error(message: str) -> str:
+    if message.startswith(("unexpected end of data", "field larger than field limit")):
+        return "malformed CSV: a quoted cell that starts in this row is never closed (unterminated quote)"
+    if "expected after" in message:
+        return "malformed CSV: text after a closing quote (a quote inside a cell is written twice: \"\")"
+    return f"malformed CSV: {message}"
+
+
+def _header_problems(name: str, row: int, columns: list[str], data: list[tuple[int, list[str]]]) -> list[Problem]:
     out = []
-    for n, values in enumerate(frame[columns].itertuples(index=False, name=None)):
+    first: dict[str, int] = {}
+    for i, column in enumerate(columns, 1):
+        if not column:
+            if any(len(cells) >= i and cells[i - 1].strip() for _, cells in data):
+                out.append(Problem(f"{name} row {row} column {i}", "a column without a name in the header "
+                                                                   "holds values"))
+            continue
+        if column in first:
+            out.append(Problem(f"{name} row {row} column {column}", f"column given twice in the header (columns "
+                                                                    f"{first[column]} and {i})"))
+        else:
+            first[column] = i
+    return out
+
+
+def _rows(table: _Table, problems: list[Problem], skip: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], list[int]]:
+    """Each data row as the JSON object the validator expects, and its row number."""
+    keep = [(i, c) for i, c in enumerate(table.columns) if c and c not in skip]
+    out, numbers = [], []
+    for n, cells in table.rows:
         row: dict[str, Any] = {}
-        for column, text in zip(columns, values, strict=True):
-            text = text.strip()
+        for i, column in keep:
+            text = cells[i].strip()
             if text:
-                row[column] = _cell(column, text, f"{file} row {n + 2} column {column}", problems, file)
-            elif file == "disks.csv" and column == "storage":
+                row[column] = _cell(column, text, f"{table.file} row {n} column {column}", problems, table.file)
+            elif table.file == "disks.csv" and column == "storage":
                 row[column] = None
         out.append(row)
-    return out
+        numbers.append(n)
+    return out, numbers
 
 
 def read_csv_document(folder: Path) -> tuple[dict[str, Any], dict[str, Any], list[Problem]]:
     """The inventory document built from the CSV files, a map for locations, and problems found so far."""
     problems: list[Problem] = []
-    frames: dict[str, pd.DataFrame] = {}
+    tables: dict[str, _Table] = {}
     for name in FILES:
         path = folder / name
         if path.exists():
-            frame = _read(path, problems)
-            if frame is not None:
-                frames[name] = frame
+            table = _read(path, problems)
+            if table is not None:
+                tables[name] = table
         elif name in ("hosts.csv", "vms.csv"):
             problems.append(Problem(name, f"missing: an inventory folder needs hosts.csv and vms.csv ({folder})"))
     doc: dict[str, Any] = {"version": 1}
-    doc["hosts"] = _rows(frames["hosts.csv"], "hosts.csv", problems) if "hosts.csv" in frames else []
-    doc["vms"] = _rows(frames["vms.csv"], "vms.csv", problems) if "vms.csv" in frames else []
-    disk_rows: dict[tuple[int, int], int] = {}
-    if "disks.csv" in frames:
-        frame = frames["disks.csv"]
+    rows: dict[str, Any] = {"hosts": [], "vms": [], "links": [], "disks": {}, "policy": {}}
+    for key in ("hosts", "vms", "links"):
+        if f"{key}.csv" in tables:
+            doc[key], rows[key] = _rows(tables[f"{key}.csv"], problems)
+        elif key != "links":
+            doc[key] = []
+    if "disks.csv" in tables:
+        table = tables["disks.csv"]
         vm_index = {v.get("name"): i for i, v in enumerate(doc["vms"]) if isinstance(v.get("name"), str)}
-        owners = frame["vm"].tolist() if "vm" in frame.columns else []
-        for n, (owner, disk) in enumerate(zip(owners, _rows(frame, "disks.csv", problems, skip=("vm",)),
-                                              strict=False)):
+        owners = table.column("vm") if "vm" in table.columns else []
+        disks_of, _ = _rows(table, problems, skip=("vm",))
+        for (n, owner), disk in zip(owners, disks_of, strict=False):
             i = vm_index.get(owner.strip())
             if i is None:
-                problems.append(Problem(f"disks.csv row {n + 2} column vm", f"unknown VM {owner.strip()!r}"))
+                problems.append(Problem(f"disks.csv row {n} column vm", f"unknown VM {owner.strip()!r}"))
                 continue
             disks = doc["vms"][i].setdefault("disks", [])
-            disk_rows[(i, len(disks))] = n + 2
+            rows["disks"][(i, len(disks))] = n
             disks.append(disk)
-    if "links.csv" in frames:
-        doc["links"] = _rows(frames["links.csv"], "links.csv", problems)
-    policy_rows: dict[str, int] = {}
-    if "policy.csv" in frames and {"key", "value"} <= set(frames["policy.csv"].columns):
+    if "policy.csv" in tables and {"key", "value"} <= set(tables["policy.csv"].columns):
         policy: dict[str, Any] = {}
-        for n, (key, value) in enumerate(zip(frames["policy.csv"]["key"], frames["policy.csv"]["value"],
-                                             strict=True)):
+        table = tables["policy.csv"]
+        for (n, key), (_, value) in zip(table.column("key"), table.column("value"), strict=True):
             key = key.strip()
-            policy[key] = _cell(key, value.strip(), f"policy.csv row {n + 2} column value", problems)
-            policy_rows[key] = n + 2
+            if key in policy:
+                problems.append(Problem(f"policy.csv row {n} column key", f"{key!r} given twice (first on row "
+                                                                          f"{rows['policy'][key]})"))
+                continue
+            policy[key] = _cell(key, value.strip(), f"policy.csv row {n} column value", problems)
+            rows["policy"][key] = n
         doc["policy"] = policy
-    return doc, {"disks": disk_rows, "policy": policy_rows}, problems
+    return doc, rows, problems
 
 
 def _csv_location(where: str, rows: Mapping[str, Any]) -> str:
@@ -171,7 +270,9 @@ def _csv_location(where: str, rows: Mapping[str, Any]) -> str:
     if disk is not None:
         row = rows["disks"].get((index, int(disk)))
         return f"disks.csv row {row}" + (f" column {column}" if column else "")
-    return f"{table}.csv row {index + 2}" + (f" column {column}" if column else "")
+    numbers = rows[table]
+    row = numbers[index] if index < len(numbers) else index + 2
+    return f"{table}.csv row {row}" + (f" column {column}" if column else "")
 
 
 def load_csv_inventory(path: str | Path) -> LoadedInventory:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,18 @@ class Problem:
     severity: str = "error"  # "error" or "warning"
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.where else self.message
+        # Input is quoted in messages: its control characters (a newline in a key, an ANSI escape in a name)
+        # are shown escaped, so that one problem stays one line and nothing is sent to the terminal raw.
+        where, message = printable(self.where), printable(self.message)
+        return f"{where}: {message}" if where else message
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\x1b`)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class EvacError(Exception):

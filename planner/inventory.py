@@ -22,9 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from planner.capacity import host_capacity
+from planner.documents import read_document
 from planner.errors import InventoryError, Problem
 from planner.model import VM, Disk, Host, HostState, Inventory, Link, MissingHost, Policy, VMState
 from planner.uri_rules import check_migration_address, check_uri, is_insecure_transport
@@ -34,6 +33,12 @@ MAX_MEMORY_MIB = 64 * 1024 * 1024  # 64 TiB of RAM
 MAX_CPUS = 4096  # host CPUs or guest vCPUs
 MAX_NIC_GBPS = 1600.0  # the fastest Ethernet NIC
 MAX_LINK_GBPS = 102_400.0  # a switch-to-switch link may be a bundle of 64 x 1600G
+# And "too small": below the slowest Ethernet (10 Mbit/s) is a unit mistake, not a network; with the smallest
+# migration_share these floors keep every migration's capped bandwidth >= the schedule's 0.001 MiB/s grain.
+MIN_NIC_GBPS = 0.01
+MIN_LINK_GBPS = 0.01
+MIN_MIGRATION_SHARE = 0.01
+_WHY_LO_GBPS = " (10 Mbit/s, the slowest Ethernet; the field is in Gbit/s)"
 MAX_DISK_GIB = 1024.0 * 1024  # 1 PiB
 MAX_DIRTY_RATE_MIBS = 1024.0 * 1024  # 1 TiB/s, beyond any memory bus
 MAX_PRIORITY = 1_000_000_000
@@ -63,8 +68,6 @@ _KEY_SETS = {k: frozenset(v) for k, v in (("top", TOP_KEYS), ("host", HOST_KEYS)
                                           ("missing", MISSING_HOST_KEYS))}
 
 _MISSING = object()
-# libyaml's safe loader when PyYAML was built with it: ~10x faster on big inventories.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HOST_STATES = {s.value: s for s in HostState}
 _VM_STATES = {s.value: s for s in VMState}
 _ONLY_STR = {str}
@@ -100,43 +103,9 @@ def inventory_schema() -> dict[str, Any]:
 
 
 def decode_document(raw: bytes, source: str, *, yaml_syntax: bool) -> tuple[object, list[Problem]]:
-    """Bytes to plain data and warnings (duplicate JSON keys), or InventoryError with the line and column
-    of a syntax error."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InventoryError(source, [Problem(f"byte {e.start}", "not UTF-8 text (is this the right file?)")]) from None
-    if yaml_syntax:
-        try:
-            return yaml.load(text, Loader=_YAML_LOADER), []  # a safe loader (C or Python): no arbitrary objects
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-            raise InventoryError(source, [Problem(where, f"malformed YAML: {e.problem or e.context}")]) from None
-        except yaml.YAMLError as e:
-            raise InventoryError(source, [Problem("", f"malformed YAML: {e}")]) from None
-    duplicates: list[Problem] = []
-
-    def no_silent_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        # json keeps the last of two equal keys without a word; a hand-edited file deserves one.
-        obj = dict(pairs)
-        if len(obj) != len(pairs):
-            seen: set[str] = set()
-            owner = f" of {obj['name']!r}" if isinstance(obj.get("name"), str) else ""
-            for key, _ in pairs:
-                if key in seen:
-                    duplicates.append(Problem(key, f"key given twice in the object{owner}; the last value, "
-                                                   f"{_show(obj[key])}, is used", "warning"))
-                seen.add(key)
-        return obj
-
-    try:
-        return json.loads(text, object_pairs_hook=no_silent_duplicates), duplicates
-    except json.JSONDecodeError as e:
-        raise InventoryError(source, [Problem(f"line {e.lineno} column {e.colno}", f"malformed JSON: {e.msg}")]) \
-            from None
-    except RecursionError:
-        raise InventoryError(source, [Problem("", "malformed JSON: nested too deeply")]) from None
+    """Bytes to plain data and warnings (duplicate keys, with their path or line), or InventoryError with the
+    location of a syntax error: the one reader of planner.documents, shared with plans and journals."""
+    return read_document(raw, source, yaml_syntax=yaml_syntax, error=InventoryError)
 
 
 def parse_inventory(doc: object, source: str = "<inventory>") -> LoadedInventory:
@@ -243,7 +212,8 @@ class _Validator:
                 self.warn(f"{prefix}{key}", f"unknown key, ignored{_closest(key, known)}")
 
     def number(self, d: Mapping[str, Any], key: str, where: str, *, default: float = 0.0, required: bool = False,
-               lo: float = 0.0, lo_open: bool = False, hi: float = math.inf, why_hi: str = "") -> float:
+               lo: float = 0.0, lo_open: bool = False, hi: float = math.inf, why_hi: str = "",
+               why_lo: str = "") -> float:
         value = d.get(key, _MISSING)
         kind = type(value)
         # Fast path first: this runs ~200,000 times for a 30,000-VM inventory.
@@ -265,7 +235,7 @@ class _Validator:
             self.error(loc, f"must be at most {hi:g}{why_hi}, got {value:g}")
         else:
             bound = "positive" if lo == 0 and lo_open else ("at least 0" if lo == 0 else f"at least {lo:g}")
-            self.error(loc, f"must be {bound}, got {value:g}")
+            self.error(loc, f"must be {bound}{why_lo}, got {value:g}")
         return float(default)
 
     def integer(self, d: Mapping[str, Any], key: str, where: str, *, default: int = 0, required: bool = False,
@@ -444,8 +414,9 @@ class _Validator:
             cpu_overcommit=self.number(p, "cpu_overcommit", w, default=d.cpu_overcommit, lo_open=True, hi=1000),
             memory_overcommit=self.number(p, "memory_overcommit", w, default=d.memory_overcommit, lo_open=True,
                                           hi=1000),
-            migration_share=self.number(p, "migration_share", w, default=d.migration_share, lo_open=True, hi=1.0,
-                                        why_hi=" (a fraction of each NIC and link, in (0, 1])"),
+            migration_share=self.number(p, "migration_share", w, default=d.migration_share, lo=MIN_MIGRATION_SHARE,
+                                        hi=1.0, why_hi=" (a fraction of each NIC and link, in [0.01, 1])",
+                                        why_lo=" (a fraction of each NIC and link, in [0.01, 1])"),
             max_outbound_per_host=self.integer(p, "max_outbound_per_host", w, default=d.max_outbound_per_host),
             max_inbound_per_host=self.integer(p, "max_inbound_per_host", w, default=d.max_inbound_per_host),
             max_concurrent=self.integer(p, "max_concurrent", w, default=d.max_concurrent),
@@ -476,7 +447,8 @@ class _Validator:
             name=self.string(h, "name", w, required=True) or f"<hosts[{i}]>",
             cpus=self.integer(h, "cpus", w, required=True, lo=1, hi=MAX_CPUS, default=1, why_hi=" CPUs"),
             memory_mib=memory_mib,
-            nic_gbps=self.number(h, "nic_gbps", w, required=True, lo_open=True, hi=MAX_NIC_GBPS, default=1.0,
+            nic_gbps=self.number(h, "nic_gbps", w, required=True, lo=MIN_NIC_GBPS, why_lo=_WHY_LO_GBPS, hi=MAX_NIC_GBPS,
+                                 default=1.0,
                                  why_hi=" (the fastest NIC made; is this in Mbit/s?)"),
             uri=self.string(h, "uri", w),
             migration_address=self.string(h, "migration_address", w),
@@ -577,7 +549,8 @@ class _Validator:
         w = f"links[{i}]"
         self.keys(lk, "link", w)
         return i, Link(a=self.string(lk, "a", w, required=True) or "", b=self.string(lk, "b", w, required=True) or "",
-                       gbps=self.number(lk, "gbps", w, required=True, lo_open=True, hi=MAX_LINK_GBPS, default=1.0))
+                       gbps=self.number(lk, "gbps", w, required=True, lo=MIN_LINK_GBPS, why_lo=_WHY_LO_GBPS,
+                                        hi=MAX_LINK_GBPS, default=1.0))
 
     def missing_host(self, i: int, m: dict[str, Any]) -> tuple[int, MissingHost]:
         w = f"missing_hosts[{i}]"

@@ -27,6 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from planner.documents import read_document
 from planner.errors import PlanFileError, Problem
 
 
@@ -373,14 +374,16 @@ def _read_balance(r: _Reader, doc: Mapping[str, Any]) -> Balance | None:
 
 
 def load_plan(path: str | Path) -> Plan:
+    """Reads a plan file with the reader every evac document goes through (planner.documents): UTF-8 with or
+    without BOM, depth and number limits. A key given twice is an error here, not a warning: a plan says
+    what evac will do to running VMs, and which of two values it meant is not evac's guess to make."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise PlanFileError(str(p), [Problem("", f"cannot read: {e.strerror or e}")]) from None
+    doc, _ = read_document(raw, str(p), error=PlanFileError, duplicates="error")
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PlanFileError(str(p), [Problem(f"line {e.lineno} column {e.colno}", f"invalid JSON: {e.msg}")]) \
-            from None
-    return plan_from_dict(doc, str(p))
+        return plan_from_dict(doc, str(p))
+    except RecursionError:  # parsed just below Python's limit, then one repr() deeper in a message
+        raise PlanFileError(str(p), [Problem("", "nested too deeply")]) from None

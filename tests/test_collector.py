@@ -193,7 +193,7 @@ def test_bad_site_files_name_every_problem(tmp_path: Path) -> None:
         assert needle in text
     broken = tmp_path / "t.json"
     broken.write_text("{not json")
-    with pytest.raises(UsageError, match="not valid JSON"):
+    with pytest.raises(UsageError, match="line 1 column 2: malformed JSON"):
         load_site_config(None, broken)
 
 

@@ -110,11 +110,52 @@ def test_bad_labels_and_unknown_columns(tmp_path: Path) -> None:
 
 def test_malformed_csv(tmp_path: Path) -> None:
     found = _problems(_folder(tmp_path, vms_csv='name,host\n"web-01,a1\n'))
-    assert any(p.startswith("vms.csv: malformed CSV") for p in found)
+    assert any(p.startswith("vms.csv row 2 (line 2): malformed CSV") for p in found)
     (tmp_path / "vms.csv").write_bytes(b"")
     assert any(p.startswith("vms.csv: empty file") for p in _problems(tmp_path))
-    (tmp_path / "vms.csv").write_text("name,host,vcpus,memory_mib\nweb-01,a1,1,512,extra\n")
-    assert "vms.csv: malformed CSV: a row has more cells than the header has columns" in _problems(tmp_path)
+
+
+VMS_HEADER = "name,host,vcpus,memory_mib\n"
+
+
+def test_unterminated_quote_is_named_where_it_opens(tmp_path: Path) -> None:
+    """The quote opens on row 3; the csv parser only notices at the end of the file, many lines later."""
+    text = VMS_HEADER + "web-01,a1,1,512\n" + '"web-02,a1,1,512\n' + "".join(f"db-{i},b1,1,512\n" for i in range(9))
+    found = _problems(_folder(tmp_path, vms_csv=text))
+    assert "vms.csv row 3 (line 3): malformed CSV: a quoted cell that starts in this row is never closed " \
+           "(unterminated quote)" in found
+
+
+def test_extra_cells_name_their_row(tmp_path: Path) -> None:
+    text = VMS_HEADER + "web-01,a1,1,512\nweb-02,a1,1,512,extra\ndb-01,b1,8,1024,,\n"
+    found = _problems(_folder(tmp_path, vms_csv=text))
+    assert "vms.csv row 3: 5 cells but the header has 4 columns (a comma too many, or a cell with a comma " \
+           "that needs quotes)" in found
+    assert not any("row 4" in p for p in found)  # trailing empty cells are no data
+
+
+def test_a_column_given_twice_in_the_header(tmp_path: Path) -> None:
+    text = "name,host,vcpus,memory_mib,vcpus\nweb-01,a1,1,512,2\n"
+    found = _problems(_folder(tmp_path, vms_csv=text))
+    assert "vms.csv row 1 column vcpus: column given twice in the header (columns 3 and 5)" in found
+
+
+def test_rows_count_as_a_spreadsheet_shows_them(tmp_path: Path) -> None:
+    """A blank row and a quoted cell over two lines: the bad cell is on row 5 (line 6)."""
+    text = VMS_HEADER + 'web-01,a1,1,512\n\n"web\n-02",a1,1,512\ndb-01,b1,-8,1024\n'
+    found = _problems(_folder(tmp_path, vms_csv=text))
+    assert any(p.startswith("vms.csv row 5 column vcpus:") for p in found), found
+
+
+def test_policy_key_given_twice(tmp_path: Path) -> None:
+    found = _problems(_folder(tmp_path, policy_csv=POLICY + "migration_share,0.9\n"))
+    assert "policy.csv row 5 column key: 'migration_share' given twice (first on row 2)" in found
+
+
+def test_a_utf16_csv_is_named(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / "hosts.csv").write_bytes(HOSTS.encode("utf-16"))
+    assert "hosts.csv byte 0: UTF-16 text: evac reads UTF-8 (save the file as UTF-8)" in _problems(folder)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -154,3 +195,15 @@ def test_a_dangerous_uri_in_a_csv_cell_names_its_row_and_column(tmp_path: Path) 
         .replace("a2,32,", "a2,,32,").replace("b1,64,", "b1,,64,")
     found = _problems(_folder(tmp_path, hosts_csv=hosts))
     assert any(p.startswith("hosts.csv row 2 column uri: ") and "ext" in p for p in found), found
+
+
+@pytest.mark.parametrize("digits", [19, 400, 4301])
+@pytest.mark.parametrize("column", ["memory_mib", "nic_gbps"])
+def test_a_huge_number_in_a_cell_names_the_cell(tmp_path: Path, digits: int, column: str) -> None:
+    """4,301 digits broke int() (Python's conversion limit) and 400 broke float(): a traceback either way."""
+    cells = {"memory_mib": "131072", "nic_gbps": "25"}
+    cells[column] = "9" * digits
+    hosts = HOSTS.replace("a1,32,131072,25,", f"a1,32,{cells['memory_mib']},{cells['nic_gbps']},", 1)
+    found = _problems(_folder(tmp_path, hosts_csv=hosts))
+    assert f"hosts.csv row 2 column {column}: integer with {digits} digits: no evac field takes a number this " \
+           f"large" in found

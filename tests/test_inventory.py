@@ -141,7 +141,11 @@ def test_digest_does_not_depend_on_how_numbers_or_defaults_are_written() -> None
     (lambda d: d["vms"][1].__setitem__("vcpus", 300), "vms[1].vcpus: 300 vCPUs fit on no host: the largest takes 256"),
     (lambda d: d["vms"][1].__setitem__("memory_mib", 262144), "vms[1].memory_mib: 262144 MiB fits on no host"),
     (lambda d: d["policy"].__setitem__("migration_share", 1.5), "policy.migration_share: must be at most 1"),
-    (lambda d: d["policy"].__setitem__("migration_share", 0), "policy.migration_share: must be positive, got 0"),
+    (lambda d: d["policy"].__setitem__("migration_share", 0), "policy.migration_share: must be at least 0.01"),
+    (lambda d: d["policy"].__setitem__("migration_share", 1e-9), "policy.migration_share: must be at least 0.01"),
+    (lambda d: d["hosts"][0].__setitem__("nic_gbps", 1e-6),
+     "hosts[0].nic_gbps: must be at least 0.01 (10 Mbit/s, the slowest Ethernet; the field is in Gbit/s), got 1e-06"),
+    (lambda d: d["links"][0].__setitem__("gbps", 0.001), "links[0].gbps: must be at least 0.01 (10 Mbit/s"),
     (lambda d: d["policy"].__setitem__("cpu_overcommit", -1), "policy.cpu_overcommit: must be positive"),
     (lambda d: d["policy"].__setitem__("max_concurrent", -1), "policy.max_concurrent: must be an integer >= 0"),
     (lambda d: d["policy"].__setitem__("auto_converge", "yes"), "policy.auto_converge: must be true or false"),
@@ -244,10 +248,13 @@ def test_yaml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
 
 def test_garbage_bytes(tmp_path: Path) -> None:
     f = tmp_path / "bad.json"
-    f.write_bytes(b"\xff\xfe\x00garbage")
+    f.write_bytes(b"\xff\x00garbage")
     with pytest.raises(InventoryError) as info:
         load_inventory(f)
     assert "not UTF-8" in str(info.value)
+    f.write_bytes(b"\xff\xfe\x00garbage")  # a UTF-16 byte-order mark: said by name
+    with pytest.raises(InventoryError, match="UTF-16 text: evac reads UTF-8"):
+        load_inventory(f)
 
 
 def test_yaml_and_json_give_the_same_inventory(tmp_path: Path) -> None:
@@ -286,13 +293,13 @@ def test_schema_and_loader_agree_on_broken_fields(path: tuple[Any, ...], value: 
     assert problems_of(doc)
 
 
-def test_duplicate_json_keys_are_a_warning_naming_the_object(tmp_path: Path) -> None:
+def test_duplicate_json_keys_are_a_warning_naming_the_path(tmp_path: Path) -> None:
     text = json.dumps(valid_doc()).replace('"vcpus": 2,', '"vcpus": 2, "vcpus": 3,')
     f = tmp_path / "dup.json"
     f.write_text(text)
     loaded = load_inventory(f)
     assert loaded.inventory.vm["web-02"].vcpus == 3
-    assert [str(w) for w in loaded.warnings] == ["vcpus: key given twice in the object of 'web-02'; the last value, "
+    assert [str(w) for w in loaded.warnings] == ["vms[1].vcpus: key given twice (in 'web-02'); the last value, "
                                                  "3, is used"]
 
 

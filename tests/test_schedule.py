@@ -144,3 +144,19 @@ def test_greedy_at_the_lower_bound_is_optimal_without_cp_sat(monkeypatch) -> Non
     inv, topo, tasks = _tasks(1)
     s = solve_schedule(tasks, topo, inv.policy, time_limit_s=5, workers=1, lower_bound_units=10**6)
     assert s.status == "optimal"
+
+
+def test_the_slowest_network_the_inventory_allows_still_schedules() -> None:
+    """nic_gbps 1e-6 left a migration without one bandwidth level (IndexError); validation now refuses NICs and
+    links below 0.01 Gbit/s and shares below 0.01, and at those floors every level exists."""
+    from planner.inventory import MIN_MIGRATION_SHARE, MIN_NIC_GBPS
+
+    inv = flat([host("h1", nic_gbps=MIN_NIC_GBPS), host("h2", nic_gbps=MIN_NIC_GBPS)],
+               [vm("v0", "h1", memory_mib=1024), vm("v1", "h1", memory_mib=512)],
+               migration_share=MIN_MIGRATION_SHARE)
+    topo = Topology(inv)
+    tasks = build_tasks(inv, {"v0": "h2", "v1": "h2"}, topo)
+    assert all(len(t.levels) == 6 and t.levels[-1].bandwidth_mibs > 0 for t in tasks)
+    caps = resource_caps(tasks, topo, inv.policy.migration_share)
+    s = greedy_schedule(tasks, caps, inv.policy, {t.vm: (0, 1) for t in tasks})
+    assert s.makespan_units > 0

@@ -6,12 +6,15 @@ or usage (one clear message naming every problem, no traceback); 3 environment p
 
 from __future__ import annotations
 
+import functools
 import sys
+from typing import Any
 
 import typer
+import typer.main
 from rich.console import Console
 
-from executor.cli import collect_cmds, inventory_cmds, plan_cmds, run_cmds
+from executor.cli import collect_cmds, inventory_cmds, numbers, plan_cmds, run_cmds
 from planner.errors import EvacError
 
 app = typer.Typer(
@@ -36,8 +39,15 @@ def _root() -> None:
 
 for module in (inventory_cmds, plan_cmds, collect_cmds, run_cmds):
     module.register(app)
+numbers.install(app)  # every numeric option range-checked, in one table
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def _click_command() -> Any:
+    """The command tree, built once per process (typer rebuilds it on each `app()`, ~25 ms)."""
+    return typer.main.get_command(app)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     errors propagate out of it and are mapped here, never shown as a traceback.
     """
     try:
-        app(args=argv, prog_name="evac")
+        _click_command()(args=argv, prog_name="evac")
     except SystemExit as e:
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)
