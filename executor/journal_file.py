@@ -234,10 +234,10 @@ def _type_problems(conn: sqlite3.Connection) -> list[Problem]:
 def _encoding_problems(conn: sqlite3.Connection) -> list[Problem]:
     """Text cells that are not UTF-8 (Python's sqlite3 would raise on reading them back)."""
     out = []
+    present = _present_columns(conn)  # before text_factory: names as str
     previous = conn.text_factory
     conn.text_factory = bytes
     try:
-        present = _present_columns(conn)
         for table, all_columns in TABLES.items():
             columns = tuple(c for c in all_columns if c in present[table])
             for row in conn.execute(f"SELECT {', '.join(columns)} FROM {table}"):  # table and columns: ours
