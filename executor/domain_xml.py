@@ -191,6 +191,13 @@ class DomainCPU:
     model: str | None
     features_required: frozenset[str]
     features_disabled: frozenset[str]
+    xml: str = ""  # the <cpu> element as the domain has it ("" without one): what compareHypervisorCPU takes
+    has_features: bool = False  # any <feature>, whatever its policy
+
+    @property
+    def names_a_cpu(self) -> bool:
+        """A model or features to compare with a host's (not host-passthrough, not the hypervisor default)."""
+        return bool(self.xml) and self.mode != "host-passthrough" and (self.model is not None or self.has_features)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,10 +219,21 @@ class DomainDefinition:
     disks: tuple[DomainDisk, ...]
     interfaces: tuple[DomainInterface, ...]
     hugepages: bool = False  # <memoryBacking><hugepages/>: its memory is not counted in the QEMU process's RSS
+    arch: str | None = None  # <os><type arch=…>
 
     @property
     def memory_mib(self) -> int:
         return -(-self.memory_kib // 1024)  # round up: never under-count memory
+
+    @property
+    def data_disks(self) -> tuple[DomainDisk, ...]:
+        """The disks a migration moves or must find on the destination (not cdrom or floppy)."""
+        return tuple(d for d in self.disks if d.device in ("disk", "lun"))
+
+    @property
+    def host_networks(self) -> tuple[DomainInterface, ...]:
+        """Interfaces that need a libvirt network or a bridge of that name on the host."""
+        return tuple(i for i in self.interfaces if i.type in ("network", "bridge") and i.source)
 
 
 def _network_source(src: ET.Element, protocol: str) -> tuple[str, tuple[NetworkHost, ...], str]:
@@ -270,6 +288,8 @@ def _parse_cpu(el: ET.Element | None) -> DomainCPU:
         features_required=frozenset(f.get("name", "") for f in feats
                                     if f.get("policy", "require") in _REQUIRED_POLICIES) - {""},
         features_disabled=frozenset(f.get("name", "") for f in feats if f.get("policy") == "disable") - {""},
+        xml=ET.tostring(el, encoding="unicode"),
+        has_features=bool(feats),
     )
 
 
@@ -301,6 +321,7 @@ def parse_domain(xml: str) -> DomainDefinition:
         memory_kib=(memory or 0) // 1024, current_memory_kib=current // 1024 if current else None,
         cpu=_parse_cpu(root.find("cpu")), disks=tuple(disks), interfaces=tuple(ifaces),
         hugepages=root.find("memoryBacking/hugepages") is not None,
+        arch=_attr(root, "os/type", "arch"),
     )
 
 

@@ -14,6 +14,9 @@ Invariants:
 
 `evac run --resume` reopens the journal of the same plan (same digest), reconciles every VM whose
 state is in flight with both hosts, and continues.
+
+Hops: intent and state rows carry the `hop` of the VM's migration they are about (0 for the first,
+the only one in a drain plan); a VM's state is the state of its current hop (its first hop not done).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class VMRecord:
     error: str
     started_at: float | None
     ended_at: float | None
+    hop: int = 0  # the VM's current hop (its first not done; its last once all are)
+    route: tuple[str, ...] = ()  # every host the VM's hops go through, its source first (empty: source → destination)
 
     @property
     def elapsed_s(self) -> float | None:
@@ -81,6 +86,9 @@ class Journal:
         self.run_id = run_id
         self.plan = plan
         self._mutex = threading.Lock()  # one connection shared by the runner's threads
+        # A journal from before hops (schema version 1) read without the lock has no `hop`: all hop 0.
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(state)")}
+        self._hop = "hop" if "hop" in columns else "(0 + 0)"  # an expression: a bare 0 in GROUP BY is a column number
 
     # ------------------------------------------------------------------ opening
 
@@ -158,18 +166,18 @@ class Journal:
     # ------------------------------------------------------------------ writing (append only)
 
     def intent(self, vm: str, uuid: str | None, source: str, destination: str, flags: dict[str, Any],
-               attempt: int) -> None:
+               attempt: int, hop: int = 0) -> None:
         """Durably records that migrate is about to be called (invariant 1)."""
         _refuse_secrets(flags)
-        self._write("INSERT INTO intent (run_id, at, vm, uuid, source, destination, flags, attempt) "
-                    "VALUES (?,?,?,?,?,?,?,?)",
+        self._write("INSERT INTO intent (run_id, at, vm, uuid, source, destination, flags, attempt, hop) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
                     (self.run_id, time.time(), vm, uuid, source, destination, json.dumps(flags, sort_keys=True),
-                     attempt))
+                     attempt, hop))
 
-    def record(self, vm: str, state: State, event: str, attempt: int = 0, detail: str = "") -> None:
-        """Records an observed state change of one VM's migration."""
-        self._write("INSERT INTO state (run_id, at, vm, state, event, attempt, detail) VALUES (?,?,?,?,?,?,?)",
-                    (self.run_id, time.time(), vm, state.value, str(event), attempt, detail))
+    def record(self, vm: str, state: State, event: str, attempt: int = 0, detail: str = "", hop: int = 0) -> None:
+        """Records an observed state change of one migration (the VM's hop `hop`)."""
+        self._write("INSERT INTO state (run_id, at, vm, state, event, attempt, detail, hop) VALUES (?,?,?,?,?,?,?,?)",
+                    (self.run_id, time.time(), vm, state.value, str(event), attempt, detail, hop))
 
     def event(self, kind: str, vm: str | None = None, **data: Any) -> None:
         """Anything else worth keeping: escalations, aborts, run end."""
@@ -183,21 +191,39 @@ class Journal:
 
     # ------------------------------------------------------------------ reading
 
-    def state_of(self, vm: str) -> State:
-        row = self._one("SELECT state FROM state WHERE vm=? ORDER BY id DESC LIMIT 1", (vm,))
+    def state_of(self, vm: str, hop: int | None = None) -> State:
+        """The latest state of the VM's hop `hop` (default: of its latest row, whichever hop)."""
+        if hop is None:
+            row = self._one("SELECT state FROM state WHERE vm=? ORDER BY id DESC LIMIT 1", (vm,))
+        else:
+            row = self._one(f"SELECT state FROM state WHERE vm=? AND {self._hop}=? ORDER BY id DESC LIMIT 1",
+                            (vm, hop))
         return State(row[0]) if row else State.PENDING
 
-    def states(self) -> dict[str, State]:
-        """The latest state of every VM of the plan (pending when never touched)."""
-        out = {m.vm: State.PENDING for m in self.plan.migrations}
+    def hop_states(self) -> dict[tuple[str, int], State]:
+        """The latest state of every migration of the plan, keyed (vm, hop) (pending when never touched)."""
+        out = {(m.vm, m.hop): State.PENDING for m in self.plan.migrations}
         with self._mutex:
             rows = self._conn.execute(
-                "SELECT vm, state FROM state WHERE id IN (SELECT MAX(id) FROM state GROUP BY vm)").fetchall()
-        out.update({vm: State(st) for vm, st in rows})
+                f"SELECT vm, {self._hop}, state FROM state WHERE id IN "
+                f"(SELECT MAX(id) FROM state GROUP BY vm, {self._hop})").fetchall()
+        out.update({(vm, int(hop)): State(st) for vm, hop, st in rows if (vm, int(hop)) in out})
         return out
 
-    def attempts_of(self, vm: str) -> int:
-        row = self._one("SELECT COUNT(*) FROM intent WHERE vm=?", (vm,))
+    def states(self) -> dict[str, State]:
+        """The state of every VM of the plan: its current hop's (its first hop not done; done when all are)."""
+        out: dict[str, State] = {}
+        for (vm, _), st in sorted(self.hop_states().items()):
+            if vm not in out or out[vm] is State.DONE:
+                out[vm] = st
+        return out
+
+    def attempts_of(self, vm: str, hop: int | None = None) -> int:
+        """How many times migrate was called for the VM (for its hop `hop` only, when given)."""
+        if hop is None:
+            row = self._one("SELECT COUNT(*) FROM intent WHERE vm=?", (vm,))
+        else:
+            row = self._one(f"SELECT COUNT(*) FROM intent WHERE vm=? AND {self._hop}=?", (vm, hop))
         return int(row[0]) if row else 0
 
     def in_flight(self) -> list[str]:
@@ -226,12 +252,17 @@ class Journal:
         return [{"at": r[0], "kind": r[1], "vm": r[2], **_cell(r[3])} for r in rows]
 
     def records(self) -> list[VMRecord]:
-        """One row per VM of the plan, for `evac status`."""
+        """One row per VM of the plan, for `evac status` (a VM of several hops: its current hop's state)."""
         with self._mutex:
             states = self._conn.execute("SELECT vm, at, state, detail FROM state ORDER BY id").fetchall()
             intents = self._conn.execute("SELECT vm, COUNT(*) FROM intent GROUP BY vm").fetchall()
             # After `--replan` a VM may have gone elsewhere than the plan said: its last intent tells.
             headed = dict(self._conn.execute("SELECT vm, destination FROM intent ORDER BY id").fetchall())
+        current = self.states()
+        hops: dict[str, list[tuple[int, str, str]]] = {}
+        for m in sorted(self.plan.migrations, key=lambda m: m.hop):
+            hops.setdefault(m.vm, []).append((m.hop, m.source, m.destination))
+        hop_states = self.hop_states()
         attempts = dict(intents)
         latest: dict[str, tuple[State, str]] = {}
         first: dict[str, float] = {}
@@ -249,10 +280,16 @@ class Journal:
                 error.pop(vm, None)
         out = []
         for m in sorted(self.plan.migrations, key=lambda m: (m.start_s, m.vm)):
-            state, _ = latest.get(m.vm, (State.PENDING, ""))
-            out.append(VMRecord(m.vm, m.source, headed.get(m.vm, m.destination), state, int(attempts.get(m.vm, 0)),
-                                error.get(m.vm, ""), first.get(m.vm),
-                                last.get(m.vm) if state.final else None))
+            chain = hops[m.vm]
+            if m.hop != chain[0][0]:
+                continue  # one row per VM, placed by its first hop
+            state = current.get(m.vm, latest.get(m.vm, (State.PENDING, ""))[0])
+            hop = next((h for h, _, _ in chain if hop_states[(m.vm, h)] is not State.DONE), chain[-1][0])
+            route = (chain[0][1], *(d for _, _, d in chain)) if len(chain) > 1 else ()
+            destination = chain[-1][2] if len(chain) > 1 else headed.get(m.vm, m.destination)
+            out.append(VMRecord(m.vm, m.source, destination, state, int(attempts.get(m.vm, 0)),
+                                error.get(m.vm, "") if state is not State.DONE else "", first.get(m.vm),
+                                last.get(m.vm) if state.final else None, hop, route))
         return out
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
@@ -283,6 +320,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(f"PRAGMA application_id={journal_file.APPLICATION_ID};"
                            f"PRAGMA user_version={journal_file.SCHEMA_VERSION};{SCHEMA}")
+        for table in journal_file.HOP_TABLES:  # a journal from before hops (schema 1) gets the column
+            if "hop" not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN hop INTEGER NOT NULL DEFAULT 0")
     except sqlite3.Error as e:
         raise JournalFileError(f"journal {path}", [Problem("", f"cannot write it: {e}")]) from None
     return conn

@@ -24,7 +24,10 @@ from planner.documents import read_json_value
 from planner.errors import InputError, PlanFileError, Problem, UsageError
 
 APPLICATION_ID = 0x45564143  # "EVAC" in ASCII, as `PRAGMA application_id` stores it
-SCHEMA_VERSION = 1  # raise it with any change to SCHEMA; an older evac then refuses the journal by name
+# Raise it with any change to SCHEMA; an older evac then refuses the journal by name.
+# 2: `hop` in intent and state (plans whose VMs move several times); a version-1 journal is read as
+#    hop 0 everywhere and gets the column when a run resumes it.
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
     id INTEGER PRIMARY KEY,
@@ -43,7 +46,8 @@ CREATE TABLE IF NOT EXISTS intent (
     source TEXT NOT NULL,
     destination TEXT NOT NULL,
     flags TEXT NOT NULL,
-    attempt INTEGER NOT NULL
+    attempt INTEGER NOT NULL,
+    hop INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS state (
     id INTEGER PRIMARY KEY,
@@ -53,7 +57,8 @@ CREATE TABLE IF NOT EXISTS state (
     state TEXT NOT NULL,
     event TEXT NOT NULL,
     attempt INTEGER NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
+    detail TEXT NOT NULL DEFAULT '',
+    hop INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY,
@@ -81,6 +86,9 @@ def _expected(schema: str) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[s
 
 
 TABLES, TYPES = _expected(SCHEMA)
+HOP_TABLES = ("intent", "state")  # the tables that gained `hop` in schema version 2
+# The columns of a journal of schema version 1 (also an unmarked one, from before the mark): no `hop`.
+TABLES_V1 = {t: tuple(c for c in cols if not (t in HOP_TABLES and c == "hop")) for t, cols in TABLES.items()}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _STATES = frozenset(s.value for s in State)
 MAX_SHOWN = 20  # problems listed; a journal damaged everywhere says how many more
@@ -141,16 +149,17 @@ def inspect(path: Path) -> JournalFile:
         raise not_a_journal(path, f"it belongs to another application (SQLite application_id {app_id:#x}; "
                                   f"evac's is {APPLICATION_ID:#x})")
     if app_id == 0:
-        if set(tables) != set(TABLES) or any(tables[t] != cols for t, cols in TABLES.items()):
+        if tables not in (TABLES, TABLES_V1):
             shown = ", ".join(sorted(tables)) or "none"
             raise not_a_journal(path, f"an SQLite database without evac's mark (tables: {shown})")
         return JournalFile(path, Kind.JOURNAL, marked=False)  # an evac journal from before the mark
     if version > SCHEMA_VERSION:
         raise JournalFileError(f"journal {path}", [Problem("", f"written by a newer evac (journal schema {version}; "
                                                               f"this evac reads {SCHEMA_VERSION}): upgrade evac")])
+    expected = TABLES_V1 if version <= 1 and tables == TABLES_V1 else TABLES
     problems = [Problem(f"table {t}", "missing" if t not in tables else
                         f"columns {', '.join(tables[t])}; evac's are {', '.join(cols)}")
-                for t, cols in TABLES.items() if tables.get(t) != cols]
+                for t, cols in expected.items() if tables.get(t) != cols]
     if problems:
         raise damaged(path, problems)
     return JournalFile(path, Kind.JOURNAL, marked=True)
@@ -206,8 +215,11 @@ def contents_problems(conn: sqlite3.Connection) -> list[Problem]:
 
 def _type_problems(conn: sqlite3.Connection) -> list[Problem]:
     out = []
+    present = _present_columns(conn)
     for table, columns in TYPES.items():
         for column, kinds in columns.items():
+            if column not in present[table]:
+                continue  # `hop` in a journal of schema version 1
             allowed = ",".join(f"'{k}'" for k in kinds)
             for rid, kind in conn.execute(f"SELECT rowid, typeof({column}) FROM {table} "  # table and column: ours
                                           f"WHERE typeof({column}) NOT IN ({allowed}) LIMIT 5"):
@@ -222,10 +234,12 @@ def _type_problems(conn: sqlite3.Connection) -> list[Problem]:
 def _encoding_problems(conn: sqlite3.Connection) -> list[Problem]:
     """Text cells that are not UTF-8 (Python's sqlite3 would raise on reading them back)."""
     out = []
+    present = _present_columns(conn)  # before text_factory: names as str
     previous = conn.text_factory
     conn.text_factory = bytes
     try:
-        for table, columns in TABLES.items():
+        for table, all_columns in TABLES.items():
+            columns = tuple(c for c in all_columns if c in present[table])
             for row in conn.execute(f"SELECT {', '.join(columns)} FROM {table}"):  # table and columns: ours
                 for column, cell in zip(columns, row, strict=True):
                     if isinstance(cell, bytes) and column in _TEXT_COLUMNS[table]:
@@ -238,6 +252,11 @@ def _encoding_problems(conn: sqlite3.Connection) -> list[Problem]:
     finally:
         conn.text_factory = previous
     return out
+
+
+def _present_columns(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    """The columns each of evac's tables has in this journal (`inspect` checked they are a known layout)."""
+    return {t: frozenset(c[1] for c in conn.execute(f"PRAGMA table_info({t})")) for t in TABLES}
 
 
 def _json_object(cell: object, where: str, problems: list[Problem]) -> dict[str, object] | None:

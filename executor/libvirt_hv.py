@@ -37,7 +37,6 @@ import logging
 import os
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,6 +45,7 @@ import libvirt
 
 from executor import faults
 from executor.connection import ConnectError, open_connection, silence_libvirt_stderr
+from executor.domain_xml import DomainDisk, parse_domain, parse_pool
 from executor.hypervisor import (
     DomainState,
     DomainStatus,
@@ -104,61 +104,15 @@ def _message(exc: libvirt.libvirtError) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class DiskInfo:
-    """One disk of a domain, as its XML says."""
-
-    target: str
-    kind: str  # file, block, network, volume
-    source: str | None  # file/block path, network export name, or pool/volume
-    format: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class _SourceFacts:
     uuid: str
     xml: str
     memory_bytes: int
-    disks: list[DiskInfo]
-
-
-def domain_disks(xml: str) -> list[DiskInfo]:
-    root = ET.fromstring(xml)
-    out = []
-    for disk in root.findall("./devices/disk"):
-        if disk.get("device", "disk") not in ("disk", "lun"):
-            continue  # cdrom/floppy: not copied, not checked
-        target = disk.find("target")
-        source = disk.find("source")
-        driver = disk.find("driver")
-        kind = disk.get("type", "file")
-        src: str | None = None
-        if source is not None:
-            src = source.get("file") or source.get("dev") or source.get("name")
-            if kind == "volume":
-                src = f"{source.get('pool')}/{source.get('volume')}"
-        out.append(DiskInfo(target.get("dev", "?") if target is not None else "?", kind, src,
-                            driver.get("type") if driver is not None else None))
-    return out
-
-
-def domain_interfaces(xml: str) -> list[tuple[str, str]]:
-    """(type, network-or-bridge name) of every interface that depends on something on the host."""
-    root = ET.fromstring(xml)
-    out = []
-    for iface in root.findall("./devices/interface"):
-        kind = iface.get("type", "")
-        source = iface.find("source")
-        if source is None:
-            continue
-        if kind == "network" and source.get("network"):
-            out.append(("network", source.get("network", "")))
-        elif kind == "bridge" and source.get("bridge"):
-            out.append(("bridge", source.get("bridge", "")))
-    return out
+    disks: list[DomainDisk]
 
 
 def _pool_target(pool: Any) -> str | None:
-    path = ET.fromstring(pool.XMLDesc(0)).findtext("./target/path")
+    path = parse_pool(pool.XMLDesc(0)).target_path
     return os.path.normpath(path) if path else None
 
 
@@ -380,7 +334,7 @@ class LibvirtHypervisor(Hypervisor):
             problems.append(f"{src}: VM {spec.vm} already has a job running (another migration or backup?)")
         xml = dom.XMLDesc(0)
         return _SourceFacts(uuid=spec.uuid or dom.UUIDString(), xml=xml, memory_bytes=int(dom.maxMemory()) * 1024,
-                            disks=domain_disks(xml))
+                            disks=list(parse_domain(xml).data_disks))
 
     def _precheck_destination(self, conn: Any, spec: MigrationSpec, facts: _SourceFacts,
                               problems: list[str]) -> None:
@@ -404,7 +358,7 @@ class LibvirtHypervisor(Hypervisor):
             problems.append(f"{dst}: {cpu_problem}")
         problems.extend(f"{dst}: {p}" for p in _network_problems(conn, xml))
         for disk in disks:
-            if disk.kind not in ("file", "block") or not disk.source:
+            if disk.type not in ("file", "block") or not disk.source:
                 continue  # network disks (nbd, rbd, iscsi...) are shared by nature
             directory = os.path.dirname(disk.source)
             if disk.target in spec.copy_storage:
@@ -446,20 +400,20 @@ class LibvirtHypervisor(Hypervisor):
             raise
         return created
 
-    def _source_disks(self, conn: Any, spec: MigrationSpec, wanted: set[str]) -> list[tuple[DiskInfo, int]]:
+    def _source_disks(self, conn: Any, spec: MigrationSpec, wanted: set[str]) -> list[tuple[DomainDisk, int]]:
         dom = self._lookup(conn, spec.vm, spec.uuid)
         out = []
-        for disk in domain_disks(dom.XMLDesc(0)):
+        for disk in parse_domain(dom.XMLDesc(0)).data_disks:
             if disk.target not in wanted:
                 continue
-            if disk.kind not in ("file", "block") or not disk.source:
-                raise HypervisorError(spec.source, 0, f"{spec.vm}'s disk {disk.target} is a {disk.kind} disk: "
+            if disk.type not in ("file", "block") or not disk.source:
+                raise HypervisorError(spec.source, 0, f"{spec.vm}'s disk {disk.target} is a {disk.type} disk: "
                                                       "copy-storage creates file volumes only")
             capacity_bytes = int(dom.blockInfo(disk.target, 0)[0])
             out.append((disk, capacity_bytes))
         return out
 
-    def _create_volume(self, conn: Any, spec: MigrationSpec, disk: DiskInfo, capacity_bytes: int) -> str:
+    def _create_volume(self, conn: Any, spec: MigrationSpec, disk: DomainDisk, capacity_bytes: int) -> str:
         dst = spec.destination
         assert disk.source is not None
         directory, volume = os.path.split(disk.source)
@@ -630,15 +584,12 @@ def _cpu_problem(conn: Any, xml: str) -> str | None:
 
     A domain without a `<cpu>` element (or host-passthrough) names no model to compare: skipped. A
     running domain's XML shows host-model expanded to its concrete model, which is compared."""
-    root = ET.fromstring(xml)
-    cpu = root.find("cpu")
-    if cpu is None or cpu.get("mode") == "host-passthrough" or (cpu.find("model") is None
-                                                                  and cpu.find("feature") is None):
+    domain = parse_domain(xml)
+    cpu = domain.cpu
+    if not cpu.names_a_cpu:
         return None
-    arch = root.find("./os/type")
     try:
-        result = conn.compareHypervisorCPU(None, arch.get("arch") if arch is not None else None, None,
-                                           root.get("type"), ET.tostring(cpu, encoding="unicode"), 0)
+        result = conn.compareHypervisorCPU(None, domain.arch, None, domain.domain_type, cpu.xml, 0)
     except libvirt.libvirtError as e:
         if _code(e) in _UNSUPPORTED:
             return None
@@ -646,7 +597,7 @@ def _cpu_problem(conn: Any, xml: str) -> str | None:
             return f"CPU incompatible: {_message(e)}"
         return f"CPU comparison failed: {_message(e)}"
     if result == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
-        model = cpu.findtext("model") or "the VM's CPU"
+        model = cpu.model or "the VM's CPU"
         return f"CPU incompatible: cannot provide {model} with the VM's features"
     return None
 
@@ -654,8 +605,9 @@ def _cpu_problem(conn: Any, xml: str) -> str | None:
 def _network_problems(conn: Any, xml: str) -> list[str]:
     problems = []
     bridges: set[str] | None = None
-    for kind, name in domain_interfaces(xml):
-        if kind == "network":
+    for iface in parse_domain(xml).host_networks:
+        name = iface.source or ""
+        if iface.type == "network":
             try:
                 net = conn.networkLookupByName(name)
                 if not net.isActive():

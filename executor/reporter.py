@@ -118,7 +118,7 @@ class JsonReporter(Reporter):
 
     def migration_started(self, migration: Migration, attempt: int, now_s: float,
                           in_flight: tuple[str, ...]) -> None:
-        self._emit("migration_started", vm=migration.vm, source=migration.source,
+        self._emit("migration_started", vm=migration.vm, hop=migration.hop, source=migration.source,
                    destination=migration.destination, attempt=attempt, now_s=round(now_s, 3),
                    in_flight=len(in_flight))
 
@@ -134,11 +134,13 @@ class JsonReporter(Reporter):
         self._emit("migration_retry", vm=migration.vm, attempt=attempt, delay_s=delay_s, error=error)
 
     def migration_done(self, migration: Migration, elapsed_s: float, now_s: float) -> None:
-        self._emit("migration_done", vm=migration.vm, elapsed_s=round(elapsed_s, 3), now_s=round(now_s, 3),
+        self._emit("migration_done", vm=migration.vm, hop=migration.hop, elapsed_s=round(elapsed_s, 3),
+                   now_s=round(now_s, 3),
                    planned_s=round(migration.duration_s, 3))
 
     def migration_failed(self, migration: Migration, state: str, error: str, now_s: float) -> None:
-        self._emit("migration_failed", vm=migration.vm, state=state, error=error, now_s=round(now_s, 3))
+        self._emit("migration_failed", vm=migration.vm, hop=migration.hop, state=state, error=error,
+                   now_s=round(now_s, 3))
 
     def run_finished(self, result: Any) -> None:
         summary = result.summary() if hasattr(result, "summary") else {}

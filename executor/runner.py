@@ -18,6 +18,13 @@ Resume (`reconcile`): every VM the journal has in flight, and every quarantined 
 same way before anything new starts (the jobs still running keep their room): done, retried from
 its source (destination volumes the dead run created for it are removed first), or quarantined.
 
+Hops (plans of kind other than drain): each of a VM's migrations is one hop, run by its own worker
+once the previous hop is done (the monitor says when); journal rows, results and resume are per hop
+`(vm, hop)`, each hop classified with its own two hosts. A VM found on its staging host after a crash
+has its hop k done and hop k+1 pending: the run goes on from there. A hop that fails leaves the VM on
+that hop's source; its later hops never start ("never started: hop k …"). `RunResult.hops` has every
+hop; `RunResult.results` one row per VM (its current hop: the first not done, or the last).
+
 Escalation of a stalled migration (no decrease of data_remaining for policy.progress_timeout_s):
 raise the max downtime ×`downtime_step_factor` up to `max_downtime_ceiling_ms`, one step every
 `escalation_interval_s` without progress; then, if it was started with auto-converge, give the
@@ -60,7 +67,7 @@ from executor.libvirt_errors import RETRYABLE, permanent_cause
 from executor.reporter import Reporter
 from executor.states import Event, Placement, State, classify, transition
 from planner.model import Inventory
-from planner.monitor import PlanMonitor
+from planner.monitor import HopKey, Phase, PlanMonitor, hop_key
 from planner.plan import Migration, Plan
 
 # libvirt errors that can succeed when tried again: one list, kept with the code names (NOTES §5).
@@ -118,23 +125,42 @@ class MigrationResult:
     ended_s: float | None = None
     downtime_ms: float | None = None
     escalations: list[str] = field(default_factory=list)
+    hop: int = 0  # which of the VM's migrations (a VM's row in `RunResult.results`: its current hop)
+
+
+def vm_result(hops: list[MigrationResult]) -> MigrationResult:
+    """One VM's row from its hops' results (in hop order): the state, error and hop of its current hop
+    (the first not done; the last when all are), attempts and escalations of all, from the first
+    start to the current hop's end. A VM of one migration: that migration's result itself."""
+    if len(hops) == 1:
+        return hops[0]
+    i, current = next(((i, r) for i, r in enumerate(hops) if r.state is not State.DONE), (len(hops) - 1, hops[-1]))
+    error = current.error
+    if current.state is State.PENDING and i > 0:
+        error = error or f"hop {current.hop} never started: the VM is on a staging host"
+    ended = current.ended_s if current.ended_s is not None or i == 0 else hops[i - 1].ended_s
+    return MigrationResult(current.vm, current.state, sum(r.attempts for r in hops), error,
+                           next((r.started_s for r in hops if r.started_s is not None), None), ended,
+                           current.downtime_ms, [e for r in hops for e in r.escalations], current.hop)
 
 
 @dataclass
 class RunResult:
     plan: Plan
-    results: dict[str, MigrationResult]
+    results: dict[str, MigrationResult]  # per VM (`vm_result` of its hops)
     makespan_s: float
     cancelled: bool = False
     unreachable: dict[str, str] = field(default_factory=dict)  # VM -> destination that did not answer
     halted: bool = False  # halt_on_unreachable stopped dispatching: some migrations never started
+    hops: dict[HopKey, MigrationResult] = field(default_factory=dict)  # per migration; empty: `results`
 
     @property
     def ok(self) -> bool:
-        """Every VM of the drain moved: all migrations done, none cancelled, and none the plan left
-        unplaced (an infeasible plan leaves VMs on a host being drained: not a success)."""
+        """Every VM of the plan moved: all migrations (every hop) done, none cancelled, and none the plan
+        left unplaced (an infeasible plan leaves VMs on a host being drained: not a success)."""
         return (not self.cancelled and not self.plan.unplaced
-                and all(r.state is State.DONE for r in self.results.values()))
+                and all(r.state is State.DONE for r in self.results.values())
+                and all(r.state is State.DONE for r in self.hops.values()))
 
     @property
     def exit_code(self) -> int:
@@ -242,14 +268,14 @@ class _Worker:
         self.abort_sent = False
         self.last_detail = ""
         self.busy_waits = 0  # waits for another client's job on the domain (before precheck)
-        self.thread = threading.Thread(target=self._main, name=f"evac-{migration.vm}", daemon=True)
+        self.thread = threading.Thread(target=self._main, name=f"evac-{migration.vm}-{migration.hop}", daemon=True)
 
     # -- journal + state helpers
 
     def _move(self, event: Event, detail: str = "") -> None:
         self.state = transition(self.state, event)
         self.last_detail = detail
-        self.r.journal.record(self.m.vm, self.state, event, self.attempt, detail)
+        self.r.journal.record(self.m.vm, self.state, event, self.attempt, detail, hop=self.m.hop)
 
     def _emit(self, kind: str, **data: Any) -> None:
         self.r.events.put((kind, self.m.vm, data))
@@ -306,7 +332,7 @@ class _Worker:
                 return
             if error is None:
                 self.r.journal.intent(self.m.vm, self.spec.uuid, self.m.source, self.m.destination,
-                                      spec_flags(self.spec), self.attempt)
+                                      spec_flags(self.spec), self.attempt, hop=self.m.hop)
                 faults.point("intent")
                 self._move(Event.MIGRATE)
                 now = self.r.clock_s()
@@ -443,8 +469,8 @@ class _Runner:
         self.events: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
         self.wake = threading.Event()
         self.workers: dict[str, _Worker] = {}
-        self.results: dict[str, MigrationResult] = {m.vm: MigrationResult(m.vm, State.PENDING)
-                                                    for m in plan.migrations}
+        self.hop_results: dict[HopKey, MigrationResult] = {hop_key(m): MigrationResult(m.vm, State.PENDING, hop=m.hop)
+                                                       for m in plan.migrations}
         self.queued_reason: dict[str, str] = {}
         self.unreachable: dict[str, str] = {}
         self.halted = False
@@ -462,39 +488,43 @@ class _Runner:
 
     # -- resume
 
-    def reconcile(self) -> dict[str, State]:
+    def reconcile(self) -> dict[HopKey, State]:
         """Brings the journal's view in line with both hosts before continuing (NOTES §6.3).
 
         In-flight VMs (and quarantined ones: their hosts may answer now) are settled in parallel:
-        a migration libvirt still runs is followed to its end, a silent host waited for."""
+        a migration libvirt still runs is followed to its end, a silent host waited for.
+        Per hop: a VM whose hop k is done and hop k+1 pending (it was on its staging host) goes on
+        with hop k+1; an in-flight hop is settled with that hop's two hosts."""
         faults.point("reconcile")
-        start_states: dict[str, State] = {}
-        to_settle: list[str] = []
-        for vm, state in self.journal.states().items():
-            if vm not in self.results:
+        start_states: dict[HopKey, State] = {}
+        to_settle: list[HopKey] = []
+        for key, state in sorted(self.journal.hop_states().items()):
+            if key not in self.hop_results:
                 continue
-            res = self.results[vm]
-            res.attempts = self.journal.attempts_of(vm)
+            vm, hop = key
+            res = self.hop_results[key]
+            res.attempts = self.journal.attempts_of(vm, hop)
             if state.in_flight or state is State.QUARANTINED:
                 event = Event.RECONCILE if state.in_flight else Event.REEXAMINE
                 state = transition(state, event)
-                self.journal.record(vm, state, event, res.attempts, "resume: looking at both hosts")
-                to_settle.append(vm)
+                self.journal.record(vm, state, event, res.attempts, "resume: looking at both hosts", hop=hop)
+                to_settle.append(key)
             elif state in (State.FAILED, State.ABORTED):
                 state = transition(state, Event.REQUEUE)
-                self.journal.record(vm, state, Event.REQUEUE, res.attempts, "resume: trying again")
-            start_states[vm] = state
-        settled: dict[str, tuple[Placement, str]] = {}
-        threads = [threading.Thread(target=self._reconcile_one, args=(vm, settled), name=f"evac-resume-{vm}",
-                                    daemon=True) for vm in to_settle]
+                self.journal.record(vm, state, Event.REQUEUE, res.attempts, "resume: trying again", hop=hop)
+            start_states[key] = state
+        settled: dict[HopKey, tuple[Placement, str]] = {}
+        threads = [threading.Thread(target=self._reconcile_one, args=(key, settled),
+                                    name=f"evac-resume-{key[0]}-{key[1]}", daemon=True) for key in to_settle]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         announced = self._announced_volumes() if to_settle else {}
-        for vm in to_settle:
-            m, res = self.monitor.migration(vm), self.results[vm]
-            placement, why = settled.get(vm, (Placement.SPLIT, "could not be looked at"))
+        for key in to_settle:
+            vm, hop = key
+            m, res = self.monitor.migration(key), self.hop_results[key]
+            placement, why = settled.get(key, (Placement.SPLIT, "could not be looked at"))
             event = {Placement.ON_DESTINATION: Event.VERIFIED,
                      Placement.ON_SOURCE: Event.ON_SOURCE_RETRY}.get(placement, Event.SPLIT)
             if placement is Placement.ON_SOURCE and announced.get(vm):
@@ -502,30 +532,34 @@ class _Runner:
                 # precheck refuses to overwrite them.
                 self.remove_volumes(vm, build_spec(m, self.inventory, self.options), announced[vm])
             state = transition(State.VERIFYING, event)
-            self.journal.record(vm, state, event, res.attempts, f"resume: {why}")
-            start_states[vm] = state
-        for vm, state in start_states.items():
-            self.results[vm].state = state
+            self.journal.record(vm, state, event, res.attempts, f"resume: {why}", hop=hop)
+            start_states[key] = state
+        for key, state in sorted(start_states.items()):  # a VM's hops in order
+            if self.monitor.phase[key] is not Phase.PENDING:
+                continue  # an earlier hop quarantined: the monitor failed this one, `_fail_later_hops` said why
+            self.hop_results[key].state = state
             if state is State.DONE:
-                self.monitor.commit(vm)
+                self.monitor.commit(key)
             elif state is State.QUARANTINED:
-                self.monitor.quarantine(vm)
+                self.monitor.quarantine(key)
+                self._fail_later_hops(key, "quarantined")
         return start_states
 
-    def _reconcile_one(self, vm: str, out: dict[str, tuple[Placement, str]]) -> None:
-        m = self.monitor.migration(vm)
+    def _reconcile_one(self, key: HopKey, out: dict[HopKey, tuple[Placement, str]]) -> None:
+        m = self.monitor.migration(key)
         spec = build_spec(m, self.inventory, self.options)
 
         def waiting(event: str, why: str) -> None:
-            self.journal.record(vm, State.VERIFYING, Event.REATTACH, self.results[vm].attempts, f"resume: {why}")
-            self.journal.event(event, vm, detail=why)
+            self.journal.record(m.vm, State.VERIFYING, Event.REATTACH, self.hop_results[key].attempts, f"resume: {why}",
+                                hop=m.hop)
+            self.journal.event(event, m.vm, detail=why)
             faults.point(event)
 
         try:
             placement, why, _, _ = self.settle(m, spec, waiting)
         except Exception as e:  # never let one VM's surprise stop the resume: it is quarantined
             placement, why = Placement.SPLIT, f"unexpected error: {type(e).__name__}: {e}"
-        out[vm] = (placement, why)
+        out[key] = (placement, why)
 
     def _completion_limit_s(self, m: Migration) -> float:
         """policy.completion_timeout_per_gib_s × GiB of memory + copied disk (as `_poll` applies it)."""
@@ -637,22 +671,30 @@ class _Runner:
                 self._poll()
             self.clock.wait(self.wake, self.options.poll_interval_s)
             self.wake.clear()
-        ended = [r.ended_s for r in self.results.values() if r.ended_s is not None]
-        result = RunResult(self.plan, self.results, max(ended, default=0.0), cancelled=cancelling,
-                           unreachable=dict(self.unreachable), halted=self.halted)
+        ended = [r.ended_s for r in self.hop_results.values() if r.ended_s is not None]
+        result = RunResult(self.plan, self.vm_results(), max(ended, default=0.0), cancelled=cancelling,
+                           unreachable=dict(self.unreachable), halted=self.halted, hops=dict(self.hop_results))
         faults.point("run_finished")
         self.journal.event("run_finished", **result.summary())
         self.reporter.run_finished(result)
         return result
 
-    def _start_ready(self, start_states: dict[str, State]) -> None:
+    def vm_results(self) -> dict[str, MigrationResult]:
+        """One row per VM (`vm_result` of its hops), in plan order."""
+        hops: dict[str, list[MigrationResult]] = {}
+        for key in sorted(self.hop_results, key=lambda k: k[1]):
+            hops.setdefault(key[0], []).append(self.hop_results[key])
+        return {vm: vm_result(rs) for vm, rs in hops.items()}
+
+    def _start_ready(self, start_states: dict[HopKey, State]) -> None:
         for m in self.monitor.startable(self.clock_s()):
-            self.monitor.start(m.vm)
+            key = hop_key(m)
+            self.monitor.start(key)
             self.queued_reason.pop(m.vm, None)
-            state = start_states.pop(m.vm, State.PENDING)
-            if state is State.PENDING and self.journal.state_of(m.vm) is State.RETRY_WAIT:
+            state = start_states.pop(key, State.PENDING)
+            if state is State.PENDING and self.journal.state_of(m.vm, m.hop) is State.RETRY_WAIT:
                 state = State.RETRY_WAIT
-            w = _Worker(self, m, state, self.results[m.vm].attempts)
+            w = _Worker(self, m, state, self.hop_results[key].attempts)
             self.workers[m.vm] = w
             w.thread.start()
         for vm, reason in self.monitor.waiting_reasons().items():
@@ -663,12 +705,27 @@ class _Runner:
 
     def _fail_blocked(self) -> None:
         for vm, reason in self.monitor.blocked().items():
-            new = transition(self.journal.state_of(vm), Event.BLOCKED)
-            self.journal.record(vm, new, Event.BLOCKED, self.results[vm].attempts, reason)
-            self.monitor.fail(vm)
-            res = self.results[vm]
+            key = self.monitor.key(vm)
+            m = self.monitor.migration(key)
+            new = transition(self.journal.state_of(vm, m.hop), Event.BLOCKED)
+            self.journal.record(vm, new, Event.BLOCKED, self.hop_results[key].attempts, reason, hop=m.hop)
+            self.monitor.fail(key)
+            res = self.hop_results[key]
             res.state, res.error = new, f"never started: {reason}"
-            self.reporter.migration_failed(self.monitor.migration(vm), new.value, res.error, self.clock_s())
+            self.reporter.migration_failed(m, new.value, res.error, self.clock_s())
+            self._fail_later_hops(key, "failed")
+
+    def _fail_later_hops(self, key: HopKey, how: str) -> None:
+        """Journals the VM's later hops the monitor failed with hop `key` (they leave from its destination)."""
+        for later in self.monitor.later_hops_failed(key):
+            lk = hop_key(later)
+            res = self.hop_results[lk]
+            if res.state is not State.PENDING:
+                continue
+            why = f"hop {key[1]} {how}: the VM never reached {later.source}"
+            new = transition(self.journal.state_of(later.vm, later.hop), Event.BLOCKED)
+            self.journal.record(later.vm, new, Event.BLOCKED, res.attempts, why, hop=later.hop)
+            res.state, res.error = new, f"never started: {why}"
 
     def _drain_events(self) -> bool:
         """Handles what the workers reported; True when a migration ended (the monitor changed)."""
@@ -678,8 +735,9 @@ class _Runner:
                 kind, vm, data = self.events.get_nowait()
             except queue.Empty:
                 return ended
-            m = self.monitor.migration(vm)
-            res = self.results[vm]
+            m = self.workers[vm].m  # a VM has at most one hop in flight: its worker's
+            key = hop_key(m)
+            res = self.hop_results[key]
             if kind == "started":
                 res.attempts = data["attempt"]
                 if res.started_s is None:
@@ -700,14 +758,16 @@ class _Runner:
                 if data.get("unreachable"):
                     self._destination_unreachable(vm, data["unreachable"])
                 if res.state is State.DONE:
-                    self.monitor.commit(vm)
+                    self.monitor.commit(key)
                     self.reporter.migration_done(m, res.ended_s - (res.started_s or 0.0), res.ended_s)
                 elif res.state is State.QUARANTINED:
-                    self.monitor.quarantine(vm)
+                    self.monitor.quarantine(key)
                     self.reporter.migration_failed(m, res.state.value, res.error, res.ended_s)
+                    self._fail_later_hops(key, "quarantined")
                 else:
-                    self.monitor.fail(vm)
+                    self.monitor.fail(key)
                     self.reporter.migration_failed(m, res.state.value, res.error, res.ended_s)
+                    self._fail_later_hops(key, str(res.state))
 
     def _destination_unreachable(self, vm: str, host: str) -> None:
         if host not in self.unreachable.values():

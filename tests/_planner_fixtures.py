@@ -65,3 +65,17 @@ def plan_of(inv: Inventory, migs: list[Migration], drained: tuple[str, ...] = ("
                 status=PlanStatus.INFEASIBLE if unplaced else PlanStatus.FEASIBLE,
                 makespan_s=max((m.end_s for m in migs), default=0.0), lower_bound_s=0.0, solve_s=0.0,
                 migrations=tuple(migs), unplaced=unplaced, **extra)
+
+
+def full_pair() -> Inventory:
+    """a and b each full with one big VM; c empty: a swap needs a staging hop through c."""
+    hosts = [host(n, memory_mib=8192) for n in ("a", "b", "c")]
+    return flat(hosts, [vm("x", "a", memory_mib=6144), vm("y", "b", memory_mib=6144)])
+
+
+def staged_swap(inv: Inventory) -> list[Migration]:
+    """x and y swap a and b through c: x a→c (staging), then y b→a, then x c→b."""
+    x0 = move(inv, "x", "c", hop=0, staging=True)
+    y0 = move(inv, "y", "a", start_s=x0.end_s, wave=1)
+    x1 = move(inv, "x", "b", start_s=y0.end_s, source="c", hop=1, wave=2)
+    return [x0, y0, x1]

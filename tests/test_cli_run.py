@@ -350,3 +350,32 @@ def test_plan_without_inventory_path_needs_the_option(files: tuple[Path, Path, I
     assert "give --inventory" in err and "Traceback" not in err
     assert main(["check", str(plan_path)]) == 2
     assert "give --inventory" in capsys.readouterr().err
+
+
+def test_a_staged_swap_runs_and_its_hops_show_in_the_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evac run` of a multi-hop plan: the result table, `evac status` and `--dry-run` show the hops."""
+    monkeypatch.setattr(run_cmds.console, "width", 200)  # one line per row: the cells are not folded
+    from planner.plan import PlanKind
+    from tests._planner_fixtures import full_pair, plan_of, staged_swap
+
+    inv_path = tmp_path / "inv.json"
+    inv_path.write_text(json.dumps(full_pair().to_dict()))
+    inv = load_inventory(inv_path).inventory
+    plan = plan_of(inv, staged_swap(inv), drained=(), kind=PlanKind.TARGET, target={"x": "b", "y": "a"})
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(plan.to_json())
+    journal = tmp_path / "run.db"
+    run = ["run", str(plan_path), "--inventory", str(inv_path), "--simulate", "--speedup", "400"]
+    assert main([*run, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "x (hop 2)" in out and "a → c (staging)" in out
+    assert main([*run, "--journal", str(journal)]) == 0
+    assert "a → c (staging) → b" in capsys.readouterr().out
+    assert main(["status", str(journal)]) == 0
+    assert "a → c (staging) → b" in capsys.readouterr().out
+    assert main(["status", str(journal), "--json"]) == 0
+    vms = {v["vm"]: v for v in json.loads(capsys.readouterr().out)["vms"]}
+    assert vms["x"]["route"] == ["a", "c", "b"] and vms["x"]["state"] == "done" and "route" not in vms["y"]
+    assert main([*run, "--journal", str(tmp_path / "other.db"), "--replan"]) == 2  # --replan re-plans drains only
+    assert "this plan is a target" in capsys.readouterr().err

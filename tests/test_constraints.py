@@ -13,9 +13,11 @@ from planner.checker import check_plan
 from planner.constraints import ALL_RULES, AntiAffinity, Capacity, CheckContext, Violation, _sweep_max
 from planner.errors import PlanFileError, UsageError
 from planner.model import HostState, Inventory
-from planner.plan import Balance, Migration, PlanKind, Spread, plan_from_dict
+from planner.plan import Balance, PlanKind, Spread, plan_from_dict
 from planner.repair import misplaced
 from tests._planner_fixtures import flat, host, move, plan_of, vm
+from tests._planner_fixtures import full_pair as _full_pair
+from tests._planner_fixtures import staged_swap as _staged_swap
 
 
 def test_sweep_counts_active_on_half_open_intervals() -> None:
@@ -58,19 +60,6 @@ def test_violation_reads_well() -> None:
 
 
 # ---------------------------------------------------------------- reconfiguration plans (hops, kinds)
-
-
-def _full_pair() -> Inventory:
-    """a and b each full with one big VM; c empty: a swap needs a staging hop through c."""
-    hosts = [host(n, memory_mib=8192) for n in ("a", "b", "c")]
-    return flat(hosts, [vm("x", "a", memory_mib=6144), vm("y", "b", memory_mib=6144)])
-
-
-def _staged_swap(inv: Inventory) -> list[Migration]:
-    x0 = move(inv, "x", "c", hop=0, staging=True)
-    y0 = move(inv, "y", "a", start_s=x0.end_s, wave=1)
-    x1 = move(inv, "x", "b", start_s=y0.end_s, source="c", hop=1, wave=2)
-    return [x0, y0, x1]
 
 
 def test_a_swap_through_a_staging_host_is_valid_at_every_instant() -> None:

@@ -162,3 +162,40 @@ def test_expanded_cpu_features() -> None:
 def test_bad_xml_raises_parse_error(bad: str) -> None:
     with pytest.raises(dx.XMLParseError):
         dx.parse_domain(bad)
+
+
+_HV_DOMAIN = """<domain type='kvm'><name>vm1</name><memory unit='MiB'>512</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <cpu mode='custom' match='exact'><model fallback='forbid'>Haswell</model><feature policy='optional' name='vmx'/></cpu>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='/data/images/vm1.qcow2'/><target dev='vda'/></disk>
+    <disk type='network' device='disk'><driver name='qemu' type='raw'/>
+      <source protocol='nbd' name='shared0'><host name='10.0.0.2' port='10809'/></source><target dev='vdb'/></disk>
+    <disk type='file' device='cdrom'><target dev='sda'/></disk>
+    <interface type='network'><source network='prod' portid='p1' bridge='virbr9'/></interface>
+    <interface type='bridge'><source bridge='br0'/></interface>
+    <interface type='user'/>
+  </devices>
+</domain>"""
+
+
+def test_what_the_hypervisor_reads_from_a_domain() -> None:
+    """What executor.libvirt_hv's precheck and copy-storage need: disks it moves, networks and bridges
+    the host must offer, the <cpu> to compare and the arch."""
+    d = dx.parse_domain(_HV_DOMAIN)
+    assert [(x.target, x.type, x.path, x.network_name, x.format) for x in d.data_disks] == [
+        ("vda", "file", "/data/images/vm1.qcow2", None, "qcow2"), ("vdb", "network", None, "shared0", "raw")]
+    assert [(i.type, i.source) for i in d.host_networks] == [("network", "prod"), ("bridge", "br0")]
+    assert d.arch == "x86_64" and d.domain_type == "kvm"
+    assert d.cpu.names_a_cpu and d.cpu.xml.startswith("<cpu mode=\"custom\"") and "Haswell" in d.cpu.xml
+    assert dx.parse_domain(read("lab-domain-running.xml")).cpu.names_a_cpu
+
+
+@pytest.mark.parametrize(("cpu", "names"), [
+    ("", False), ("<cpu mode='host-passthrough'/>", False), ("<cpu><topology sockets='1'/></cpu>", False),
+    ("<cpu><feature policy='optional' name='vmx'/></cpu>", True), ("<cpu mode='host-model'/>", False),
+])
+def test_a_domain_names_a_cpu_to_compare_only_with_a_model_or_features(cpu: str, names: bool) -> None:
+    d = dx.parse_domain(f"<domain type='kvm'><name>v</name>{cpu}</domain>")
+    assert d.cpu.names_a_cpu is names

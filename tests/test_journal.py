@@ -124,3 +124,52 @@ def test_survives_sigkill_mid_write(tmp_path: Path, plan) -> None:  # type: igno
     with Journal.open(path, plan, resume=True) as j:
         ticks = [e["i"] for e in j.events("tick")]
     assert ticks[: last + 1] == list(range(last + 1))  # every acknowledged row is there, in order
+
+
+def _swap_plan():  # type: ignore[no-untyped-def]
+    from planner.plan import PlanKind
+    from tests._planner_fixtures import full_pair, plan_of, staged_swap
+
+    inv = full_pair()
+    return plan_of(inv, staged_swap(inv), drained=(), kind=PlanKind.TARGET, target={"x": "b", "y": "a"})
+
+
+def test_states_are_kept_per_hop_and_a_vm_is_at_its_current_hop(tmp_path: Path) -> None:
+    plan = _swap_plan()
+    with Journal.open(tmp_path / "j.db", plan) as j:
+        j.record("x", State.PRECHECKED, Event.PRECHECK_OK, 0, hop=0)
+        j.intent("x", None, "a", "c", {}, 1, hop=0)
+        j.record("x", State.RUNNING, Event.MIGRATE, 1, hop=0)
+        j.record("x", State.VERIFYING, Event.RETURNED, 1, hop=0)
+        j.record("x", State.DONE, Event.VERIFIED, 1, hop=0)
+        assert j.hop_states() == {("x", 0): State.DONE, ("y", 0): State.PENDING, ("x", 1): State.PENDING}
+        assert j.states()["x"] is State.PENDING  # on its staging host: its second hop has not started
+        assert j.state_of("x", 0) is State.DONE and j.state_of("x", 1) is State.PENDING
+        assert j.attempts_of("x", 0) == 1 and j.attempts_of("x", 1) == 0
+        j.record("x", State.PRECHECKED, Event.PRECHECK_OK, 0, hop=1)
+        assert j.in_flight() == ["x"]
+    ro = Journal.read(tmp_path / "j.db")
+    rec = {r.vm: r for r in ro.records()}
+    assert (rec["x"].hop, rec["x"].route, rec["x"].state) == (1, ("a", "c", "b"), State.PRECHECKED)
+    assert (rec["y"].hop, rec["y"].route) == (0, ())
+    ro.close()
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_journal_from_before_hops_is_read_as_hop_0_and_resumed_with_the_column(tmp_path: Path, plan) -> None:  # type: ignore[no-untyped-def]
+    """Schema version 1 (no `hop` column): `evac status` reads it, `--resume` adds the column."""
+    path = tmp_path / "j.db"
+    vm = plan.migrations[0].vm
+    with Journal.open(path, plan) as j:
+        j.record(vm, State.PRECHECKED, Event.PRECHECK_OK, 0)
+    with sqlite3.connect(path) as db:
+        for table in ("intent", "state"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN hop")
+        db.execute("PRAGMA user_version = 0")
+    ro = Journal.read(path)
+    assert ro.state_of(vm) is State.PRECHECKED and ro.hop_states()[(vm, 0)] is State.PRECHECKED
+    ro.close()
+    with Journal.open(path, plan, resume=True) as j:
+        j.record(vm, State.RUNNING, Event.MIGRATE, 1, hop=0)
+        assert j.state_of(vm, 0) is State.RUNNING

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from planner.model import VM, Host, HostState, Inventory, Policy
-from planner.monitor import PlanMonitor, plan_order
+from planner.monitor import Phase, PlanMonitor, plan_order
 from planner.plan import Migration, Plan, PlanStatus
 from planner.topology import Topology
 from tests.fleet import greedy_plan, make_inventory
@@ -225,3 +225,78 @@ def test_dispatch_times_follow_the_mode() -> None:
     waves = {m.vm: m.wave for m in plan.migrations}
     for vm, (start, _) in barrier.items():
         assert all(end <= start + 1e-9 for other, (_, end) in barrier.items() if waves[other] < waves[vm])
+
+
+# ---------------------------------------------------------------- hops (reconfiguration plans)
+
+
+def _swap_plan(migs: list[Migration] | None = None) -> tuple[Inventory, Plan]:
+    from planner.plan import PlanKind
+    from tests._planner_fixtures import full_pair, plan_of, staged_swap
+
+    inv = full_pair()
+    return inv, plan_of(inv, migs if migs is not None else staged_swap(inv), drained=(), kind=PlanKind.TARGET,
+                        target={"x": "b", "y": "a"})
+
+
+def test_a_staged_swap_runs_hop_by_hop() -> None:
+    inv, plan = _swap_plan()
+    mon = PlanMonitor(plan, inv)
+    assert [(m.vm, m.hop) for m in mon.startable()] == [("x", 0)]
+    mon.start("x")
+    assert "waits for its hop 0" in mon.why_waiting(("x", 1))
+    assert [(m.vm, m.hop) for m in mon.commit("x")] == [("y", 0)]  # x left a: y may enter it
+    assert mon.key("x") == ("x", 1)  # the VM's current hop is now its second
+    mon.start("y")
+    assert [(m.vm, m.hop) for m in mon.commit("y")] == [("x", 1)]  # y left b: x may enter it
+    mon.start("x")
+    mon.commit("x")
+    assert mon.finished
+
+
+def test_a_hop_into_a_full_host_waits_for_the_hop_out_of_it_whatever_the_plan_times_say() -> None:
+    """All three hops planned at t=0: only the room on the hosts, as it is, decides."""
+    from dataclasses import replace
+
+    inv, plan = _swap_plan()
+    at_zero = [replace(m, start_s=0.0, end_s=m.duration_s, wave=0) for m in plan.migrations]
+    inv, plan = _swap_plan(at_zero)
+    mon = PlanMonitor(plan, inv)
+    assert [(m.vm, m.hop) for m in mon.startable()] == [("x", 0)]
+    assert "a: not enough memory now" in mon.why_waiting("y")
+    mon.start("x")
+    assert "a: not enough memory now" in mon.why_waiting("y")  # x counts on a until its hop is done
+    assert [(m.vm, m.hop) for m in mon.commit("x")] == [("y", 0)]
+    mon.start("y")
+    assert "b: not enough memory now" in mon.why_waiting(("x", 1))
+    assert [(m.vm, m.hop) for m in mon.commit("y")] == [("x", 1)]
+
+
+def test_a_failed_hop_fails_the_vms_later_hops_and_blocks_what_needed_its_room() -> None:
+    inv, plan = _swap_plan()
+    mon = PlanMonitor(plan, inv)
+    mon.start("x")
+    assert mon.fail("x") == []
+    assert mon.phase[("x", 1)] is Phase.FAILED
+    assert [(m.vm, m.hop) for m in mon.later_hops_failed(("x", 0))] == [("x", 1)]
+    assert set(mon.blocked()) == {"y"}  # x never left a
+    mon.fail("y")
+    assert mon.finished
+
+
+def test_committing_a_later_hop_found_done_commits_the_earlier_ones() -> None:
+    """Resume: x found on b — both of its hops are done; y's room on a was freed by x's first."""
+    inv, plan = _swap_plan()
+    mon = PlanMonitor(plan, inv)
+    mon.commit(("x", 1))
+    assert mon.phase[("x", 0)] is Phase.DONE
+    assert [(m.vm, m.hop) for m in mon.startable()] == [("y", 0)]
+
+
+def test_dispatch_times_of_a_swap_chain_the_hops() -> None:
+    from planner.monitor import dispatch_hop_times
+
+    inv, plan = _swap_plan()
+    times = dispatch_hop_times(plan, inv)
+    x0, y0, x1 = (times[k] for k in (("x", 0), ("y", 0), ("x", 1)))
+    assert x0[1] <= y0[0] + 1e-9 and y0[1] <= x1[0] + 1e-9

@@ -7,13 +7,8 @@ source or its planned destination; quarantined VMs are left untouched on both ho
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -28,7 +23,7 @@ from executor.states import State
 from planner.model import Inventory, Policy
 from planner.plan import Plan
 from planner.topology import Topology
-from tests.fleet import assert_nothing_lost, greedy_plan, make_inventory
+from tests.fleet import assert_nothing_lost, greedy_plan, make_inventory, sigkill_mid_run
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
@@ -310,24 +305,8 @@ def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool, infl
         run_plan(plan, inv, sim, j, Reporter(), RunOptions(backoff_s=2.0))
         print("finished", flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    killed = False
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        if not journal_path.exists():
-            continue
-        try:
-            ro = Journal.read(journal_path)
-            states = ro.summary()
-            ro.close()
-        except Exception:
-            continue
-        if states.get("done", 0) >= 1 and states.get("running", 0) >= 1:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed = True
-            break
-    proc.wait()
+    killed = sigkill_mid_run(script, journal_path,
+                             lambda j: j.summary().get("done", 0) >= 1 and j.summary().get("running", 0) >= 1)
     assert killed, "the run ended before it could be killed mid-flight"
     inv, plan = _fleet()
     before = Journal.read(journal_path)

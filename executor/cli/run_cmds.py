@@ -24,9 +24,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from executor.outputs import OutputError, check_writable, check_writable_dir, write_atomic
+from executor.states import State
 from planner.errors import EnvironmentProblem, Problem, UsageError
 from planner.model import Inventory
-from planner.plan import Plan, load_plan
+from planner.plan import Migration, Plan, PlanKind, load_plan
 from planner.plan_inputs import inventory_path_for, refuse_unless_valid
 
 if TYPE_CHECKING:
@@ -120,18 +121,35 @@ def unsafe_run_numbers(runs: list[dict[str, Any]]) -> list[int]:
     return [i for i, r in enumerate(runs, 1) if r["flags"].get("unsafe")]
 
 
+def move_text(route: tuple[str, ...] | list[str]) -> str:
+    """A VM's hosts in hop order, source first: `a → b`, or `a → c (staging) → b` for a staging hop."""
+    inner = [f"{h} (staging)" for h in route[1:-1]]
+    return " → ".join([route[0], *inner, route[-1]])
+
+
+def hop_route(hops: tuple[Migration, ...] | list[Migration]) -> tuple[str, ...]:
+    """The hosts a VM's hops go through, its source first."""
+    return (hops[0].source, *(m.destination for m in hops))
+
+
 def result_table(result: RunResult, title: str = "result") -> Table:
-    """Planned vs executed, per VM."""
+    """Planned vs executed, per VM (a VM of several hops: one row, its current hop's state)."""
     t = Table(title=title)
     for col in ("vm", "move", "state", "tries", "planned start–end s", "executed start–end s", "error"):
         t.add_column(col, overflow="fold")
     plan = result.plan
     for m in sorted(plan.migrations, key=lambda m: (m.start_s, m.vm)):
+        hops = plan.hops_of(m.vm)
+        if m is not hops[0]:
+            continue
         r = result.results[m.vm]
         ran = f"{r.started_s:.1f}–{r.ended_s:.1f}" if r.started_s is not None and r.ended_s is not None else "–"
         colour = {"done": "green", "failed": "red", "quarantined": "magenta", "aborted": "yellow"}.get(r.state, "")
-        t.add_row(m.vm, f"{m.source} → {m.destination}", f"[{colour}]{r.state}[/]" if colour else r.state,
-                  str(r.attempts), f"{m.start_s:.1f}–{m.end_s:.1f}", ran, r.error[:120])
+        state = f"[{colour}]{r.state}[/]" if colour else str(r.state)
+        if len(hops) > 1 and r.state is not State.DONE:
+            state += f" (hop {r.hop + 1} of {len(hops)})"
+        t.add_row(escape(m.vm), escape(move_text(hop_route(hops))), state,
+                  str(r.attempts), f"{m.start_s:.1f}–{hops[-1].end_s:.1f}", ran, escape(r.error[:120]))
     return t
 
 
@@ -157,21 +175,23 @@ def dry_run(plan: Plan, inventory: Inventory, options: RunOptions, peer_uris: di
     """What `evac run` would do, without a single hypervisor call."""
     from executor.runner import build_spec, virsh_command
     from executor.uri import migration_uri
-    from planner.monitor import dispatch_times
+    from planner.monitor import dispatch_hop_times, hop_key
 
-    times = dispatch_times(plan, inventory, barrier=options.barrier, one_at_a_time=options.one_at_a_time)
+    times = dispatch_hop_times(plan, inventory, barrier=options.barrier, one_at_a_time=options.one_at_a_time)
     t = Table(title=f"dry run ({options.mode} mode): {len(plan.migrations)} migrations")
     for col in ("#", "vm", "move", "start s", "end s", "MiB/s", "flags"):
         t.add_column(col, overflow="fold")
-    order = sorted(plan.migrations, key=lambda m: (times.get(m.vm, (float("inf"), 0))[0], m.vm))
+    order = sorted(plan.migrations, key=lambda m: (times.get(hop_key(m), (float("inf"), 0))[0], m.vm, m.hop))
     commands = []
     for i, m in enumerate(order, 1):
         spec = build_spec(m, inventory, options)
-        start, end = times.get(m.vm, (float("nan"), float("nan")))
+        start, end = times.get(hop_key(m), (float("nan"), float("nan")))
         flags = [f for f, on in (("auto-converge", spec.auto_converge), ("copy-storage", bool(spec.copy_storage)),
                                  ("offline", not spec.live), ("postcopy", spec.postcopy_allowed),
                                  ("tls", spec.tls), ("UNSAFE", spec.unsafe)) if on]
-        t.add_row(str(i), escape(m.vm), escape(f"{m.source} → {m.destination}"), f"{start:.1f}", f"{end:.1f}",
+        move = f"{m.source} → {m.destination}" + (" (staging)" if m.staging else "")
+        name = m.vm + (f" (hop {m.hop + 1})" if len(plan.hops_of(m.vm)) > 1 else "")
+        t.add_row(str(i), escape(name), escape(move), f"{start:.1f}", f"{end:.1f}",
                   f"{m.bandwidth_mibs:.0f}", " ".join(flags))
         dst = inventory.host[m.destination]
         commands.append(f"{i:>3}. " + virsh_command(
@@ -181,7 +201,7 @@ def dry_run(plan: Plan, inventory: Inventory, options: RunOptions, peer_uris: di
     console.print("the same, as virsh commands:")
     for line in commands:
         console.print(line, soft_wrap=True, markup=False)
-    never = [m.vm for m in plan.migrations if m.vm not in times]
+    never = sorted({m.vm for m in plan.migrations if hop_key(m) not in times})
     makespan = max((e for _, e in times.values()), default=0.0)
     console.print(f"predicted makespan {makespan:.1f} s (plan: {plan.makespan_s:.1f} s, lower bound "
                   f"{plan.lower_bound_s:.1f} s)" + (f"; never startable: {', '.join(never)}" if never else ""))
@@ -247,6 +267,8 @@ def register(app: typer.Typer) -> None:
         if not dry:  # SQLite also writes -wal, -shm and evac's .lock beside it: its folder must be writable
             check_writable(journal_path, "--journal")
         refuse_unless_valid(plan, inventory, plan_path, inv_path)  # before any hypervisor call or journal write
+        if replan and plan.kind is not PlanKind.DRAIN:
+            raise UsageError("evac run", [Problem("--replan", f"re-plans a drain, and this plan is a {plan.kind}")])
         if replan and not plan.drained:
             raise UsageError("evac run", [Problem("--replan", "re-plans a drain, and this plan drains no host")])
         options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
@@ -279,14 +301,18 @@ def register(app: typer.Typer) -> None:
             console.print_json(json.dumps({
                 "summary": summary, "runs": runs, "unsafe_runs": unsafe_run_numbers(runs), "vms": [
                     {"vm": r.vm, "source": r.source, "destination": r.destination, "state": r.state.value,
-                     "attempts": r.attempts, "error": r.error, "elapsed_s": r.elapsed_s} for r in records]}))
+                     "attempts": r.attempts, "error": r.error, "elapsed_s": r.elapsed_s,
+                     **({"hop": r.hop, "route": list(r.route)} if r.route else {})} for r in records]}))
             return
         t = Table(title=f"{journal}: {len(records)} VMs, {len(runs)} run(s)")
         for col in ("vm", "move", "state", "attempts", "elapsed s", "error"):
             t.add_column(col, overflow="fold")
         for r in records:
             el = f"{r.elapsed_s:.1f}" if r.elapsed_s is not None else ""
-            t.add_row(r.vm, f"{r.source} → {r.destination}", r.state.value, str(r.attempts), el, r.error[:160])
+            state = r.state.value + (f" (hop {r.hop + 1} of {len(r.route) - 1})"
+                                     if r.route and r.state is not State.DONE else "")
+            t.add_row(escape(r.vm), escape(move_text(r.route or (r.source, r.destination))), state, str(r.attempts),
+                      el, escape(r.error[:160]))
         console.print(t)
         console.print(", ".join(f"{v} {k}" for k, v in summary.items()))
         unsafe_runs = unsafe_run_numbers(runs)
