@@ -21,6 +21,16 @@ def _limit(n: int) -> int:
     return n if n > 0 else 1 << 30
 
 
+def _slowest_level_at_least(values: Sequence[float], threshold: float) -> int:
+    """Index of the slowest level (levels go highest bandwidth first) whose value is still ≥ `threshold`;
+    the fastest level (0) when none is."""
+    chosen = 0
+    for i, value in enumerate(values):
+        if value >= threshold:
+            chosen = i
+    return chosen
+
+
 def fair_levels(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy) -> dict[str, int]:
     """Per task, the level nearest to a fair share of its busiest resource.
 
@@ -43,11 +53,7 @@ def fair_levels(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
     out = {}
     for t in tasks:
         fair = min(caps[r] / max(1, active[r]) for r in t.resources)
-        li = 0
-        for i, lvl in enumerate(t.levels):
-            if lvl.demand >= fair:
-                li = i
-        out[t.vm] = li
+        out[t.vm] = _slowest_level_at_least([lvl.demand for lvl in t.levels], fair)
     return out
 
 
@@ -216,11 +222,7 @@ def source_levels(tasks: Sequence[Task], policy: Policy, target_units: int) -> d
         room_units = max(1.0, target_units - max(0.0, fixed_units) / k)
         need_mibs = total_mib / k / (room_units / UNITS_PER_S)
         for t in group:
-            li = 0
-            for i, lvl in enumerate(t.levels):
-                if lvl.bandwidth_mibs >= need_mibs:
-                    li = i
-            out[t.vm] = li
+            out[t.vm] = _slowest_level_at_least([lvl.bandwidth_mibs for lvl in t.levels], need_mibs)
     return out
 
 
