@@ -223,10 +223,17 @@ def test_evacuate_six_vms_under_a_cap(lab: Lab, tmp_path: Path, planner: str) ->
     assert es.verify(sc, hv) == []
     windows = 0
     for m in sc.plan.migrations:
-        rates = es.measured_rates(recorder.samples.get(m.vm, []), 2.0)
+        samples = recorder.samples.get(m.vm, [])
+        rates = es.measured_rates(samples, 2.0)
         windows += len(rates)
         assert all(r <= m.bandwidth_mibs * (1 + es.RATE_TOLERANCE) for r in rates), (m.vm, m.bandwidth_mibs, rates)
-    assert windows >= 6  # enough samples that the caps were really observed
+        # A migration that ran for two windows before its last sample was sampled every 0.5 s, so it must
+        # have given at least one window: the caps were really observed, not skipped for want of samples.
+        # (A fixed total count failed on a loaded CI machine, where the CP-SAT plan's faster caps left
+        # fewer long migrations.)
+        if len(samples) >= 2 and sorted(s.elapsed_s for s in samples)[-2] >= 4.0:
+            assert rates, (m.vm, [s.elapsed_s for s in samples])
+    assert windows >= 3, windows
     hv.close()
 
 
