@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from planner.checker import check_plan
 from planner.model import HostState, Inventory
 from planner.plan import Migration, PlanKind
-from planner.reconfigure.return_home import Trip, homes_from_records, plan_return
+from planner.reconfigure.return_home import Trip, fleet_now, homes_from_records, plan_return
 from tests._planner_fixtures import flat, host, move, plan_of, vm
 
 
@@ -99,3 +99,13 @@ def test_the_checker_holds_a_return_plan_to_its_homes() -> None:
     assert "target" in {v.rule for v in check_plan(inv, wrong)}
     right = plan_of(inv, [move(inv, "x", "a")], drained=(), kind=PlanKind.RETURN, target={"x": "a"})
     assert check_plan(inv, right) == []
+
+
+def test_the_fleet_now_puts_vms_where_the_hosts_say_and_ends_the_maintenance_of_emptied_hosts() -> None:
+    hosts = [host("a", state=HostState.MAINTENANCE), host("b"), host("c"), host("m", state=HostState.MAINTENANCE)]
+    inv = flat(hosts, [vm("x", "a"), vm("y", "a"), vm("gone", "b"), vm("far", "c")])
+    now = fleet_now(inv, {"x": "b", "y": "a"}, unread={"c"}, maintenance_over={"a", "c"},
+                    newcomers=[vm("new", "b"), vm("x", "c")])
+    assert {v.name: v.host for v in now.vms} == {"x": "b", "y": "a", "far": "c", "new": "b"}
+    assert {h.name: h.state for h in now.hosts} == {"a": HostState.UP, "b": HostState.UP, "c": HostState.DOWN,
+                                                    "m": HostState.MAINTENANCE}

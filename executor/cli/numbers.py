@@ -99,6 +99,9 @@ BOUNDS: dict[tuple[str, str], Bounds | OneOf] = {
     ("whatif", "host_failures"): Bounds(1, 1000, unit="hosts at once"),  # the sweep also caps the number of sets
     ("collect", "timeout"): Bounds(0.1, 3600.0, unit="seconds"),
     ("collect", "read_timeout"): Bounds(0.1, 86_400.0, unit="seconds"),
+    ("return", "time_limit"): PLAN_TIME_LIMIT,
+    ("return", "workers"): Bounds(1, 64, unit="threads"),
+    ("return", "timeout"): Bounds(0.1, 3600.0, unit="seconds"),
 }
 
 

@@ -13,19 +13,23 @@ makes the plan of kind `return` (plan v1, reconfiguration section) for the fleet
   returns the others. Misplaced VMs are repaired as in every reconfiguration.
 
 The plan's `target` holds the home of every VM it sends back; the checker holds it to that.
+
+`fleet_now(inventory, where, unread)` is the fleet as it is now when the hosts were read live (`evac
+return` without `-i`): the run's inventory with every VM where the hosts say it runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from planner.duration import DEFAULT_MODEL, DurationModel
-from planner.model import Inventory
+from planner.model import VM, HostState, Inventory
 from planner.plan import PlanKind
 from planner.reconfigure import Reconfiguration, reconfigure
+from planner.replan import live_inventory
 from planner.solve import SolverReporter
 
 DONE = "done"  # the journal's state of a migration verified on its destination
@@ -94,4 +98,26 @@ def plan_return(inventory: Inventory, trips: Mapping[str, Trip], *, time_limit_s
     return dataclasses.replace(result, skipped={**skipped, **result.skipped})
 
 
-__all__ = ["MoveRecord", "Trip", "homes_from_records", "plan_return", "why_not_home"]
+def fleet_now(inventory: Inventory, where: Mapping[str, str], unread: Collection[str], *,
+              maintenance_over: Collection[str] = (), newcomers: Iterable[VM] = ()) -> Inventory:
+    """The run's `inventory` as the hosts show it now.
+
+    `where`: VM -> the host it was found on, for every VM found on a host that was read. A VM of the
+    inventory found on no host while its own host was read is gone; hosts in `unread` are `down` (their
+    VMs left where the inventory says: nothing is known of them). The hosts of `maintenance_over` (those the
+    run emptied) are `up` when they were read: the maintenance is over, they answer. `newcomers` (VMs the
+    run's inventory does not
+    know, on the hosts they were found on) take their room. Moved VMs take their room where they are,
+    copied disks included (`planner.replan.live_inventory`)."""
+    down = set(unread)
+    moved = {name: host for name, host in where.items() if name in inventory.vm}
+    live = live_inventory(inventory, moved, down)
+    over = set(maintenance_over) - down
+    hosts = tuple(dataclasses.replace(h, state=HostState.UP) if h.name in over and h.state is HostState.MAINTENANCE
+                  else h for h in live.hosts)
+    kept = tuple(v for v in live.vms if v.name in where or v.host in down)
+    extra = tuple(v for v in newcomers if v.name not in inventory.vm)
+    return dataclasses.replace(live, hosts=hosts, vms=kept + extra)
+
+
+__all__ = ["MoveRecord", "Trip", "fleet_now", "homes_from_records", "plan_return", "why_not_home"]
