@@ -376,8 +376,8 @@ class PlanMonitor:
     def _why_waiting(self, m: Migration, ctx: _Context) -> str:
         if self.barrier and m.wave > ctx.first_open_wave:
             return f"barrier: wave {ctx.first_open_wave} has not ended"
-        if m.hop > 0:
-            hops = self._hops[m.vm]
+        hops = self._hops[m.vm]
+        if hops.index(m) > 0:  # by position: a re-planned chain may start at a hop number above 0
             prev = hops[hops.index(m) - 1]
             if self.phase[hop_key(prev)] is not Phase.DONE:
                 return f"waits for its hop {prev.hop} ({prev.source}→{prev.destination}, {self.phase[hop_key(prev)]})"

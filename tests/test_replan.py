@@ -82,3 +82,34 @@ def test_replan_refuses_a_plan_moving_a_vm_it_was_not_asked_to(monkeypatch: pyte
     with pytest.raises(InconsistentPlanError, match="not to be moved again"):
         replan(inv, plan, {}, [], to_move=[first])
 
+
+
+def test_a_target_plan_is_replanned_from_the_staging_host_with_hops_from_zero() -> None:
+    """x stopped on its staging host c: the re-plan of the swap takes it from c to b (first hop of the new
+    plan, numbered 0 for the checker), y to a; renumbered after x's one hop made, x's hop is 1 again."""
+    from planner.plan import PlanKind
+    from planner.replan import renumber_hops
+    from tests._planner_fixtures import full_pair, plan_of, staged_swap
+
+    inv = full_pair()
+    plan = plan_of(inv, staged_swap(inv), drained=(), kind=PlanKind.TARGET, target={"x": "b", "y": "a"})
+    live, new = replan(inv, plan, {"x": "c"}, [], ["x", "y"], time_limit_s=2, workers=1)
+    assert live.vm["x"].host == "c"
+    assert check_plan(live, new) == []
+    assert {(m.vm, m.source, m.destination, m.hop) for m in new.migrations} == {("x", "c", "b", 0), ("y", "b", "a", 0)}
+    run = renumber_hops(new, {"x": 1})
+    assert {(m.vm, m.hop) for m in run.migrations} == {("x", 1), ("y", 0)}
+
+
+def test_a_target_replan_leaves_out_an_end_host_that_stopped_answering_and_keeps_what_is_not_to_move() -> None:
+    from planner.plan import PlanKind
+    from tests._planner_fixtures import flat, host, move, plan_of, vm
+
+    inv = flat([host(n) for n in "abc"], [vm("x", "a"), vm("y", "a"), vm("w", "b", cpu_features=frozenset({"amx"}))])
+    plan = plan_of(inv, [move(inv, "x", "c"), move(inv, "y", "b")], drained=(), kind=PlanKind.TARGET,
+                   target={"x": "c", "y": "b"})
+    # w is misplaced on b (b lacks amx) but not to move again: the re-plan keeps it there, listed unplaced
+    live, new = replan(inv, plan, {}, ["c"], ["x", "y"], time_limit_s=2, workers=1)
+    assert check_plan(live, new) == []
+    assert {m.vm for m in new.migrations} == {"y"}
+    assert "w" in {u.vm for u in new.unplaced} and "x" not in {u.vm for u in new.unplaced}

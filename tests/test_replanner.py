@@ -259,3 +259,43 @@ def test_evac_run_replan_refuses_a_plan_that_drains_nothing(tmp_path: Path, caps
     code = main(["run", str(plan_path), "-i", str(inv_path), "--simulate", "--journal", str(journal), "--replan"])
     assert code == 2 and "this plan drains no host" in capsys.readouterr().err
     assert not journal.exists()
+
+
+def _swap_and_z() -> tuple[Inventory, Plan]:
+    """a and b full (x on a, y on b, each to the other's host), c a staging host that also holds z, d where
+    z goes: a target plan x a→c (staging) with z c→d, then y b→a, then x c→b."""
+    from planner.plan import PlanKind
+    from tests._planner_fixtures import flat, host, move, plan_of, vm
+
+    inv = flat([host(n, memory_mib=8192) for n in "abcd"],
+               [vm("x", "a", memory_mib=6144), vm("y", "b", memory_mib=6144), vm("z", "c", memory_mib=1024)])
+    x0 = move(inv, "x", "c", hop=0, staging=True)
+    z0 = move(inv, "z", "d")
+    y0 = move(inv, "y", "a", start_s=max(x0.end_s, z0.end_s), wave=1)
+    x1 = move(inv, "x", "b", start_s=y0.end_s, source="c", hop=1, wave=2)
+    plan = plan_of(inv, [x0, z0, y0, x1], drained=(), kind=PlanKind.TARGET, target={"x": "b", "y": "a", "z": "d"})
+    assert check_plan(inv, plan) == []
+    return inv, plan
+
+
+def test_replan_mid_chain_keeps_the_last_hop_of_a_vm_on_its_staging_host(tmp_path: Path) -> None:
+    """d stops answering once x is on its staging host c: the re-plan must still take x from c to b (its
+    last hop, numbered 1 as in the journal), y to a, and leave z on c (its target is gone)."""
+    inv, plan = _swap_and_z()
+    sim = SimulatedHypervisor(inv, speedup=400)
+    rep = _CutAfter(sim, "x", "d")  # after x's first hop (a→c)
+    options = dataclasses.replace(FAST, one_at_a_time=True)  # x a→c, then z c→d finds d gone
+    with Journal.open(tmp_path / "j.db", plan) as journal:
+        result = run_with_replan(plan, inv, sim, journal, rep, options, time_limit_s=2)
+    new = _replanned(rep)
+    assert {(m.vm, m.source, m.destination, m.hop) for m in new.migrations} >= {("x", "c", "b", 1)}
+    assert sim.where("x") == [("b", DomainState.RUNNING)] and sim.where("y") == [("a", DomainState.RUNNING)]
+    assert sim.where("z") == [("c", DomainState.RUNNING)]
+    assert result.results["x"].state is State.DONE and result.results["y"].state is State.DONE
+    assert result.results["z"].state is State.FAILED and "re-plan" in result.results["z"].error
+    read = Journal.read(tmp_path / "j.db")
+    assert read.hop_states()[("x", 0)] is State.DONE and read.hop_states()[("x", 1)] is State.DONE
+    routes = {r.vm: r for r in read.records()}
+    assert routes["x"].state is State.DONE and routes["x"].route == ("a", "c", "b")
+    assert [(m.vm, m.hop) for m in result.plan.migrations if m.vm == "x"] == [("x", 0), ("x", 1)]
+    assert_nothing_lost(sim, result.plan)

@@ -267,9 +267,7 @@ def register(app: typer.Typer) -> None:
         if not dry:  # SQLite also writes -wal, -shm and evac's .lock beside it: its folder must be writable
             check_writable(journal_path, "--journal")
         refuse_unless_valid(plan, inventory, plan_path, inv_path)  # before any hypervisor call or journal write
-        if replan and plan.kind is not PlanKind.DRAIN:
-            raise UsageError("evac run", [Problem("--replan", f"re-plans a drain, and this plan is a {plan.kind}")])
-        if replan and not plan.drained:
+        if replan and plan.kind is PlanKind.DRAIN and not plan.drained:
             raise UsageError("evac run", [Problem("--replan", "re-plans a drain, and this plan drains no host")])
         options = RunOptions(barrier=barrier, one_at_a_time=one_at_a_time, timeout_action=action,
                              allow_postcopy=allow_postcopy, unsafe=unsafe, tls=tls, retries=retries, resume=resume)

@@ -66,10 +66,13 @@ class Reconfiguration:
 def reconfigure(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] = (),
                 target: Mapping[str, str] | None = None, rebalance_options: RebalanceOptions | None = None,
                 time_limit_s: float = 30.0, workers: int = 2, model: DurationModel = DEFAULT_MODEL,
-                reporter: SolverReporter | None = None, ladder: bool = True) -> Reconfiguration:
+                reporter: SolverReporter | None = None, ladder: bool = True,
+                keep: Iterable[str] = ()) -> Reconfiguration:
     """A checked plan of `kind` (repair, target, rebalance or return) and what the operator should know about it.
 
-    For `return`, `target` is each VM's home (VM -> host)."""
+    For `return`, `target` is each VM's home (VM -> host). For `target`, the VMs of `keep` stay where they
+    are even when their host breaks a rule (unplaced, with the reason): a re-plan mid-run
+    (`planner.replan`) must not move again a VM the run already attempted."""
     if kind is PlanKind.DRAIN:
         raise ValueError("reconfigure makes repair, target, rebalance and return plans, not drain")
     t0 = time.monotonic()
@@ -79,7 +82,7 @@ def reconfigure(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] 
     notes: list[str] = []
     skipped: dict[str, str] = {}
     if kind is PlanKind.TARGET:
-        goal = target_goal(inventory, dict(target or {}), empty, topology)
+        goal = target_goal(inventory, dict(target or {}), empty, topology, keep=frozenset(keep))
     elif kind is PlanKind.RETURN:
         goal, skipped = return_goal(inventory, dict(target or {}), empty, topology)
     else:
@@ -141,11 +144,11 @@ def reconfigure(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] 
 def make_reconfiguration(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] = (),
                          target: Mapping[str, str] | None = None, rebalance_options: RebalanceOptions | None = None,
                          time_limit_s: float = 30.0, workers: int = 2, model: DurationModel = DEFAULT_MODEL,
-                         reporter: SolverReporter | None = None) -> Plan:
+                         reporter: SolverReporter | None = None, keep: Iterable[str] = ()) -> Plan:
     """The checked plan of `reconfigure` (see there)."""
     return reconfigure(inventory, kind, drained=drained, target=target, rebalance_options=rebalance_options,
                        time_limit_s=time_limit_s, workers=workers, model=model, reporter=reporter,
-                       ladder=False).plan
+                       ladder=False, keep=keep).plan
 
 
 def migrations_of(inventory: Inventory, seq: Sequence) -> list[Migration]:

@@ -162,8 +162,10 @@ def place_greedy(inventory: Inventory, movers: Iterable[VM], state: FinalState, 
     return placed, failed
 
 
-def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozenset[str], topology: Topology) -> Goal:
-    """The operator's placement, each refused target explained, and the VMs it leaves out repaired."""
+def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozenset[str], topology: Topology, *,
+                keep: Collection[str] = ()) -> Goal:
+    """The operator's placement, each refused target explained, and the VMs it leaves out repaired (but those
+    in `keep`, which stay where they are, unplaced: a re-plan does not move again what a run attempted)."""
     goal = Goal()
     accepted: dict[str, str] = {}
     explainer = StaticExplainer(inventory, empty, topology)
@@ -193,7 +195,7 @@ def target_goal(inventory: Inventory, target: Mapping[str, str], empty: frozense
     rest = [inventory.vm[n] for n in broken if n not in target]
     movable = []
     for vm in rest:
-        why = explainer.reasons(vm)
+        why = ["it is not to be moved again in this run"] if vm.name in keep else explainer.reasons(vm)
         if why:
             goal.unplaced[vm.name] = [*broken[vm.name], *why]
         else:
