@@ -199,3 +199,25 @@ def test_status_of_a_changed_journal(statements: list[tuple[str, tuple[Any, ...]
         assert path.read_bytes() == before
     else:
         json.loads(out)
+
+
+@hostile_settings(150)
+@given(statements=sql_damage())
+def test_return_of_a_changed_journal(statements: list[tuple[str, tuple[Any, ...]]], template: tuple[bytes, Plan],
+                                     fast_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`evac return`: a plan, nothing to do, or exit 2 naming the journal, which is left as it was, and no
+    plan file."""
+    count("journal sql (evac return)")
+    content, _ = template
+    path, inv, out = fast_tmp / "j.db", fast_tmp / "inventory.json", fast_tmp / "back.json"
+    for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), out):
+        stale.unlink(missing_ok=True)
+    inv.write_text(json.dumps(make_inventory(3, 2).to_dict()))
+    path.write_bytes(content)
+    _apply(path, statements)
+    before = path.read_bytes()
+    code, _, err = run_cli(["return", str(path), "-i", str(inv), "-o", str(out), "--time-limit", "1"], capsys)
+    assert code in (0, 1, 2), err
+    if code == 2:
+        assert_refusal_names(err, str(path))
+        assert path.read_bytes() == before and not out.exists()
