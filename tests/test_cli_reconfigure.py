@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from executor.cli.main import main
+from planner.plan import PlanKind, load_plan
 
 CASES = Path(__file__).parent / "cases"
 
@@ -21,8 +22,13 @@ def _inventory(tmp_path: Path, case: str) -> Path:
 def test_nothing_drained_and_nothing_broken_is_nothing_to_do(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "plan.json"
-    assert main(["plan", str(_inventory(tmp_path, "swap_full_hosts")), "-o", str(out)]) == 0
-    assert "nothing to do" in capsys.readouterr().out and not out.exists()
+    out.write_text("an older plan\n")  # must not be left for `evac run` to run by mistake
+    inv = _inventory(tmp_path, "swap_full_hosts")
+    assert main(["plan", str(inv), "-o", str(out)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    plan = load_plan(out)
+    assert plan.kind is PlanKind.REPAIR and not plan.migrations and not plan.unplaced
+    assert main(["check", str(inv), str(out)]) == 0
 
 
 def test_plan_repairs_a_misplaced_vm_and_the_plan_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         Hosts in maintenance are always emptied too. VMs whose host breaks a hard rule (CPU, networks,
         storage, host labels, anti-affinity) are repaired (a repair plan); --target FILE reaches an
         operator's placement (a target plan, with staging hops where needed). Nothing drained and nothing
-        broken: "nothing to do", exit 0. Exit 0 when every VM can move, 1 when some
+        broken: "nothing to do", exit 0 (with -o, an empty plan is written). Exit 0 when every VM can move, 1 when some
         cannot (the plan holds what can be done; the summary says why for the rest), 2 for bad input.
         """
         from planner.drain import resolve_drain
@@ -114,11 +114,13 @@ def register(app: typer.Typer) -> None:
             check_writable(output, "evac plan -o")
         inv = _load(inventory)
         ds = resolve_drain(inv, drain or [], drain_label or [])
-        from executor.cli.reconfigure_cmds import plan_kind, run_reconfiguration
+        from executor.cli.reconfigure_cmds import plan_kind, run_reconfiguration, write_nothing_to_do
 
         kind = plan_kind(inv, ds.hosts, target is not None)
         if kind is None:
             console.print("nothing to do: no host to drain and every VM is on a host that suits it", markup=False)
+            if output is not None:  # never leave an older plan at -o for `evac run` to run by mistake
+                write_nothing_to_do(inv, inventory, output)
             return
         if kind is not PlanKind.DRAIN:  # repair or target: planner.reconfigure
             run_reconfiguration(inv, inventory, kind, ds.hosts, target_file=target, output=output, as_json=as_json,

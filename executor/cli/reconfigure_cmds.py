@@ -70,6 +70,19 @@ def report(result: Reconfiguration, output: Path | None, as_json: bool) -> None:
         console.print(f"plan written to {output}", markup=False)
 
 
+def write_nothing_to_do(inv: Inventory, inventory_path: Path, output: Path) -> None:
+    """Writes the plan of "nothing to do": a repair plan with no migration (it passes the checker and
+    `evac run` of it does nothing), so the file at -o always answers the question just asked."""
+    from planner.reconfigure import reconfigure
+
+    plan = reconfigure(inv, PlanKind.REPAIR, time_limit_s=1.0, workers=1, ladder=False).plan
+    if plan.migrations or plan.unplaced:  # the caller found nothing to repair; the planner must agree
+        raise AssertionError(f"nothing to do, yet the repair plan moves {len(plan.migrations)} VMs")
+    plan = dataclasses.replace(plan, inventory_path=str(inventory_path.absolute()))
+    write_atomic(output, plan.to_json(), "-o")
+    console.print(f"an empty plan written to {output}", markup=False)
+
+
 def run_reconfiguration(inv: Inventory, inventory_path: Path, kind: PlanKind, drained: tuple[str, ...], *,
                         target_file: Path | None, output: Path | None, as_json: bool, time_limit: float,
                         workers: int) -> None:
