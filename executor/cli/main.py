@@ -21,6 +21,7 @@ from executor.cli import (
     plan_cmds,
     reconfigure_cmds,
     report_cmds,
+    rolling_cmd,
     run_cmds,
     whatif_cmds,
 )
@@ -46,7 +47,8 @@ def _root() -> None:
     """
 
 
-for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds):
+for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds,
+               rolling_cmd):
     module.register(app)
 numbers.install(app)  # every numeric option range-checked, in one table
 

@@ -11,12 +11,16 @@ frames, so every picture of a plan says the same thing.
   against the cap (`capacity × migration_share`); `peak_utilisation` summarises it.
 * `host_load(inventory, plan)`: every host's CPU and memory use before and after the plan.
 * `run_table(plan, executed)`: planned against executed per VM (from a RunResult or a journal).
+* `roll_timeline(document)`, `roll_rounds(document)`: a rolling maintenance (`evac rolling`), per phase
+  of every round and per round.
 """
 
 from planner.report.load import after_inventory, host_load, load_extremes
 from planner.report.network import peak_utilisation, resource_kind, resource_timeline
+from planner.report.rolling import roll_rounds, roll_timeline
 from planner.report.runs import ExecutedRow, run_table
 from planner.report.tables import host_timeline, plan_table, wave_table
 
 __all__ = ["ExecutedRow", "after_inventory", "host_load", "host_timeline", "load_extremes", "peak_utilisation",
-           "plan_table", "resource_kind", "resource_timeline", "run_table", "wave_table"]
+           "plan_table", "resource_kind", "resource_timeline", "roll_rounds", "roll_timeline", "run_table",
+           "wave_table"]
