@@ -35,7 +35,8 @@ def _argv(option: NumericOption, value: str) -> list[str]:
     before = {"plan": ["plan", MISSING], "run": ["run", MISSING, "-i", MISSING], "demo": ["demo", MISSING],
               "collect": ["collect", "not a uri", "-o", "out.json"],
               "generate": ["generate", "--hosts", "2", "--vms", "2", "--racks", "1", "-o", "out.json"],
-              "rebalance": ["rebalance", MISSING], "whatif": ["whatif", MISSING, "--each-host", "--serial"]}
+              "rebalance": ["rebalance", MISSING], "whatif": ["whatif", MISSING, "--each-host", "--serial"],
+              "rolling": ["rolling", MISSING, "--group-by", "rack"]}
     return [*before[option.command], f"{option.flag}={value}"]
 
 

@@ -42,7 +42,7 @@ SUMMARY_FILE = "rolling.json"
 
 def clock(seconds: float) -> str:
     """1:02:03 (hours:minutes:seconds) for a point or length on the roll's clock."""
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
@@ -55,11 +55,11 @@ def rounds_table(document: dict[str, Any]) -> Table:
                         f"{clock(document['total_s'])} in all")
     for col in ("round", "group", "hosts", "VMs", "drain s", "maint. min", "return s", "start", "end", "ok"):
         table.add_column(col, justify="left" if col in ("group", "hosts", "ok") else "right")
-    for r, row in zip(document["rounds"], frame.itertuples(), strict=True):
+    for r, row in zip(document["rounds"], frame.to_dict("records"), strict=True):
         names = ", ".join(r["hosts"][:3]) + (f" +{len(r['hosts']) - 3}" if len(r["hosts"]) > 3 else "")
-        table.add_row(str(row.round), row.group or "-", f"{row.hosts}: {names}", str(row.vms), f"{row.drain_s:.1f}",
-                      f"{row.maintenance_s / 60:g}", f"{row.return_s:.1f}", clock(row.start_s), clock(row.end_s),
-                      "yes" if row.feasible else "[red]NO[/red]")
+        table.add_row(str(row["round"]), row["group"] or "-", f"{row['hosts']}: {names}", str(row["vms"]),
+                      f"{row['drain_s']:.1f}", f"{row['maintenance_s'] / 60:g}", f"{row['return_s']:.1f}",
+                      clock(row["start_s"]), clock(row["end_s"]), "yes" if row["feasible"] else "[red]NO[/red]")
     table.add_row("total", "", f"{sum(len(r['hosts']) for r in document['rounds'])}",
                   str(sum(r["vms_drained"] for r in document["rounds"])), f"{document['drain_s']:.1f}",
                   f"{sum(r['maintenance_s'] for r in document['rounds']) / 60:g}", f"{document['return_s']:.1f}",
