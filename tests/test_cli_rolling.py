@@ -131,3 +131,41 @@ def test_each_file_is_written_atomically(fleet: Path, tmp_path: Path, monkeypatc
     monkeypatch.setattr(os, "replace", real)
     assert main(["rolling", str(fleet), "--group-by", "rack", "-o", str(out)]) == 0
     assert json.loads((out / "rolling.json").read_text())["format"] == "evac-rolling/1"
+
+
+def test_report_of_a_roll_loads_in_chromium_and_shows_its_timeline(fleet: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tests.browser import load
+    from tests.test_cli_report import ARTIFACTS, _busy_tiles, _pixels_near
+
+    out, page = tmp_path / "roll", tmp_path / "roll.html"
+    assert main(["rolling", str(fleet), "--group-by", "rack", "--maintenance-min", "2", "-o", str(out)]) == 0
+    assert main(["report", str(out / "rolling.json"), "--html", str(page)]) == 0
+    text = page.read_text()
+    for section in ("Rounds", "Timeline", "Migrations in flight", "Not rolled"):
+        assert f"<h2>{section}</h2>" in text, section
+    loaded = load(page, ARTIFACTS / "rolling-report.png", tmp_path / "profile")
+    assert loaded.console == []
+    img = np.asarray(Image.open(loaded.screenshot).convert("RGB"))
+    assert _pixels_near(img, (31, 119, 180)) > 1000 and _pixels_near(img, (44, 160, 44)) > 1000  # drain, return bars
+    assert _busy_tiles(img) > 15
+    with capsys.disabled():
+        print(f"\nrolling report screenshot: {loaded.screenshot}")
+
+
+def test_report_refuses_a_damaged_roll_with_exit_2(fleet: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out, page = tmp_path / "roll", tmp_path / "roll.html"
+    assert main(["rolling", str(fleet), "--group-by", "rack", "-o", str(out), "--json"]) == 0
+    doc = json.loads((out / "rolling.json").read_text())
+    doc["rounds"][1]["drain_s"] = "soon"
+    del doc["rounds"][0]["phases"][1]["end_s"]
+    (out / "rolling.json").write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["report", str(out / "rolling.json"), "--html", str(page)]) == 2
+    err = capsys.readouterr().err
+    assert "rounds[1].drain_s" in err and "rounds[0].phases[1]" in err and "Traceback" not in err
+    assert not page.exists()

@@ -30,6 +30,7 @@ from rich.table import Table
 from executor.outputs import check_writable_dir, write_atomic
 from planner.errors import Problem, UsageError
 from planner.model import Inventory
+from planner.report.rolling import clock
 
 if TYPE_CHECKING:
     from planner.whatif.rolling import Roll
@@ -38,12 +39,6 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False)
 COMMAND = "evac rolling"
 SUMMARY_FILE = "rolling.json"
-
-
-def clock(seconds: float) -> str:
-    """1:02:03 (hours:minutes:seconds) for a point or length on the roll's clock."""
-    s = round(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def rounds_table(document: dict[str, Any]) -> Table:
@@ -177,4 +172,4 @@ class _Quiet:
         return None
 
 
-__all__ = ["clock", "register", "roll_files", "rounds_table"]
+__all__ = ["register", "roll_files", "rounds_table"]

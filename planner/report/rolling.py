@@ -16,6 +16,12 @@ ROUND_COLUMNS = ("round", "group", "hosts", "vms", "drain_s", "maintenance_s", "
                  "feasible")
 
 
+def clock(seconds: float) -> str:
+    """1:02:03 (hours:minutes:seconds) for a point or length on the roll's clock."""
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def roll_timeline(document: Mapping[str, Any]) -> pd.DataFrame:
     """One row per (round, phase) in time order: when each round's drain, maintenance and return run."""
     rows = []

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.errors import Problem
 from planner.model import HostState, Inventory
 from planner.plan import Plan, PlanKind, PlanStatus
 from planner.report import after_inventory
@@ -161,6 +162,40 @@ class Roll:
                                 "blockers": [{"reason": b.reason, "vms": b.vms, "examples": list(b.examples)}
                                              for b in u.blockers]} for u in self.unrollable],
                 "notes": list(self.notes)}
+
+
+_NUMBER = (int, float)
+_TOP_FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("mode", str), ("feasible", bool), ("total_s", _NUMBER), ("drain_s", _NUMBER), ("return_s", _NUMBER),
+    ("rounds", list))
+_ROUND_FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("round", int), ("group", str), ("hosts", list), ("feasible", bool), ("start_s", _NUMBER), ("drain_s", _NUMBER),
+    ("maintenance_s", _NUMBER), ("return_s", _NUMBER), ("end_s", _NUMBER), ("vms_drained", int), ("phases", list))
+
+
+def _typed(value: object, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, but a JSON true/false is only a bool (Python's bool is an int)."""
+    return isinstance(value, kind) and (isinstance(value, bool) == (kind is bool))
+
+
+def document_problems(doc: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of an `evac-rolling/1` document read back (`evac report rolling.json`), where it is."""
+    problems = [Problem(k, "missing or of the wrong type") for k, kind in _TOP_FIELDS if not _typed(doc.get(k), kind)]
+    rounds = doc.get("rounds")
+    for i, r in enumerate(rounds if isinstance(rounds, list) else []):
+        if not isinstance(r, dict):
+            problems.append(Problem(f"rounds[{i}]", "not an object"))
+            continue
+        problems += [Problem(f"rounds[{i}].{k}", "missing or of the wrong type")
+                     for k, kind in _ROUND_FIELDS if not _typed(r.get(k), kind)]
+        phases = r.get("phases")
+        for j, p in enumerate(phases if isinstance(phases, list) else []):
+            if not (isinstance(p, dict) and _typed(p.get("phase"), str)
+                    and _typed(p.get("start_s"), _NUMBER) and _typed(p.get("end_s"), _NUMBER)):
+                problems.append(Problem(f"rounds[{i}].phases[{j}]", "needs phase, start_s and end_s"))
+        if isinstance(r.get("hosts"), list) and not all(isinstance(h, str) for h in r["hosts"]):
+            problems.append(Problem(f"rounds[{i}].hosts", "not a list of host names"))
+    return problems
 
 
 def _gib(plan: Plan) -> float:
@@ -312,5 +347,5 @@ def _round_notes(back: Plan) -> list[str]:
     return out
 
 
-__all__ = ["DEFAULT_MAINTENANCE_MIN", "ROLLING_FORMAT", "Roll", "Round", "Unrollable", "drain_file",
-           "inventory_file", "next_round", "plan_roll", "return_file", "return_plan"]
+__all__ = ["DEFAULT_MAINTENANCE_MIN", "ROLLING_FORMAT", "Roll", "Round", "Unrollable", "document_problems",
+           "drain_file", "inventory_file", "next_round", "plan_roll", "return_file", "return_plan"]
