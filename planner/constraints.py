@@ -24,7 +24,8 @@ What is checked beyond the letter of plan v1, and why:
   `staging` exactly on all but the last. Every hop's destination must suit the VM as a final one
   would. A misplaced VM (`planner.repair`) ends on a host that suits it or is unplaced, and no two
   members of an anti-affinity group end on one host. `target` plans end every VM named in `target`
-  there; `rebalance` plans carry a `balance` that the final placement reproduces.
+  there (`return` plans too: their `target` is each returning VM's home); `rebalance` plans carry a
+  `balance` that the final placement reproduces.
 Tolerances absorb the 3-decimal rounding of plan files: times 1e-3 s, relative 1e-3 on durations,
 bandwidth sums 1e-3 MiB/s per active migration plus 1e-9 relative.
 """
@@ -573,12 +574,13 @@ class MisplacedRepaired:
 
 @dataclass(frozen=True, slots=True)
 class TargetReached:
-    """A `target` plan ends every VM named in `target` on its target host, or lists it as unplaced."""
+    """A `target` plan ends every VM named in `target` on its target host, or lists it as unplaced; so does a
+    `return` plan, whose `target` holds the home of every VM it sends back."""
 
     name: ClassVar[str] = "target"
 
     def violations(self, ctx: CheckContext) -> list[Violation]:
-        if ctx.plan.kind is not PlanKind.TARGET:
+        if ctx.plan.kind not in (PlanKind.TARGET, PlanKind.RETURN):
             return []
         unplaced = {u.vm for u in ctx.plan.unplaced}
         out = [Violation(self.name, vm, None, f"ends on {ctx.final_host[vm]}, the target is {host}")

@@ -1,8 +1,8 @@
 """Every tests/cases/*.json: an inventory, a drain set and the expected outcome (STYLE §12).
 
-A case is a drain (`make_plan`) unless it says `kind` ("repair", "target", "rebalance"): then
-`make_reconfiguration` makes it, with the case's `target` ({vm: host}) and `rebalance` options
-(`metric`, `by`, `target_spread_pct`, `max_moves`, `max_gib`, `min_gain_pct`, `group_by`).
+A case is a drain (`make_plan`) unless it says `kind` ("repair", "target", "rebalance", "return"):
+then `make_reconfiguration` makes it, with the case's `target` ({vm: host}; a return's homes) and
+`rebalance` options (`metric`, `by`, `target_spread_pct`, `max_moves`, `max_gib`, `min_gain_pct`, `group_by`).
 
 `expect` keys: status ("feasible" = optimal or feasible, "infeasible"); makespan_max_s /
 makespan_min_s; unplaced {vm: [substrings of its reasons]}; unplaced_count; reasons_contain

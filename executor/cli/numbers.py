@@ -101,6 +101,9 @@ BOUNDS: dict[tuple[str, str], Bounds | OneOf] = {
     ("rolling", "maintenance_min"): Bounds(0.0, 10_080.0, unit="minutes (a week at most)"),
     ("collect", "timeout"): Bounds(0.1, 3600.0, unit="seconds"),
     ("collect", "read_timeout"): Bounds(0.1, 86_400.0, unit="seconds"),
+    ("return", "time_limit"): PLAN_TIME_LIMIT,
+    ("return", "workers"): Bounds(1, 64, unit="threads"),
+    ("return", "timeout"): Bounds(0.1, 3600.0, unit="seconds"),
 }
 
 

@@ -1,10 +1,12 @@
-"""Reconfiguration: every kind of plan but a drain — repair, target, rebalance — with staging hops.
+"""Reconfiguration: every kind of plan but a drain — repair, target, rebalance, return — with staging hops.
 
 `reconfigure(inventory, kind, ...)` (and `make_reconfiguration`, its plan only):
 1. the goal (`goal`): where every VM that moves ends. Every kind repairs: VMs of hosts being emptied
    and misplaced VMs (`planner.repair`) go to hosts that suit them. `target` adds the operator's
    placement (each refused target explained); `rebalance` adds the moves `rebalance.choose_moves`
-   picks to level utilisation;
+   picks to level utilisation; `return` is a target of homes (`goal.return_goal`; made from a journal by
+   `planner.reconfigure.return_home`) in which a home that is refused, or that no safe order reaches,
+   is skipped with its reason (`Reconfiguration.skipped`) instead of leaving the VM unplaced;
 2. the sequence (`sequence`): hops safe at every instant (capacity with a VM on both hosts during its
    hop, anti-affinity, bandwidth, slots), staging hops breaking cycles, cycles no staging host can
    break explained and their VMs left in place;
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from planner.balance import moved_gib, spread, utilisation
 from planner.checker import assert_plan_valid
@@ -29,7 +31,7 @@ from planner.model import Inventory
 from planner.plan import Balance, Migration, Plan, PlanKind, PlanStatus, Unplaced
 from planner.reconfigure.bound import moves_lower_bound
 from planner.reconfigure.cpsat import improve
-from planner.reconfigure.goal import Goal, repair_goal, target_goal
+from planner.reconfigure.goal import Goal, must_move, repair_goal, return_goal, target_goal
 from planner.reconfigure.rebalance import Choice, RebalanceOptions, choose_moves
 from planner.reconfigure.sequence import Sequence, sequence_moves
 from planner.schedule import UNITS_PER_S
@@ -58,22 +60,28 @@ class Reconfiguration:
     notes: tuple[str, ...] = ()  # what the operator should know: a target not reached, ignored inputs
     ladder: tuple[LadderRow, ...] = ()
     target_reached: bool = True
+    skipped: Mapping[str, str] = field(default_factory=dict)  # return: VM -> why it is not sent home
 
 
 def reconfigure(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] = (),
                 target: Mapping[str, str] | None = None, rebalance_options: RebalanceOptions | None = None,
                 time_limit_s: float = 30.0, workers: int = 2, model: DurationModel = DEFAULT_MODEL,
                 reporter: SolverReporter | None = None, ladder: bool = True) -> Reconfiguration:
-    """A checked plan of `kind` (repair, target or rebalance) and what the operator should know about it."""
-    if kind in (PlanKind.DRAIN, PlanKind.RETURN):
-        raise ValueError(f"reconfigure makes repair, target and rebalance plans, not {kind.value}")
+    """A checked plan of `kind` (repair, target, rebalance or return) and what the operator should know about it.
+
+    For `return`, `target` is each VM's home (VM -> host)."""
+    if kind is PlanKind.DRAIN:
+        raise ValueError("reconfigure makes repair, target, rebalance and return plans, not drain")
     t0 = time.monotonic()
     inventory.sha256  # noqa: B018 -- cached; counted in the solve time
     empty = drain_set(inventory, tuple(drained))
     topology = Topology(inventory)
     notes: list[str] = []
+    skipped: dict[str, str] = {}
     if kind is PlanKind.TARGET:
         goal = target_goal(inventory, dict(target or {}), empty, topology)
+    elif kind is PlanKind.RETURN:
+        goal, skipped = return_goal(inventory, dict(target or {}), empty, topology)
     else:
         goal = repair_goal(inventory, empty, topology, time_limit_s=time_limit_s * REPAIR_SHARE, workers=workers,
                            model=model)
@@ -91,6 +99,12 @@ def reconfigure(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] 
         if dropped:
             notes.append(f"{len(dropped)} rebalance moves dropped (no safe order): {', '.join(dropped[:10])}")
             seq = Sequence(seq.hops, {n: w for n, w in seq.blocked.items() if n not in optional})
+    if kind is PlanKind.RETURN:  # a home no safe order reaches is skipped; a VM that must move stays unplaced
+        optional = {n for n in target or {} if n not in skipped} - set(must_move(inventory, empty))
+        for name in sorted(optional & set(seq.blocked)):
+            skipped[name] = "no safe order brings it home: " + "; ".join(seq.blocked[name])
+        seq = Sequence(seq.hops, {n: w for n, w in seq.blocked.items() if n not in optional})
+        target = {n: h for n, h in (target or {}).items() if n not in skipped}
     if reporter is not None:
         reporter.solver_progress(time.monotonic() - t0, seq.makespan_units / UNITS_PER_S, 0.0)
     solver = "greedy"
@@ -121,7 +135,7 @@ def reconfigure(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] 
     if seq.staged:
         notes.append(f"{len(seq.staged)} VMs take a staging hop to break a cycle of full hosts: "
                      f"{', '.join(seq.staged[:10])}{' …' if len(seq.staged) > 10 else ''}")
-    return Reconfiguration(plan, tuple(notes), rows, reached)
+    return Reconfiguration(plan, tuple(notes), rows, reached, skipped)
 
 
 def make_reconfiguration(inventory: Inventory, kind: PlanKind, *, drained: Iterable[str] = (),
@@ -184,7 +198,8 @@ def assemble(inventory: Inventory, kind: PlanKind, empty: frozenset[str], goal: 
                 status=status, makespan_s=makespan, lower_bound_s=min(lb.value_s, makespan),
                 solve_s=time.monotonic() - t0, migrations=tuple(migrations),
                 unplaced=tuple(Unplaced(n, tuple(reasons[n])) for n in sorted(reasons)), solver=solver,
-                kind=kind, balance=balance, target=known_target if kind is PlanKind.TARGET else {})
+                kind=kind, balance=balance,
+                target=known_target if kind in (PlanKind.TARGET, PlanKind.RETURN) else {})
 
 
 def cost_ladder(inventory: Inventory, goal: Goal, choice: Choice, empty: frozenset[str], options: RebalanceOptions,

@@ -9,6 +9,8 @@ placement, refuses with a reason each target that breaks a rule (`eligible`: sta
 host rules, size; the explainer: a running VM on a down host), that overfills a host at the end, that
 ends two anti-affinity peers together or splits an affinity group; then places the VMs that must move
 and that the target does not name with `place_greedy` (room and peers counted in the final state).
+`return_goal` is a target of homes (kind `return`) where a refused home is skipped, not unplaced: the
+VM stays where it is (repaired if it must move) and the other VMs still go home.
 """
 
 from __future__ import annotations
@@ -264,3 +266,22 @@ def _refuse_peers(inventory: Inventory, accepted: dict[str, str], state: FinalSt
             del accepted[name]
             goal.unplaced[name] = [f"target host {host} would hold it with {peer}, which shares an anti-affinity "
                                    f"group with it"]
+
+
+def return_goal(inventory: Inventory, homes: Mapping[str, str], empty: frozenset[str], topology: Topology
+                ) -> tuple[Goal, dict[str, str]]:
+    """`target_goal` of `homes` (VM -> the host it came from), each home it refuses skipped with its reason.
+
+    A skipped VM leaves the target and the goal is made again without it: it stays where it is, or is
+    repaired like any VM the target does not name when its host breaks a rule. Ends when every home left
+    is accepted (each round skips at least one VM). Returns (goal, VM -> why it is not sent home)."""
+    wanted = dict(homes)
+    skipped: dict[str, str] = {}
+    while True:
+        goal = target_goal(inventory, wanted, empty, topology)
+        refused = {n: "; ".join(goal.unplaced.pop(n)) for n in list(wanted) if n in goal.unplaced}
+        if not refused:
+            return goal, skipped
+        skipped.update(refused)
+        for name in refused:
+            del wanted[name]
