@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import pytest
 
 from planner.checker import check_plan
 from planner.model import HostState, Inventory, Link
-from planner.plan import PlanStatus
+from planner.plan import PlanKind, PlanStatus
+from planner.reconfigure import Reconfiguration
 from planner.report import after_inventory, roll_rounds, roll_timeline
 from planner.whatif.rolling import Roll, plan_roll
 from tests._planner_fixtures import flat, host, vm
@@ -151,17 +153,23 @@ def test_maintenance_hosts_are_emptied_first_and_not_returned_to_and_down_hosts_
     assert_every_plan_checks(roll)
 
 
-def test_a_vm_that_cannot_go_home_is_named_and_the_roll_is_not_feasible() -> None:
-    """A return planner that leaves a VM away (as a real one must when its home no longer fits it)."""
+def test_a_vm_that_cannot_go_home_is_named_with_the_reason_and_the_roll_is_not_feasible() -> None:
+    """Host a1 does not come back from its maintenance (down when the return is planned): its VMs stay away."""
     from planner.whatif.rolling import return_plan
 
-    def partial(inventory: Inventory, home: dict[str, str]) -> object:  # type: ignore[type-arg]
-        return return_plan(inventory, {k: h for k, h in home.items() if k != "a1-v0"})
+    def a1_stays_down(inventory: Inventory, home: Mapping[str, str]) -> Reconfiguration:
+        hosts = tuple(dataclasses.replace(h, state=HostState.DOWN) if h.name == "a1" else h for h in inventory.hosts)
+        return return_plan(dataclasses.replace(inventory, hosts=hosts), home)
 
-    roll = plan_roll(racks(), group_by="rack", maintenance_s=60, plan_return=partial)  # type: ignore[arg-type]
-    assert roll.rounds[0].not_returned == ("a1-v0",)
-    assert not roll.feasible and roll.rounds[0].back.status is not PlanStatus.INFEASIBLE
-    assert roll.to_dict()["rounds"][0]["not_returned"] == ["a1-v0"]
+    roll = plan_roll(racks(), group_by="rack", maintenance_s=60, plan_return=a1_stays_down)
+    first = roll.rounds[0]
+    assert first.not_returned == ("a1-v0", "a1-v1")
+    assert first.back.kind is PlanKind.RETURN and first.back.status is not PlanStatus.INFEASIBLE
+    assert {m.vm for m in first.back.migrations} == {"a2-v0", "a2-v1", "a3-v0", "a3-v1"}  # the others go home
+    assert not roll.feasible and not first.feasible
+    why = roll.to_dict()["rounds"][0]["not_returned_why"]
+    assert set(why) == {"a1-v0", "a1-v1"} and all("a1" in w for w in why.values()), why
+    assert any("2 VMs cannot go home" in n for n in first.notes), first.notes
 
 
 def test_plan_roll_needs_a_way_to_choose_rounds() -> None:

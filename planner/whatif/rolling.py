@@ -15,9 +15,12 @@ anti-affinity, every host rule: the planner's own answer), up to `max_hosts`; a 
 empty even alone cannot be rolled, and says why (ranked blockers, e.g. a pinned VM). Every round is
 packed and planned on the fleet as the previous round's return leaves it.
 
-The return plan of a round is made on the inventory as it will be after the drain: the VMs on their drain
-destinations, the drained hosts empty and back in service (`planner.report.after_inventory`). VMs of
-hosts in maintenance are emptied by the first drain (as every plan does) and not returned.
+The return plan of a round (kind `return`, made by `evac return`'s planner,
+`planner.reconfigure.return_home.plan_return`) is made on the inventory as it will be after the drain:
+the VMs on their drain destinations, the drained hosts empty and back in service
+(`planner.report.after_inventory`). A VM that cannot go home is named with the reason and stays where the
+drain put it. VMs of hosts in maintenance are emptied by the first drain (as every plan does) and not
+returned.
 
 Pure: no files, no clock but the plans' own solve times. `Roll.to_dict()` is the `evac-rolling/1`
 document (`rolling.json`) that `planner.report.roll_timeline` and `evac report` read back.
@@ -25,18 +28,22 @@ document (`rolling.json`) that `planner.report.roll_timeline` and `evac report` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.errors import Problem
 from planner.model import HostState, Inventory
-from planner.plan import Plan, PlanKind, PlanStatus
+from planner.plan import Plan, PlanStatus
 from planner.report import after_inventory
 from planner.solve import make_plan
 from planner.units import mib_to_gib
 from planner.whatif.evaluate import Blocker, rank_blockers
+
+if TYPE_CHECKING:  # planner.reconfigure is imported when a return is planned
+    from planner.reconfigure import Reconfiguration
 
 ROLLING_FORMAT = "evac-rolling/1"
 DEFAULT_MAINTENANCE_MIN = 30.0
@@ -83,6 +90,7 @@ class Round:
     start_s: float  # on the roll's clock
     maintenance_s: float
     notes: tuple[str, ...] = ()
+    skipped: Mapping[str, str] = field(default_factory=dict)  # VM -> why the return does not send it home
 
     @property
     def drain_s(self) -> float:
@@ -129,6 +137,7 @@ class Round:
                 "gib_drained": round(_gib(self.drain), 1), "gib_returned": round(_gib(self.back), 1),
                 "drain_status": self.drain.status.value, "return_status": self.back.status.value,
                 "return_kind": self.back.kind.value, "not_returned": list(self.not_returned),
+                "not_returned_why": {vm: self.skipped.get(vm, "not sent home") for vm in self.not_returned},
                 "drain_plan": drain_file(self.number), "return_plan": return_file(self.number),
                 "phases": [{"phase": p, "start_s": round(a, 3), "end_s": round(b, 3)} for p, a, b in self.phases()],
                 "notes": list(self.notes)}
@@ -202,18 +211,21 @@ def _gib(plan: Plan) -> float:
     return mib_to_gib(sum(m.memory_mib + m.disk_mib for m in plan.migrations))
 
 
-ReturnPlanner = Callable[[Inventory, Mapping[str, str]], Plan]
+ReturnPlanner = Callable[[Inventory, Mapping[str, str]], "Reconfiguration"]
 
 
-def return_plan(inventory: Inventory, home: Mapping[str, str]) -> Plan:
-    """The plan sending each VM of `home` back to its host, made on `inventory` (VMs where the drain left them).
+def return_plan(inventory: Inventory, home: Mapping[str, str], *, time_limit_s: float = 0.0,
+                workers: int = 1) -> Reconfiguration:
+    """The plan (kind `return`) sending each VM of `home` back to its host, made on `inventory` (the VMs where
+    the drain left them): `planner.reconfigure.return_home.plan_return`, the planner of `evac return`.
 
-    A target plan (`planner.reconfigure`, greedy sequence: the same plan every run) until the pure return
-    planner of `evac return` is in; either way the plan passes the checker and says which VMs cannot go home.
-    """
-    from planner.reconfigure import reconfigure
+    `time_limit_s` 0 keeps its greedy sequence (the same plan every run, as the drains); more lets CP-SAT
+    re-time the hops (on data/medium.json 206.4 s greedy, 206.0 s with 3 s of CP-SAT). A VM that cannot
+    go home is skipped with its reason (`Reconfiguration.skipped`)."""
+    from planner.reconfigure.return_home import Trip, plan_return
 
-    return reconfigure(inventory, PlanKind.TARGET, target=dict(home), time_limit_s=0.0, workers=1).plan
+    trips = {vm: Trip(vm, h, inventory.vm[vm].host) for vm, h in home.items() if vm in inventory.vm}
+    return plan_return(inventory, trips, time_limit_s=time_limit_s, workers=workers)
 
 
 def _groups(inventory: Inventory, group_by: str | None) -> list[tuple[str, list[str]]]:
@@ -274,7 +286,7 @@ def next_round(inventory: Inventory, remaining: list[str], limit: int | None, pl
 def plan_roll(inventory: Inventory, *, group_by: str | None = None, max_hosts: int | None = None,
               maintenance_s: float = DEFAULT_MAINTENANCE_MIN * 60, greedy: bool = True, time_limit_s: float = 10.0,
               workers: int = 1, model: DurationModel = DEFAULT_MODEL,
-              plan_return: ReturnPlanner = return_plan, on_round: Callable[[Round], None] | None = None) -> Roll:
+              plan_return: ReturnPlanner | None = None, on_round: Callable[[Round], None] | None = None) -> Roll:
     """The rolling maintenance of every host that is up (see the module docstring); `on_round` is told of
     each round once it is planned (a progress display)."""
     if group_by is None and max_hosts is None:
@@ -282,6 +294,8 @@ def plan_roll(inventory: Inventory, *, group_by: str | None = None, max_hosts: i
     if max_hosts is not None and max_hosts < 1:
         raise ValueError(f"max_hosts must be >= 1, got {max_hosts}")
     planner = _Planner(greedy, time_limit_s, workers, model)
+    if plan_return is None:
+        plan_return = functools.partial(return_plan, time_limit_s=0.0 if greedy else time_limit_s, workers=workers)
     mode = ", ".join(x for x in (f"group-by {group_by}" if group_by else "",
                                  f"max-hosts {max_hosts}" if max_hosts else "") if x)
     notes: list[str] = []
@@ -331,20 +345,18 @@ def _round(number: int, group: str, hosts: Sequence[str], drain: Plan, start: In
     drained = after_inventory(start, drain)
     home = {m.vm: m.source for m in drain.migrations if m.source in hosts}
     back = plan_return(drained, home)
-    return Round(number, group, tuple(hosts), drain, back, start, drained, clock, maintenance_s,
-                 tuple(_round_notes(back)))
-
-
-def _round_notes(back: Plan) -> list[str]:
-    out = []
-    if back.unplaced:
-        ranked = rank_blockers({u.vm: u.reasons for u in back.unplaced}, top=2)
-        out.append(f"{len(back.unplaced)} VMs cannot go home and stay on their drain destinations: "
-                   + "; ".join(f"{b.reason} ({b.vms})" for b in ranked))
-    staged = sorted({m.vm for m in back.migrations if m.staging})
+    notes = []
+    away = {vm: why for vm, why in back.skipped.items() if vm in home}
+    away.update({u.vm: "; ".join(u.reasons) for u in back.plan.unplaced if u.vm in home})
+    if away:
+        ranked = rank_blockers({vm: (why,) for vm, why in away.items()}, top=2)
+        notes.append(f"{len(away)} VMs cannot go home and stay where the drain put them: "
+                     + "; ".join(f"{b.reason} ({b.vms}: {', '.join(b.examples)})" for b in ranked))
+    staged = sorted({m.vm for m in back.plan.migrations if m.staging})
     if staged:
-        out.append(f"{len(staged)} VMs take a staging hop on the way home: {', '.join(staged[:5])}")
-    return out
+        notes.append(f"{len(staged)} VMs take a staging hop on the way home: {', '.join(staged[:5])}")
+    return Round(number, group, tuple(hosts), drain, back.plan, start, drained, clock, maintenance_s, tuple(notes),
+                 away)
 
 
 __all__ = ["DEFAULT_MAINTENANCE_MIN", "ROLLING_FORMAT", "Roll", "Round", "Unrollable", "document_problems",
