@@ -177,3 +177,25 @@ def test_plan_roll_needs_a_way_to_choose_rounds() -> None:
         plan_roll(racks())
     with pytest.raises(ValueError):
         plan_roll(racks(), max_hosts=0)
+
+
+def test_medium_by_rack_each_round_drains_as_evac_plan_and_returns_every_vm_home() -> None:
+    """The must-show roll: data/medium.json by rack, one round per rack; each drain is `evac plan --drain-label
+    rack=… --greedy`'s plan (the same makespan as `evac whatif --each-label rack`)."""
+    from pathlib import Path
+
+    from planner.drain import resolve_drain
+    from planner.inventory import load_inventory
+    from planner.solve import make_plan
+
+    inv = load_inventory(Path(__file__).resolve().parent.parent / "data" / "medium.json").inventory
+    roll = plan_roll(inv, group_by="rack")
+    assert [r.group for r in roll.rounds] == ["rack=r1", "rack=r2", "rack=r3", "rack=r4"] and roll.feasible
+    for r in roll.rounds:
+        ds = resolve_drain(inv, labels=[r.group])
+        assert r.start_inventory.sha256 == inv.sha256  # every earlier return brought every VM home
+        assert r.drain.makespan_s == make_plan(inv, ds.hosts, greedy_only=True).makespan_s, r.group
+        assert r.back.kind is PlanKind.RETURN
+    assert_every_plan_checks(roll)
+    assert_every_vm_home(inv, roll)
+    assert roll.total_s == pytest.approx(sum(r.drain_s + r.return_s for r in roll.rounds) + 4 * 1800)
