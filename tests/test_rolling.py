@@ -199,3 +199,15 @@ def test_medium_by_rack_each_round_drains_as_evac_plan_and_returns_every_vm_home
     assert_every_plan_checks(roll)
     assert_every_vm_home(inv, roll)
     assert roll.total_s == pytest.approx(sum(r.drain_s + r.return_s for r in roll.rounds) + 4 * 1800)
+
+
+def test_hosts_without_the_label_are_rolled_as_a_group_of_their_own_last() -> None:
+    inv = racks()
+    inv = dataclasses.replace(inv, hosts=tuple(dataclasses.replace(h, labels={}) if h.name in ("a2", "b3") else h
+                                               for h in inv.hosts))
+    roll = plan_roll(inv, group_by="rack", maintenance_s=60)
+    assert [(r.group, r.hosts) for r in roll.rounds] == [("rack=r1", ("a1", "a3")), ("rack=r2", ("b1", "b2")),
+                                                         ("no rack label", ("a2", "b3"))]
+    assert any("without label rack" in n and "a2, b3" in n for n in roll.notes), roll.notes
+    assert roll.feasible
+    assert_every_plan_checks(roll)

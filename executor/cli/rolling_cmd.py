@@ -17,6 +17,7 @@ Exit 0 every host rolled and every VM back home; 1 some host cannot be emptied o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -130,7 +131,7 @@ def register(app: typer.Typer) -> None:
             keys = sorted({k for h in inv.hosts for k in h.labels})
             raise UsageError(COMMAND, [Problem("--group-by", f"no host has label {group_by!r}; labels: "
                                                              f"{', '.join(keys) or 'none'}")])
-        with err_console.status("planning the roll…") if not as_json else _Quiet() as status:
+        with err_console.status("planning the roll…") if not as_json else contextlib.nullcontext() as status:
             def planned(r: Any) -> None:
                 if status is not None:
                     status.update(f"planning the roll… round {r.number} ({r.group or len(r.hosts)}) planned")
@@ -157,19 +158,11 @@ def register(app: typer.Typer) -> None:
                 console.print(note, markup=False)
             for u in roll.unrollable:
                 console.print(f"cannot be emptied, not rolled: {u.host}: {u.reason()}", markup=False)
-            if output is not None:
+            if output is not None and roll.rounds:
                 console.print(f"plans written to {output}: run round by round, `evac run {output}/round-01-drain.json`,"
                               f" maintenance, `evac run {output}/round-01-return.json`, then round 02 …", markup=False)
         if not roll.feasible:
             raise typer.Exit(1)
-
-
-class _Quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 __all__ = ["register", "roll_files", "rounds_table"]

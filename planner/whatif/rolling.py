@@ -240,6 +240,12 @@ def _groups(inventory: Inventory, group_by: str | None) -> list[tuple[str, list[
     return out
 
 
+def _unlabelled_note(inventory: Inventory, group_by: str | None) -> list[str]:
+    rest = [h.name for h in inventory.hosts if h.state is HostState.UP and group_by is not None
+            and group_by not in h.labels]
+    return [f"hosts without label {group_by}, rolled as a group of their own: {', '.join(rest)}"] if rest else []
+
+
 @dataclass
 class _Planner:
     """make_plan as the packing's feasibility test, memoised per (inventory, hosts)."""
@@ -306,6 +312,7 @@ def plan_roll(inventory: Inventory, *, group_by: str | None = None, max_hosts: i
     if maintenance:
         notes.append(f"hosts in maintenance, emptied by the first drain and not rolled (their VMs are not "
                      f"returned): {', '.join(maintenance)}")
+    notes += _unlabelled_note(inventory, group_by)
     rounds: list[Round] = []
     unrollable: list[Unrollable] = []
     current = inventory
@@ -333,8 +340,8 @@ def plan_roll(inventory: Inventory, *, group_by: str | None = None, max_hosts: i
             current = after_inventory(rnd.drained_inventory, rnd.back)
         if whole is not None and not _feasible(whole):
             why = rank_blockers({u.vm: u.reasons for u in whole.unplaced}, top=1)
-            notes.append(f"{group} cannot be emptied at once ({why[0].reason}, {why[0].vms} VMs): "
-                         f"{len(rounds) - first} rounds of fewer hosts"
+            split = f"{len(rounds) - first} rounds of fewer hosts" if len(rounds) > first else "no round"
+            notes.append(f"{group} cannot be emptied at once ({why[0].reason}, {why[0].vms} VMs): {split}"
                          + (f", {len(unrollable) - lost} hosts not at all" if len(unrollable) > lost else ""))
     return Roll(mode, maintenance_s, tuple(rounds), tuple(unrollable), tuple(notes))
 
