@@ -22,6 +22,7 @@ from planner.plan import Plan
 from planner.report import (
     host_load,
     host_timeline,
+    in_flight,
     peak_utilisation,
     plan_table,
     resource_timeline,
@@ -221,9 +222,7 @@ def whatif_page(document: dict[str, Any], title: str = "evac what-if report") ->
         frame = plan_table(plan_from_dict(s["plan"], f"scenario {s['scenario']}"))
         if frame.empty:
             continue
-        events = pd.concat([pd.DataFrame({"t": frame["start_s"], "d": 1}),
-                            pd.DataFrame({"t": frame["end_s"], "d": -1})])
-        steps = events.groupby("t")["d"].sum().sort_index().cumsum()
+        steps = in_flight(frame)
         timeline.add_trace(go.Scatter(x=[0.0, *steps.index], y=[0, *steps.to_numpy()], mode="lines", line_shape="hv",
                                       name=s["scenario"]))
         drawn += 1
@@ -248,7 +247,7 @@ def rolling_page(document: dict[str, Any], plans: dict[str, Plan] | None = None,
 
     `plans` (file name -> plan, the round files found beside rolling.json) add the migrations in flight
     over the whole roll, each plan shifted to its phase's start."""
-    from planner.report import roll_rounds, roll_timeline
+    from planner.report import roll_migrations, roll_rounds, roll_timeline
     from planner.report.rolling import clock
 
     rounds, phases = roll_rounds(document), roll_timeline(document)
@@ -271,17 +270,9 @@ def rolling_page(document: dict[str, Any], plans: dict[str, Plan] | None = None,
                           xaxis_title="minutes since the roll started", height=max(300, 28 * len(rounds) + 140))
         fig.update_yaxes(autorange="reversed")
         body += ["<h2>Timeline</h2>", _div(fig, "roll-timeline")]
-    in_flight = []
-    for r in document["rounds"]:
-        starts = {p["phase"]: float(p["start_s"]) for p in r["phases"]}
-        for key, phase in (("drain_plan", "drain"), ("return_plan", "return")):
-            plan = (plans or {}).get(str(r.get(key)))
-            if plan is not None and plan.migrations and phase in starts:
-                frame = plan_table(plan)
-                in_flight += [pd.DataFrame({"t": frame["start_s"] + starts[phase], "d": 1}),
-                              pd.DataFrame({"t": frame["end_s"] + starts[phase], "d": -1})]
-    if in_flight:
-        steps = pd.concat(in_flight).groupby("t")["d"].sum().sort_index().cumsum()
+    migrations = roll_migrations(document, plans or {})
+    if len(migrations):
+        steps = in_flight(migrations)
         fig = go.Figure(go.Scatter(x=[0.0, *(steps.index / 60)], y=[0, *steps.to_numpy()], mode="lines",
                                    line_shape="hv", name="migrations running"))
         fig.update_layout(title="Migrations running at each instant of the roll", xaxis_title="minutes since the "

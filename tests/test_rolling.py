@@ -211,3 +211,26 @@ def test_hosts_without_the_label_are_rolled_as_a_group_of_their_own_last() -> No
     assert any("without label rack" in n and "a2, b3" in n for n in roll.notes), roll.notes
     assert roll.feasible
     assert_every_plan_checks(roll)
+
+
+def test_roll_migrations_put_every_migration_on_the_rolls_clock() -> None:
+    from planner.report import in_flight, roll_migrations
+    from planner.whatif.rolling import drain_file, return_file
+
+    roll = plan_roll(racks(), group_by="rack", maintenance_s=300)
+    plans = {}
+    for r in roll.rounds:
+        plans[drain_file(r.number)], plans[return_file(r.number)] = r.drain, r.back
+    frame = roll_migrations(roll.to_dict(), plans)
+    assert len(frame) == sum(len(r.drain.migrations) + len(r.back.migrations) for r in roll.rounds)
+    for r in roll.rounds:
+        mine = frame[frame["round"] == r.number]
+        drain, back = mine[mine["phase"] == "drain"], mine[mine["phase"] == "return"]
+        # (the document rounds to the millisecond)
+        assert drain["start_s"].min() >= r.start_s - 1e-3 and drain["end_s"].max() <= r.start_s + r.drain_s + 1e-3
+        assert back["start_s"].min() >= r.start_s + r.drain_s + 300 - 1e-3
+        assert back["end_s"].max() == pytest.approx(r.end_s, abs=1e-3)
+    steps = in_flight(frame)
+    assert steps.iloc[-1] == 0 and steps.min() >= 0
+    assert steps.max() == max(len(r.drain.migrations) for r in roll.rounds)  # each drain moves all 6 at once
+    assert roll_migrations(roll.to_dict(), {}).empty
