@@ -207,7 +207,7 @@ from planner.generate import generate_fleet, skew_fleet
 from planner.plan import PlanKind
 from planner.reconfigure import RebalanceOptions, reconfigure
 from planner.reconfigure.baseline import most_to_least_rebalance
-from planner.report import host_load, plan_table
+from planner.report import host_load, in_flight, plan_table
 
 TIME_LIMIT_S = float(os.environ.get("EVAC_NB_TIME_LIMIT", "3"))
 inv = skew_fleet(generate_fleet(hosts=40, vms=400, racks=4, seed=2), seed=2)
@@ -286,8 +286,7 @@ ax1.axvline(plan.lower_bound_s, color="black", linestyle="--", label=f"lower bou
 ax1.set_xlabel("seconds from start"); ax1.set_ylabel("migration (hop)"); ax1.set_yticks([]); ax1.legend()
 ax1.invert_yaxis()  # the first hop on top
 ax1.set_title(f"{len(migs)} hops, makespan {plan.makespan_s:.0f} s (colour: destination)")
-events = pd.concat([pd.Series(1, index=migs["start_s"]), pd.Series(-1, index=migs["end_s"])])
-running = events.groupby(level=0).sum().sort_index().cumsum()
+running = in_flight(migs)  # the report layer's step function, as evac report draws it
 ax2.step(running.index, running.to_numpy(), where="post")
 ax2.set_xlabel("seconds from start"); ax2.set_ylabel("migrations running"); ax2.set_title("in flight")
 plt.tight_layout()
