@@ -22,6 +22,7 @@ from planner.plan import Plan
 from planner.report import (
     host_load,
     host_timeline,
+    in_flight,
     peak_utilisation,
     plan_table,
     resource_timeline,
@@ -221,9 +222,7 @@ def whatif_page(document: dict[str, Any], title: str = "evac what-if report") ->
         frame = plan_table(plan_from_dict(s["plan"], f"scenario {s['scenario']}"))
         if frame.empty:
             continue
-        events = pd.concat([pd.DataFrame({"t": frame["start_s"], "d": 1}),
-                            pd.DataFrame({"t": frame["end_s"], "d": -1})])
-        steps = events.groupby("t")["d"].sum().sort_index().cumsum()
+        steps = in_flight(frame)
         timeline.add_trace(go.Scatter(x=[0.0, *steps.index], y=[0, *steps.to_numpy()], mode="lines", line_shape="hv",
                                       name=s["scenario"]))
         drawn += 1
@@ -236,4 +235,55 @@ def whatif_page(document: dict[str, Any], title: str = "evac what-if report") ->
     body.append("<h2>Blockers</h2>")
     body.append(_table(pd.DataFrame(blockers), max_rows=500) if blockers
                 else '<p class="ok">none: every scenario is feasible</p>')
+    return _page(title, body)
+
+
+PHASE_COLOURS = {"drain": "#1f77b4", "maintenance": "#bbbbbb", "return": "#2ca02c"}
+
+
+def rolling_page(document: dict[str, Any], plans: dict[str, Plan] | None = None,
+                 title: str = "evac rolling maintenance report") -> str:
+    """The page for an `evac rolling` result (rolling.json): its rounds, the roll's timeline, hosts not rolled.
+
+    `plans` (file name -> plan, the round files found beside rolling.json) add the migrations in flight
+    over the whole roll, each plan shifted to its phase's start."""
+    from planner.report import roll_migrations, roll_rounds, roll_timeline
+    from planner.report.rolling import clock
+
+    rounds, phases = roll_rounds(document), roll_timeline(document)
+    state = '<span class="ok">every host rolled, every VM home</span>' if document["feasible"] else \
+        '<span class="bad">not every host can be rolled or every VM brought home</span>'
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p>{html.escape(str(document['mode']))} on {html.escape(str(document.get('inventory', '')))}: "
+            f"{len(rounds)} rounds, {clock(float(document['total_s']))} in all "
+            f"(drains {float(document['drain_s']) / 60:.1f} min, returns {float(document['return_s']) / 60:.1f} min); "
+            f"{state}</p>", "<h2>Rounds</h2>", _table(rounds, max_rows=1000)]
+    if len(phases):
+        fig = go.Figure()
+        for phase, part in phases.groupby("phase", sort=False):
+            fig.add_trace(go.Bar(y=[f"round {r}" for r in part["round"]], x=part["duration_s"] / 60,
+                                 base=part["start_s"] / 60, orientation="h", name=str(phase),
+                                 marker_color=PHASE_COLOURS.get(str(phase), "#444"),
+                                 hovertext=part["hosts"], hovertemplate="%{y} %{fullData.name}: %{base:.1f}–"
+                                                                        "%{x:.1f} min<br>%{hovertext}<extra></extra>"))
+        fig.update_layout(barmode="overlay", title="The roll: each round's drain, maintenance and return",
+                          xaxis_title="minutes since the roll started", height=max(300, 28 * len(rounds) + 140))
+        fig.update_yaxes(autorange="reversed")
+        body += ["<h2>Timeline</h2>", _div(fig, "roll-timeline")]
+    migrations = roll_migrations(document, plans or {})
+    if len(migrations):
+        steps = in_flight(migrations)
+        fig = go.Figure(go.Scatter(x=[0.0, *(steps.index / 60)], y=[0, *steps.to_numpy()], mode="lines",
+                                   line_shape="hv", name="migrations running"))
+        fig.update_layout(title="Migrations running at each instant of the roll", xaxis_title="minutes since the "
+                          "roll started", yaxis_title="migrations running", height=380)
+        body += ["<h2>Migrations in flight</h2>", _div(fig, "roll-in-flight")]
+    body.append("<h2>Not rolled</h2>")
+    lost = pd.DataFrame([{"host": u.get("host"), "group": u.get("group"), "why": u.get("reason")}
+                         for u in document.get("unrollable", []) if isinstance(u, dict)])
+    body.append(_table(lost) if len(lost) else '<p class="ok">none: every host that is up is rolled</p>')
+    notes = [str(n) for n in document.get("notes", [])] + [f"round {r['round']}: {n}" for r in document["rounds"]
+                                                           for n in r.get("notes", [])]
+    if notes:
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     return _page(title, body)

@@ -1,4 +1,4 @@
-"""Writes the what-if notebooks from plain Python cells, so their source is reviewable as code.
+"""Writes the notebooks (what-if, rebalancing) from plain Python cells, so their source is reviewable as code.
 
 Run: .venv/bin/python notebooks/build_notebooks.py   (CI executes the .ipynb files it writes)
 """
@@ -183,6 +183,118 @@ stranded.sort_values("stranded", ascending=False).head(10)"""),
 ]
 
 
+REBALANCING = [
+    ("md", """# Rebalancing a skewed fleet: balance against cost
+
+A generated fleet (40 hosts in 4 racks, 400 VMs, `planner.generate.generate_fleet`) with its load piled
+onto a fifth of each rack's hosts (`skew_fleet`): some hosts near 90 % of their memory, others nearly empty.
+`evac rebalance` (here its core, `planner.reconfigure` with `RebalanceOptions`) levels utilisation with the
+fewest GiB moved, never a move that gains less than `min_gain_pct` (no thrashing), every hop safe at every
+instant (capacity with the VM counted on both hosts during its move, anti-affinity, bandwidth caps), and
+prints the balance-vs-cost ladder: the spread reachable with 1, 2, 4, 8 … moves and what each costs, so
+the operator chooses with numbers. Every figure comes from evac's report layer (`planner.report`)."""),
+    ("code", """import os, sys
+from pathlib import Path
+%matplotlib inline
+import matplotlib.pyplot as plt
+import pandas as pd
+
+ROOT = Path(os.environ.get("EVAC_ROOT", Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()))
+sys.path.insert(0, str(ROOT))  # this checkout's evac, whatever the environment has installed
+from planner.balance import By, Metric
+from planner.checker import check_plan
+from planner.generate import generate_fleet, skew_fleet
+from planner.plan import PlanKind
+from planner.reconfigure import RebalanceOptions, reconfigure
+from planner.reconfigure.baseline import most_to_least_rebalance
+from planner.report import host_load, in_flight, plan_table
+
+TIME_LIMIT_S = float(os.environ.get("EVAC_NB_TIME_LIMIT", "3"))
+inv = skew_fleet(generate_fleet(hosts=40, vms=400, racks=4, seed=2), seed=2)
+before = host_load(inv)
+before = before.assign(rack=[inv.host[h].labels.get("rack", inv.host[h].switch) for h in before.index])
+before.groupby("rack").agg(hosts=("vms_before", "size"), vms=("vms_before", "sum"),
+                           memory_max_pct=("memory_pct_before", "max"), memory_min_pct=("memory_pct_before", "min"),
+                           memory_mean_pct=("memory_pct_before", "mean")).round(1)"""),
+    ("code", """colours = {r: plt.cm.tab10(i) for i, r in enumerate(sorted(before["rack"].unique()))}
+order = before.sort_values("memory_pct_before", ascending=False)
+fig, ax = plt.subplots(figsize=(13, 3.8))
+ax.bar(range(len(order)), order["memory_pct_before"], color=[colours[r] for r in order["rack"]])
+ax.set_xticks([]); ax.set_xlabel("hosts, busiest first"); ax.set_ylabel("memory used, % of capacity")
+ax.set_title(f"Before: memory spread {order['memory_pct_before'].max() - order['memory_pct_before'].min():.0f} "
+             "points (max − min)")
+ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()], labels=list(colours),
+          title="rack")
+plt.tight_layout()
+plt.show()"""),
+    ("md", """## The rebalance, and a greedy baseline beside it
+
+The baseline is the usual greedy "most-loaded → least-loaded" (`planner.reconfigure.baseline`): one VM at
+a time from the busiest host to the idlest, with the same limits. evac chooses each move for its gain per
+GiB, so it reaches the same spread with fewer GiB on the wire."""),
+    ("code", """options = RebalanceOptions(metric=Metric.MEMORY, by=By.ALLOCATION, min_gain_pct=1.0)
+result = reconfigure(inv, PlanKind.REBALANCE, rebalance_options=options, time_limit_s=TIME_LIMIT_S, workers=1)
+plan, b = result.plan, result.plan.balance
+assert check_plan(inv, plan) == []   # reconfigure already checked it; the notebook checks again
+base = most_to_least_rebalance(inv, (), options)
+pd.DataFrame([
+    {"plan": "before", "spread %": b.before.spread_pct, "max %": b.before.max_pct, "std-dev": b.before.stddev_pct,
+     "moves": 0, "GiB moved": 0.0, "makespan s": 0.0},
+    {"plan": "evac", "spread %": b.after.spread_pct, "max %": b.after.max_pct, "std-dev": b.after.stddev_pct,
+     "moves": len({m.vm for m in plan.migrations}), "GiB moved": b.moved_gib, "makespan s": plan.makespan_s},
+    {"plan": "most → least", "spread %": base.after.spread_pct, "max %": base.after.max_pct,
+     "std-dev": base.after.stddev_pct, "moves": len(base.moves), "GiB moved": base.moved_gib, "makespan s": None},
+]).set_index("plan").round(1)"""),
+    ("md", """## Balance against cost: the ladder
+
+The first k moves evac chose are the best k it found, so the ladder says what stopping early buys: the
+spread after 1, 2, 4, 8 … moves, the GiB they move and the minutes they take (each prefix planned and
+timed on its own)."""),
+    ("code", """ladder = pd.DataFrame([{"moves": r.moves, "spread %": r.spread_pct, "GiB moved": r.moved_gib,
+                        "minutes": r.makespan_s / 60} for r in result.ladder]).set_index("moves")
+fig, ax = plt.subplots(figsize=(9, 4))
+ax.plot(ladder["GiB moved"], ladder["spread %"], marker="o")
+for k, row in ladder.iterrows():
+    ax.annotate(f"{k} moves, {row['minutes']:.1f} min", (row["GiB moved"], row["spread %"]),
+                textcoords="offset points", xytext=(6, 4), fontsize=8)
+ax.axhline(base.after.spread_pct, color="grey", linestyle="--", linewidth=1,
+           label=f"most → least: {base.moved_gib:.0f} GiB for {base.after.spread_pct:.0f} %")
+ax.set_xlabel("GiB moved"); ax.set_ylabel("spread after, % points"); ax.legend()
+ax.set_title("Balance vs cost: spread reachable with the first k moves")
+plt.tight_layout()
+plt.show()
+ladder.round(1)"""),
+    ("md", """## Load after, and the plan's timeline"""),
+    ("code", """load = host_load(inv, plan).loc[order.index]
+fig, ax = plt.subplots(figsize=(13, 3.8))
+ax.bar(range(len(load)), load["memory_pct_before"], color="#c6dbef", label="before")
+ax.bar(range(len(load)), load["memory_pct_after"], width=0.45, color="#08519c", label="after")
+ax.set_xticks([]); ax.set_xlabel("hosts, busiest before first"); ax.set_ylabel("memory used, % of capacity")
+ax.set_title(f"After: spread {b.after.spread_pct:.0f} points, max {b.after.max_pct:.0f} % "
+             f"({len(plan.migrations)} hops, {b.moved_gib:.0f} GiB)")
+ax.legend()
+plt.tight_layout()
+plt.show()"""),
+    ("code", """migs = plan_table(plan)
+dests = sorted(set(migs["destination"]))
+colour = {d: plt.cm.tab20(i % 20) for i, d in enumerate(dests)}
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+for i, m in enumerate(migs.itertuples()):
+    ax1.barh(i, m.duration_s, left=m.start_s, color=colour[m.destination], height=0.8,
+             hatch="//" if m.staging else None)
+ax1.axvline(plan.lower_bound_s, color="black", linestyle="--", label=f"lower bound {plan.lower_bound_s:.0f} s")
+ax1.set_xlabel("seconds from start"); ax1.set_ylabel("migration (hop)"); ax1.set_yticks([]); ax1.legend()
+ax1.invert_yaxis()  # the first hop on top
+ax1.set_title(f"{len(migs)} hops, makespan {plan.makespan_s:.0f} s (colour: destination)")
+running = in_flight(migs)  # the report layer's step function, as evac report draws it
+ax2.step(running.index, running.to_numpy(), where="post")
+ax2.set_xlabel("seconds from start"); ax2.set_ylabel("migrations running"); ax2.set_title("in flight")
+plt.tight_layout()
+plt.show()
+print(*result.notes, sep="\\n")"""),
+]
+
+
 def build(cells: list[tuple[str, str]], path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -191,7 +303,8 @@ def build(cells: list[tuple[str, str]], path: Path) -> None:
     nbformat.write(nb, path)
 
 
-NOTEBOOKS = {"what_if_racks.ipynb": WHAT_IF_RACKS, "what_if_scenarios.ipynb": WHAT_IF_SCENARIOS}
+NOTEBOOKS = {"rebalancing.ipynb": REBALANCING, "what_if_racks.ipynb": WHAT_IF_RACKS,
+             "what_if_scenarios.ipynb": WHAT_IF_SCENARIOS}
 
 if __name__ == "__main__":
     for name, cells in NOTEBOOKS.items():

@@ -36,7 +36,7 @@ def _argv(option: NumericOption, value: str) -> list[str]:
               "collect": ["collect", "not a uri", "-o", "out.json"],
               "generate": ["generate", "--hosts", "2", "--vms", "2", "--racks", "1", "-o", "out.json"],
               "rebalance": ["rebalance", MISSING], "whatif": ["whatif", MISSING, "--each-host", "--serial"],
-              "return": ["return", MISSING]}
+              "return": ["return", MISSING], "rolling": ["rolling", MISSING, "--group-by", "rack"]}
     return [*before[option.command], f"{option.flag}={value}"]
 
 

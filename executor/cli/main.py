@@ -22,6 +22,7 @@ from executor.cli import (
     reconfigure_cmds,
     report_cmds,
     return_cmd,
+    rolling_cmd,
     run_cmds,
     whatif_cmds,
 )
@@ -50,6 +51,7 @@ def _root() -> None:
 for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds):
     module.register(app)
 return_cmd.register(app)
+rolling_cmd.register(app)
 numbers.install(app)  # every numeric option range-checked, in one table
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

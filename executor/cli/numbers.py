@@ -97,6 +97,8 @@ BOUNDS: dict[tuple[str, str], Bounds | OneOf] = {
     ("rebalance", "workers"): Bounds(1, 64, unit="threads"),
     ("whatif", "processes"): Bounds(1, 1024, unit="processes"),
     ("whatif", "host_failures"): Bounds(1, 1000, unit="hosts at once"),  # the sweep also caps the number of sets
+    ("rolling", "max_hosts"): Bounds(1, 100_000, unit="hosts per round"),
+    ("rolling", "maintenance_min"): Bounds(0.0, 10_080.0, unit="minutes (a week at most)"),
     ("collect", "timeout"): Bounds(0.1, 3600.0, unit="seconds"),
     ("collect", "read_timeout"): Bounds(0.1, 86_400.0, unit="seconds"),
     ("return", "time_limit"): PLAN_TIME_LIMIT,

@@ -2,7 +2,9 @@
 
 PLAN is a plan v1 file (summary, Gantt by host and by wave, bandwidth per NIC and link against the
 cap, host load before/after, blockers; planned against executed with `--journal`, read read-only)
-or the JSON result of `evac whatif -o result.json` (its comparison table and timelines). The page
+or the JSON result of `evac whatif -o result.json` (its comparison table and timelines), or the
+`rolling.json` of `evac rolling -o DIR` (its rounds, the roll's timeline, the migrations in flight from
+the round plans beside it, the hosts not rolled). The page
 embeds plotly's JavaScript: it opens with no network. Written atomically (executor.outputs).
 """
 
@@ -46,6 +48,14 @@ def _whatif_document(doc: Any, source: str) -> dict[str, Any] | None:
     return doc
 
 
+def _rolling_plans(document: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The round plans named by a rolling.json that are in its folder (a malformed one is exit 2)."""
+    from planner.plan import load_plan
+
+    names = {str(r.get(k)) for r in document["rounds"] for k in ("drain_plan", "return_plan")}
+    return {n: load_plan(folder / n) for n in sorted(names) if Path(n).name == n and (folder / n).is_file()}
+
+
 def executed_rows(journal_path: Path, plan: Any) -> list[Any]:
     """The journal's per-VM outcome as report rows, in seconds since the journal's first run started.
 
@@ -83,7 +93,7 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
         plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help=(
-            "Plan v1 file, or the JSON result of evac whatif -o."))],
+            "Plan v1 file, the JSON result of evac whatif -o, or rolling.json of evac rolling -o."))],
         html_out: Annotated[Path, typer.Option("--html", help="Write the HTML page here.")],
         inventory: Annotated[Path | None, typer.Option(
             "-i", "--inventory", help="Inventory the plan was made for (default: the plan's inventory_path).")] = None,
@@ -91,7 +101,7 @@ def register(app: typer.Typer) -> None:
             "--journal", help="Journal of a run of this plan: planned against executed.")] = None,
     ) -> None:
         """Write one self-contained HTML report (charts embedded, no network needed to view it)."""
-        from executor.html_report import plan_page, whatif_page
+        from executor.html_report import plan_page, rolling_page, whatif_page
         from planner.inventory import load_inventory
         from planner.plan import plan_from_dict
         from planner.plan_inputs import check_plan_matches, inventory_path_for
@@ -103,8 +113,19 @@ def register(app: typer.Typer) -> None:
             raise UsageError(COMMAND, [Problem(str(plan_file), f"cannot read: {e.strerror or e}")]) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise PlanFileError(str(plan_file), [Problem("", f"invalid JSON: {e}")]) from None
+        from planner.whatif.rolling import ROLLING_FORMAT, document_problems
+
         whatif = _whatif_document(doc, str(plan_file))
-        if whatif is not None:
+        if isinstance(doc, dict) and doc.get("format") == ROLLING_FORMAT:
+            problems = document_problems(doc)
+            if problems:
+                raise PlanFileError(str(plan_file), problems)
+            if journal is not None or inventory is not None:
+                raise UsageError(COMMAND, [Problem("--journal/--inventory",
+                                                   "apply to a plan, not to a rolling result")])
+            page = rolling_page(doc, _rolling_plans(doc, plan_file.parent),
+                                title=f"evac rolling maintenance report: {plan_file.name}")
+        elif whatif is not None:
             if journal is not None or inventory is not None:
                 raise UsageError(COMMAND, [Problem("--journal/--inventory",
                                                    "apply to a plan, not to a what-if result")])

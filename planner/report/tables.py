@@ -35,6 +35,14 @@ def wave_table(plan: Plan, names_shown: int = 4) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(WAVE_COLUMNS))
 
 
+def in_flight(migrations: pd.DataFrame) -> pd.Series:
+    """Migrations running at each instant: a step function (index: seconds, value: count from then on),
+    from any frame with `start_s` and `end_s` (`plan_table`'s, or several plans' shifted onto one clock)."""
+    events = pd.concat([pd.Series(1, index=migrations["start_s"].to_numpy()),
+                        pd.Series(-1, index=migrations["end_s"].to_numpy())])
+    return events.groupby(level=0).sum().sort_index().cumsum()
+
+
 def host_timeline(plan: Plan) -> pd.DataFrame:
     """Two rows per migration: `out` on its source, `in` on its destination (a Gantt by host)."""
     rows = []
