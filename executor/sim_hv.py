@@ -392,13 +392,13 @@ class SimulatedHypervisor(Hypervisor):
                 raise MigrationFailed(spec.vm, spec.destination, fail.code, fail.message)
             disk_mib = sum(d.allocation_gib for d in self.inventory.vm[spec.vm].disks
                            if d.target in spec.copy_storage) * 1024.0
-            bw = spec.bandwidth_mibs
+            # What the wire sees: the cap times the model's efficiency, the inventory's rate times its factor.
+            bw, dirty = self.model.effective(spec.bandwidth_mibs, dirty_rate_mibs)
             slow = self._fault(Slow, spec.vm)
             if isinstance(slow, Slow):
                 bw /= slow.factor
             if self.jitter:
                 bw *= 1.0 - self._rng.uniform(0.0, self.jitter)
-            dirty = dirty_rate_mibs
             if self._fault(NeverConverges, spec.vm) is not None:
                 dirty = max(dirty, 4.0 * bw)
             job = _Job(spec, self.clock.now(), memory_mib if spec.live else 0.0, disk_mib, dirty, bw,

@@ -15,6 +15,7 @@ import typer.main
 from rich.console import Console
 
 from executor.cli import (
+    calibrate_cmd,
     collect_cmds,
     inventory_cmds,
     numbers,
@@ -46,7 +47,8 @@ def _root() -> None:
     """
 
 
-for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds):
+for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds,
+               calibrate_cmd):
     module.register(app)
 numbers.install(app)  # every numeric option range-checked, in one table
 
