@@ -15,8 +15,7 @@ import pytest
 from executor.cli.main import main
 from executor.journal import Journal
 from planner.calibrate import Sample
-from planner.duration import DEFAULT_MODEL, DurationModel, load_model, model_document
-from planner.duration import ModelFileError
+from planner.duration import DEFAULT_MODEL, DurationModel, ModelFileError, load_model, model_document
 from planner.inventory import load_inventory
 from planner.model import VM, Host, HostState, Inventory, Policy
 from planner.plan import load_plan
