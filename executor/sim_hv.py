@@ -414,7 +414,7 @@ class SimulatedHypervisor(Hypervisor):
     def _run(self, job: _Job) -> MigrationOutcome:
         spec = job.spec
         hang = self._fault(Hang, spec.vm) is not None
-        self._pause(job, self.model.fixed_cost_s)
+        self._pause(job, self.model.fixed_cost_s + (self.model.copy_setup_s if job.disk_mib else 0.0))
         if hang:
             while True:
                 self._pause(job, 3600.0)

@@ -11,14 +11,17 @@ What is fitted, and how:
   cell (the model is a loop of pre-copy rounds, piecewise in both, so no gradient to follow): the
   objective is the sum of squared RELATIVE errors of the durations, plus half that weight on the
   bytes sent (bytes depend on f/e only, so they separate the two).
-* `fixed_cost_s` in closed form for each (e, f): the least-squares constant of the relative
-  duration errors, Σ(mᵢ − gᵢ)/mᵢ² / Σ1/mᵢ² (gᵢ: the model's duration without fixed cost), at least 0.
+* `fixed_cost_s` and `copy_setup_s` in closed form for each (e, f): weighted least squares (weights
+  1/mᵢ², i.e. relative errors) of mᵢ − gᵢ ≈ fixed + copy_setup·[the migration copies disks] (gᵢ: the
+  model's duration without either), both at least 0.
 * `resume_cost_ms` (the fixed part of downtime): the median of measured downtime minus the model's
-  stop-and-copy time, at least 0.
+  stop-and-copy time, at least 0, over the migrations that dirty no memory when there are some (their
+  stop-and-copy is next to nothing, so the fitted rates' errors do not leak into it).
 
 A constant the samples cannot tell is kept from the base model and named in `kept`: the dirty-rate
-factor when no migration dirtied memory, efficiency and factor with fewer than 3 migrations (a
-fixed cost and one slope are all two points fix), the resume cost without downtime figures.
+factor when no migration dirtied memory, the copy setup when none copied a disk, efficiency and
+factor with fewer than 3 migrations (a fixed cost and one slope are all two points fix), the resume
+cost without downtime figures.
 Relative errors weight a 3 s and a 60 s migration alike: a plan's makespan is made of both.
 """
 
@@ -107,35 +110,53 @@ class Fit:
 
 def _durations_without_fixed(samples: Sequence[Sample], base: DurationModel, eff: float, factor: float
                              ) -> tuple[np.ndarray, np.ndarray]:
-    model = dataclasses.replace(base, fixed_cost_s=0.0, bandwidth_efficiency=eff, dirty_rate_factor=factor)
+    model = dataclasses.replace(base, fixed_cost_s=0.0, copy_setup_s=0.0, bandwidth_efficiency=eff,
+                                dirty_rate_factor=factor)
     pairs = [s.predict(model)[:2] for s in samples]
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
+def _constants(residual: np.ndarray, w: np.ndarray, copies: np.ndarray, fit_copy: bool, copy_s: float
+               ) -> tuple[float, float]:
+    """Weighted least squares of residual ≈ fixed + copy_setup·copies, both ≥ 0 (copy_setup fixed at
+    `copy_s` unless `fit_copy`)."""
+    if not fit_copy:
+        return max(0.0, float(np.sum(w * (residual - copy_s * copies)) / np.sum(w))), copy_s
+    sw, swk, swr, swkr = (float(np.sum(x)) for x in (w, w * copies, w * residual, w * copies * residual))
+    det = sw * swk - swk * swk
+    fixed, copy = ((swr * swk - swk * swkr) / det, (sw * swkr - swk * swr) / det) if det > 1e-12 else (swr / sw, 0.0)
+    if copy < 0:
+        return max(0.0, swr / sw), 0.0
+    if fixed < 0:
+        return 0.0, max(0.0, swkr / swk)
+    return fixed, copy
+
+
 def _score(samples: Sequence[Sample], measured: np.ndarray, sent: np.ndarray, has_sent: np.ndarray,
-           base: DurationModel, eff: float, factor: float) -> tuple[float, float]:
-    """(objective, best fixed cost) at (eff, factor)."""
+           copies: np.ndarray, base: DurationModel, eff: float, factor: float) -> tuple[float, float, float]:
+    """(objective, best fixed cost, best copy setup) at (eff, factor)."""
     g, b = _durations_without_fixed(samples, base, eff, factor)
     w = 1.0 / measured ** 2
-    fixed = max(0.0, float(np.sum(w * (measured - g)) / np.sum(w)))
-    obj = float(np.sum(((fixed + g - measured) / measured) ** 2))
+    fixed, copy = _constants(measured - g, w, copies, bool(copies.any()), base.copy_setup_s)
+    obj = float(np.sum(((fixed + copy * copies + g - measured) / measured) ** 2))
     if has_sent.any():
         obj += BYTES_WEIGHT * float(np.sum(((b[has_sent] - sent[has_sent]) / sent[has_sent]) ** 2))
-    return obj, fixed
+    return obj, fixed, copy
 
 
 def _search(samples: Sequence[Sample], base: DurationModel, effs: Iterable[float], factors: Iterable[float]
-            ) -> tuple[float, float, float, float]:
+            ) -> tuple[float, float, float, float, float]:
     measured = np.array([s.duration_s for s in samples])
     sent = np.array([s.transferred_mib or 0.0 for s in samples])
     has_sent = np.array([(s.transferred_mib or 0.0) > 0 and s.live for s in samples])
-    best = (math.inf, base.bandwidth_efficiency, base.dirty_rate_factor, base.fixed_cost_s)
+    copies = np.array([1.0 if s.disk_mib > 0 else 0.0 for s in samples])
+    best = (math.inf, base.bandwidth_efficiency, base.dirty_rate_factor, base.fixed_cost_s, base.copy_setup_s)
     factors = list(factors)
     for eff in effs:
         for factor in factors:
-            obj, fixed = _score(samples, measured, sent, has_sent, base, eff, factor)
+            obj, fixed, copy = _score(samples, measured, sent, has_sent, copies, base, eff, factor)
             if obj < best[0] - 1e-12:
-                best = (obj, eff, factor, fixed)
+                best = (obj, eff, factor, fixed, copy)
     return best
 
 
@@ -160,16 +181,23 @@ def fit(samples: Sequence[Sample], base: DurationModel = DEFAULT_MODEL) -> Fit:
         kept.append(("dirty_rate_factor", "no migration dirtied memory"))
     effs = _grid(*EFFICIENCY_RANGE, 33) if slopes else [base.bandwidth_efficiency]
     factors = _grid(*FACTOR_RANGE, 33) if dirty else [base.dirty_rate_factor]
-    _, eff, factor, fixed = _search(good, base, effs, factors)
+    copying = any(s.disk_mib > 0 for s in good)
+    if not copying:
+        kept.append(("copy_setup_s", "no migration copied a disk"))
+    _, eff, factor, fixed, copy = _search(good, base, effs, factors)
     for step_e, step_f in ((0.025, 0.125), (0.004, 0.02)):  # two refinements around the best cell
         effs = _grid(*EFFICIENCY_RANGE, 11, eff, step_e) if slopes else [eff]
         factors = _grid(*FACTOR_RANGE, 11, factor, step_f) if dirty else [factor]
-        _, eff, factor, fixed = _search(good, base, effs, factors)
-    model = dataclasses.replace(base, fixed_cost_s=round(fixed, 4), bandwidth_efficiency=round(eff, 4),
-                                dirty_rate_factor=round(factor, 4))
-    fitted = ["fixed_cost_s", *(["bandwidth_efficiency"] if slopes else []), *(["dirty_rate_factor"] if dirty else [])]
-    extra = [s.downtime_ms - (s.predict(model)[2] - model.resume_cost_ms) for s in good
-             if s.live and s.downtime_ms is not None and s.downtime_ms > 0]
+        _, eff, factor, fixed, copy = _search(good, base, effs, factors)
+    model = dataclasses.replace(base, fixed_cost_s=round(fixed, 4), copy_setup_s=round(copy, 4),
+                                bandwidth_efficiency=round(eff, 4), dirty_rate_factor=round(factor, 4))
+    fitted = ["fixed_cost_s", *(["copy_setup_s"] if copying else []),
+              *(["bandwidth_efficiency"] if slopes else []), *(["dirty_rate_factor"] if dirty else [])]
+    timed = [s for s in good if s.live and s.downtime_ms is not None and s.downtime_ms > 0]
+    # Migrations that dirty nothing switch over with (almost) nothing left to copy: their downtime is the
+    # fixed part itself, free of the fitted rates' errors. The others only when there are none such.
+    timed = [s for s in timed if s.dirty_rate_mibs == 0] or timed
+    extra = [(s.downtime_ms or 0.0) - (s.predict(model)[2] - model.resume_cost_ms) for s in timed]
     if extra:
         model = dataclasses.replace(model, resume_cost_ms=round(max(0.0, statistics.median(extra)), 2))
         fitted.append("resume_cost_ms")

@@ -48,6 +48,9 @@ class DurationModel:
     # The pages QEMU re-sends per second / the inventory's dirty_rate_mibs (a collector's estimate or an
     # operator's guess); 1 trusts the inventory.
     dirty_rate_factor: float = 1.0
+    # Extra fixed cost of a migration that copies disks (destination volumes created, the drive-mirror
+    # set up before the first byte): measured on the lab at ~2 s; 0 until calibrated.
+    copy_setup_s: float = 0.0
 
     def effective(self, bandwidth_mibs: float, dirty_rate_mibs: float) -> tuple[float, float]:
         """(bandwidth, dirty rate) as the wire sees them: the plan's cap and the inventory's rate, scaled."""
@@ -100,7 +103,7 @@ def estimate(memory_mib: float, dirty_rate_mibs: float, bandwidth_mibs: float, m
     if not bandwidth_mibs > 0 or not math.isfinite(bandwidth_mibs):
         raise ValueError(f"bandwidth_mibs must be positive and finite, got {bandwidth_mibs}")
     bandwidth_mibs, dirty_rate_mibs = model.effective(bandwidth_mibs, dirty_rate_mibs)
-    disk_s = disk_mib / bandwidth_mibs
+    disk_s = disk_mib / bandwidth_mibs + (model.copy_setup_s if disk_mib > 0 else 0.0)
     if not live:  # offline: the definition moves, plus the copied disks; nothing runs meanwhile
         return Estimate(model.fixed_cost_s + disk_s, disk_mib, 0, 0.0, True, False)
     secs, sent, rounds, downtime, converges = _precopy(
@@ -150,8 +153,8 @@ def floor_estimate(memory_mib: float, dirty_rate_mibs: float, bandwidth_mibs: fl
     bandwidth_mibs, dirty_rate_mibs = model.effective(bandwidth_mibs, dirty_rate_mibs)
     secs, sent, rounds, downtime, converges = _precopy(
         memory_mib, dirty_rate_mibs, bandwidth_mibs, max_downtime_ms, True, model)
-    return Estimate(model.fixed_cost_s + disk_mib / bandwidth_mibs + secs, disk_mib + sent, rounds, downtime,
-                    converges, True)
+    disk_s = disk_mib / bandwidth_mibs + (model.copy_setup_s if disk_mib > 0 else 0.0)
+    return Estimate(model.fixed_cost_s + disk_s + secs, disk_mib + sent, rounds, downtime, converges, True)
 
 
 def remaining_s(remaining_mib: float, dirty_rate_mibs: float, rate_mibs: float, max_downtime_ms: float,
@@ -181,6 +184,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "throttle_after_rounds": (0, 1000, True),
     "bandwidth_efficiency": (0.01, 1.0, False),
     "dirty_rate_factor": (0.0, 100.0, False),
+    "copy_setup_s": (0.0, 3600.0, False),
 }
 
 

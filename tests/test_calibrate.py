@@ -22,7 +22,8 @@ from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.model import VM, Host, HostState, Inventory, Policy
 from planner.solve import make_plan
 
-TRUE = DurationModel(fixed_cost_s=0.8, bandwidth_efficiency=0.8, dirty_rate_factor=0.5, resume_cost_ms=40.0)
+TRUE = DurationModel(fixed_cost_s=0.8, bandwidth_efficiency=0.8, dirty_rate_factor=0.5, resume_cost_ms=40.0,
+                     copy_setup_s=2.0)
 SIZES = ((256, 0), (512, 4), (768, 8), (1024, 16), (1536, 2), (2048, 12), (384, 24), (640, 6))
 
 
@@ -30,7 +31,8 @@ def _samples(model: DurationModel, sizes: tuple[tuple[int, int], ...] = SIZES) -
     out = []
     for i, (mem, dirty) in enumerate(sizes):
         bw = (16.0, 32.0, 64.0)[i % 3]
-        probe = Sample("synthetic", f"v{i}", mem, 0.0, dirty, bw, 300.0, True, True, 1.0)
+        disk = 32.0 if i % 4 == 1 else 0.0  # a copied disk now and then
+        probe = Sample("synthetic", f"v{i}", mem, disk, dirty, bw, 300.0, True, True, 1.0)
         duration, sent, downtime = probe.predict(model)
         out.append(dataclasses.replace(probe, duration_s=duration, transferred_mib=sent, downtime_ms=downtime))
     return out
@@ -43,14 +45,17 @@ def test_fit_recovers_the_model_that_made_the_measurements() -> None:
     assert m.bandwidth_efficiency == pytest.approx(0.8, abs=0.01)
     assert m.dirty_rate_factor == pytest.approx(0.5, abs=0.02)
     assert m.resume_cost_ms == pytest.approx(40.0, abs=2.0)
-    assert set(result.fitted) == {"fixed_cost_s", "bandwidth_efficiency", "dirty_rate_factor", "resume_cost_ms"}
+    assert m.copy_setup_s == pytest.approx(2.0, abs=0.05)
+    assert set(result.fitted) == {"fixed_cost_s", "copy_setup_s", "bandwidth_efficiency", "dirty_rate_factor",
+                                  "resume_cost_ms"}
     assert result.rms() < 0.01 < result.rms(after=False)  # the default model is off; the fit is not
     assert result.worst() < 0.02
 
 
 def test_what_the_samples_cannot_tell_is_kept_and_named() -> None:
-    idle = _samples(TRUE, tuple((mem, 0) for mem, _ in SIZES))
+    idle = [dataclasses.replace(s, disk_mib=0.0) for s in _samples(TRUE, tuple((mem, 0) for mem, _ in SIZES))]
     result = fit(idle)
+    assert ("copy_setup_s", "no migration copied a disk") in result.kept
     assert result.model.dirty_rate_factor == DEFAULT_MODEL.dirty_rate_factor
     assert dict(result.kept)["dirty_rate_factor"] == "no migration dirtied memory"
     two = fit(_samples(TRUE)[:2])
