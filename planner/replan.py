@@ -69,7 +69,9 @@ def replan(inventory: Inventory, plan: Plan, done_moves: Mapping[str, str], unav
 
     VMs that no longer fit anywhere are the new plan's `unplaced`, with the planner's reasons."""
     live = live_inventory(inventory, done_moves, unavailable_hosts, to_move=to_move, drained=plan.drained)
-    new = make_plan(live, plan.drained, time_limit_s=time_limit_s, workers=workers, drain_labels=plan.drain_labels)
+    new = make_plan(live, plan.drained, time_limit_s=time_limit_s, workers=workers, drain_labels=plan.drain_labels,
+                    model=plan.duration_model)
+    new = dataclasses.replace(new, model=plan.model, model_source=plan.model_source)  # the same model as the run's
     wanted = set(to_move)
     stray = [Violation("replan", m.vm, None, f"re-plan moves {m.vm}, which was not to be moved again")
              for m in new.migrations if m.vm not in wanted]

@@ -154,12 +154,18 @@ def test_plan_with_a_bad_model_exits_2_and_writes_no_plan(tmp_path: Path, capsys
     assert main(["plan", str(_inventory(tmp_path)), "--model", str(tmp_path / "none.json"), "--greedy"]) == 2
 
 
-def test_a_plan_made_with_a_model_records_it_and_the_checker_holds_it_to_it(tmp_path: Path) -> None:
+def _plan_with_quick_model(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(model file, inventory, plan made with `evac plan --model`)."""
     model = tmp_path / "model.json"
     model.write_text(json.dumps(model_document(QUICK)))
     inv = _inventory(tmp_path)
     out = tmp_path / "plan.json"
     assert main(["plan", str(inv), "--model", str(model), "-o", str(out), "--greedy"]) == 0
+    return model, inv, out
+
+
+def test_a_plan_made_with_a_model_records_it_and_the_checker_holds_it_to_it(tmp_path: Path) -> None:
+    model, inv, out = _plan_with_quick_model(tmp_path)
     doc = json.loads(out.read_text())
     assert doc["model"]["source"] == str(model) and doc["model"]["constants"]["fixed_cost_s"] == 0.1
     plan = load_plan(out)
@@ -189,12 +195,21 @@ def test_the_site_configuration_names_the_model(tmp_path: Path, capsys: pytest.C
     assert "nowhere.json" in capsys.readouterr().err
 
 
+def test_a_plans_model_object_is_read_with_every_problem_named(tmp_path: Path) -> None:
+    from planner.errors import PlanFileError
+
+    _, _, out = _plan_with_quick_model(tmp_path)
+    doc = json.loads(out.read_text())
+    doc["model"] = {"constants": {"fixed_cost_s": -2, "warp": 1}, "source": 3, "why": "x"}
+    out.write_text(json.dumps(doc))
+    with pytest.raises(PlanFileError) as e:
+        load_plan(out)
+    for where in ("model.constants.fixed_cost_s", "model.constants.warp", "model.source", "model.why"):
+        assert where in str(e.value)
+
+
 def test_the_simulated_fleet_follows_the_plans_model(tmp_path: Path) -> None:
-    model = tmp_path / "model.json"
-    model.write_text(json.dumps(model_document(QUICK)))
-    inv = _inventory(tmp_path)
-    plan_path = tmp_path / "plan.json"
-    assert main(["plan", str(inv), "--model", str(model), "-o", str(plan_path), "--greedy"]) == 0
+    _, inv, plan_path = _plan_with_quick_model(tmp_path)
     journal = tmp_path / "run.db"
     assert main(["run", str(plan_path), "--simulate", "--speedup", "100", "--journal", str(journal), "--json"]) == 0
     plan = load_plan(plan_path)
