@@ -211,7 +211,7 @@ def test_a_plans_model_object_is_read_with_every_problem_named(tmp_path: Path) -
 def test_the_simulated_fleet_follows_the_plans_model(tmp_path: Path) -> None:
     _, inv, plan_path = _plan_with_quick_model(tmp_path)
     journal = tmp_path / "run.db"
-    assert main(["run", str(plan_path), "--simulate", "--speedup", "100", "--journal", str(journal), "--json"]) == 0
+    assert main(["run", str(plan_path), "--simulate", "--speedup", "10", "--journal", str(journal), "--json"]) == 0
     plan = load_plan(plan_path)
     inventory = load_inventory(inv).inventory
     with Journal.read(journal) as j:
@@ -219,4 +219,6 @@ def test_the_simulated_fleet_follows_the_plans_model(tmp_path: Path) -> None:
     for m in plan.migrations:
         vm = inventory.vm[m.vm]
         s = Sample("", m.vm, vm.memory_mib, 0.0, vm.dirty_rate_mibs, m.bandwidth_mibs, 500.0, True, False, 1.0)
-        assert measured[m.vm] == pytest.approx(s.predict(QUICK)[0], rel=0.1)  # not the default's
+        quick, default = s.predict(QUICK)[0], s.predict(DEFAULT_MODEL)[0]  # the default's is ≥ 1.65 s longer
+        # At least the plan's model's time; nearer it than the default's (the runner's own lag only adds).
+        assert quick - 0.05 <= measured[m.vm] < (quick + default) / 2
