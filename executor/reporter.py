@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from executor.hypervisor import JobProgress
+from planner.eta import Running, eta_s
 from planner.plan import Migration, Plan
 
 
@@ -51,6 +52,46 @@ class Reporter:
 
     def solver_progress(self, elapsed_s: float, objective: float, bound: float) -> None:
         """The planner found a better solution (used by `evac plan` / `evac demo`)."""
+
+
+class EtaTracker:
+    """What the live ETA needs (planner.eta), kept from the reporter hooks: the run clock is the latest
+    `now_s` a hook gave, or a running migration's start plus libvirt's own job time (the hypervisor's
+    clock: on the simulated fleet, simulated seconds)."""
+
+    def __init__(self) -> None:
+        self.plan: Plan | None = None
+        self.now_s = 0.0
+        self.running: dict[tuple[str, int], Running] = {}
+        self.ended: dict[tuple[str, int], float] = {}
+        self.given_up: set[tuple[str, int]] = set()
+
+    def started(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def migration_started(self, migration: Migration, now_s: float) -> None:
+        self.now_s = max(self.now_s, now_s)
+        self.running[(migration.vm, migration.hop)] = Running(now_s)
+
+    def progress(self, migration: Migration, progress: JobProgress) -> None:
+        key = (migration.vm, migration.hop)
+        start = self.running[key].started_s if key in self.running else self.now_s
+        self.now_s = max(self.now_s, start + progress.elapsed_s)
+        self.running[key] = Running(start, progress.data_remaining_mib, progress.rate_mibs, progress.dirty_rate_mibs)
+
+    def ended_at(self, migration: Migration, now_s: float, done: bool) -> None:
+        key = (migration.vm, migration.hop)
+        self.now_s = max(self.now_s, now_s)
+        self.running.pop(key, None)
+        if done:
+            self.ended[key] = now_s
+        else:
+            self.given_up.add(key)
+
+    def eta_s(self) -> float | None:
+        if self.plan is None:
+            return None
+        return eta_s(self.plan, self.now_s, self.running, self.ended, self.given_up)
 
 
 @dataclass
@@ -105,12 +146,18 @@ class JsonReporter(Reporter):
 
     def __init__(self, out: IO[str] | None = None) -> None:
         self.out = out or sys.stdout
+        self.eta = EtaTracker()
+
+    def _eta(self) -> float | None:
+        left = self.eta.eta_s()
+        return round(left, 1) if left is not None else None
 
     def _emit(self, event: str, **data: Any) -> None:
         self.out.write(json.dumps({"event": event, "t": round(time.time(), 3), **data}, default=str) + "\n")
         self.out.flush()
 
     def run_started(self, plan: Plan, mode: str) -> None:
+        self.eta.started(plan)
         self._emit("run_started", mode=mode, migrations=len(plan.migrations), planned_makespan_s=plan.makespan_s)
 
     def migration_queued(self, migration: Migration, reason: str) -> None:
@@ -118,14 +165,16 @@ class JsonReporter(Reporter):
 
     def migration_started(self, migration: Migration, attempt: int, now_s: float,
                           in_flight: tuple[str, ...]) -> None:
+        self.eta.migration_started(migration, now_s)
         self._emit("migration_started", vm=migration.vm, hop=migration.hop, source=migration.source,
                    destination=migration.destination, attempt=attempt, now_s=round(now_s, 3),
                    in_flight=len(in_flight))
 
     def migration_progress(self, migration: Migration, progress: JobProgress) -> None:
+        self.eta.progress(migration, progress)
         self._emit("migration_progress", vm=migration.vm, processed_mib=round(progress.data_processed_mib, 1),
                    remaining_mib=round(progress.data_remaining_mib, 1), iteration=progress.memory_iteration,
-                   rate_mibs=round(progress.rate_mibs, 1))
+                   rate_mibs=round(progress.rate_mibs, 1), eta_s=self._eta())
 
     def migration_escalated(self, migration: Migration, step: str, detail: str) -> None:
         self._emit("migration_escalated", vm=migration.vm, step=step, detail=detail)
@@ -134,13 +183,15 @@ class JsonReporter(Reporter):
         self._emit("migration_retry", vm=migration.vm, attempt=attempt, delay_s=delay_s, error=error)
 
     def migration_done(self, migration: Migration, elapsed_s: float, now_s: float) -> None:
+        self.eta.ended_at(migration, now_s, done=True)
         self._emit("migration_done", vm=migration.vm, hop=migration.hop, elapsed_s=round(elapsed_s, 3),
                    now_s=round(now_s, 3),
-                   planned_s=round(migration.duration_s, 3))
+                   planned_s=round(migration.duration_s, 3), eta_s=self._eta())
 
     def migration_failed(self, migration: Migration, state: str, error: str, now_s: float) -> None:
+        self.eta.ended_at(migration, now_s, done=False)
         self._emit("migration_failed", vm=migration.vm, hop=migration.hop, state=state, error=error,
-                   now_s=round(now_s, 3))
+                   now_s=round(now_s, 3), eta_s=self._eta())
 
     def run_finished(self, result: Any) -> None:
         summary = result.summary() if hasattr(result, "summary") else {}
@@ -156,7 +207,8 @@ class JsonReporter(Reporter):
 
 class RichReporter(Reporter):
     """rich.progress: one bar per running migration (bytes, rate, pre-copy iteration) and an overall
-    bar whose ETA comes from the measured rates. Import of rich happens here, in the shell."""
+    bar whose ETA (planner.eta) comes from the plan's duration model and the measured rates of the
+    running migrations. Import of rich happens here, in the shell."""
 
     def __init__(self, console: Any = None) -> None:
         from rich.console import Console
@@ -177,8 +229,10 @@ class RichReporter(Reporter):
         self._overall: Any = None
         self._total_mib = 0.0
         self._done_mib: dict[str, float] = {}
+        self.eta = EtaTracker()
 
     def run_started(self, plan: Plan, mode: str) -> None:
+        self.eta.started(plan)
         self._total_mib = sum(max(m.memory_mib + m.disk_mib, 1.0) for m in plan.migrations)
         self.progress.start()
         self._overall = self.progress.add_task(f"[bold]evacuation ({mode})", total=self._total_mib * 2**20,
@@ -188,6 +242,7 @@ class RichReporter(Reporter):
 
     def migration_started(self, migration: Migration, attempt: int, now_s: float,
                           in_flight: tuple[str, ...]) -> None:
+        self.eta.migration_started(migration, now_s)
         note = f"→ {migration.destination}" + (f" (attempt {attempt})" if attempt > 1 else "")
         total = max(migration.memory_mib + migration.disk_mib, 1.0) * 2**20
         if migration.vm in self._tasks:
@@ -196,6 +251,7 @@ class RichReporter(Reporter):
             self._tasks[migration.vm] = self.progress.add_task(migration.vm, total=total, note=note)
 
     def migration_progress(self, migration: Migration, progress: JobProgress) -> None:
+        self.eta.progress(migration, progress)
         task = self._tasks.get(migration.vm)
         if task is None:
             return
@@ -213,9 +269,11 @@ class RichReporter(Reporter):
         self.console.print(f"[yellow]{migration.vm}: retry {attempt} in {delay_s:g} s[/] ({error})")
 
     def migration_done(self, migration: Migration, elapsed_s: float, now_s: float) -> None:
+        self.eta.ended_at(migration, now_s, done=True)
         self._end(migration, max(migration.memory_mib + migration.disk_mib, 1.0))
 
     def migration_failed(self, migration: Migration, state: str, error: str, now_s: float) -> None:
+        self.eta.ended_at(migration, now_s, done=False)
         self.console.print(f"[red]{migration.vm}: {state}[/] {error}")
         self._end(migration, max(migration.memory_mib + migration.disk_mib, 1.0))
 
@@ -229,8 +287,9 @@ class RichReporter(Reporter):
 
     def _update_overall(self) -> None:
         if self._overall is not None:
+            left = self.eta.eta_s()
             self.progress.update(self._overall, completed=sum(self._done_mib.values()) * 2**20,
-                                 note=f"{self._finished}/{self._n}")
+                                 note=f"{self._finished}/{self._n}" + (f" · ETA {left:.0f} s" if left else ""))
 
     def run_replanned(self, unavailable: tuple[str, ...], plan: Plan, solve_s: float) -> None:
         moves = ", ".join(f"{m.vm} → {m.destination}" for m in plan.migrations)

@@ -59,7 +59,9 @@ from executor.hypervisor import (
     DomainStatus,
     Hypervisor,
     HypervisorError,
+    JobProgress,
     MigrationFailed,
+    MigrationOutcome,
     MigrationSpec,
 )
 from executor.journal import Journal
@@ -268,6 +270,8 @@ class _Worker:
         self.abort_sent = False
         self.last_detail = ""
         self.busy_waits = 0  # waits for another client's job on the domain (before precheck)
+        self.dispatched_s = runner.clock_s()  # the run clock when the monitor started this migration
+        self.samples: list[JobProgress] = []  # job statistics of the current attempt (the measured rates)
         self.thread = threading.Thread(target=self._main, name=f"evac-{migration.vm}-{migration.hop}", daemon=True)
 
     # -- journal + state helpers
@@ -365,9 +369,31 @@ class _Worker:
             if verdict in ("failed", "aborted"):
                 self._cleanup(created)
             downtime = outcome.downtime_ms if outcome is not None else None
+            if self.state is State.DONE and outcome is not None:
+                self._journal_measured(outcome)
             self._emit("ended", state=self.state, error="" if self.state is State.DONE else self._error_text(error),
                        downtime_ms=downtime)
             return
+
+    def _journal_measured(self, outcome: MigrationOutcome) -> None:
+        """What `evac calibrate` fits the duration model to (docs/calibrate.md): the migration's wall time
+        from dispatch to verified, the migrate call's own time, bytes sent, downtime, the inventory's
+        dirty rate the plan used, the mean measured rates, and whether anything disturbed the run (retries,
+        escalations: such a migration is not fitted)."""
+        vm = self.r.inventory.vm[self.m.vm]
+        rates = [p.rate_mibs for p in self.samples if p.rate_mibs > 0]
+        dirty = [p.dirty_rate_mibs for p in self.samples]
+        self.r.journal.event(
+            "migration_measured", self.m.vm, hop=self.m.hop, attempt=self.attempt,
+            dispatched_s=round(self.dispatched_s, 3), migrate_started_s=round(self.migrate_started_s, 3),
+            ended_s=round(self.r.clock_s(), 3), migrate_s=round(outcome.duration_s, 3),
+            transferred_mib=outcome.transferred_mib, downtime_ms=outcome.downtime_ms,
+            memory_mib=vm.memory_mib if self.spec.live else 0, disk_mib=self.m.disk_mib,
+            dirty_rate_mibs=vm.dirty_rate_mibs, bandwidth_mibs=self.spec.bandwidth_mibs,
+            max_downtime_ms=self.spec.max_downtime_ms, live=self.spec.live, auto_converge=self.spec.auto_converge,
+            escalations=len(self.escalations), iterations=max((p.memory_iteration for p in self.samples), default=0),
+            measured_rate_mibs=round(sum(rates) / len(rates), 3) if rates else None,
+            measured_dirty_mibs=round(sum(dirty) / len(dirty), 3) if dirty else None)
 
     def _busy_elsewhere(self) -> bool:
         """Another client's job holds the domain (a backup, someone's migration: NOTES §5, error 68
@@ -391,6 +417,7 @@ class _Worker:
         """Escalation state is per attempt; `escalations` keeps every step for the report."""
         self.downtime_ms = self.spec.max_downtime_ms
         self.ladder_done = []
+        self.samples = []
         self.final_action = None
         self.suspended = False
         self.abort_sent = False
@@ -793,6 +820,7 @@ class _Runner:
                 continue
             if p is None:
                 continue
+            w.samples.append(p)
             self.reporter.migration_progress(w.m, p)
             faults.point("disk_copy" if p.disk_total_mib and p.disk_processed_mib < p.disk_total_mib
                          else "memory_copy")

@@ -392,13 +392,13 @@ class SimulatedHypervisor(Hypervisor):
                 raise MigrationFailed(spec.vm, spec.destination, fail.code, fail.message)
             disk_mib = sum(d.allocation_gib for d in self.inventory.vm[spec.vm].disks
                            if d.target in spec.copy_storage) * 1024.0
-            bw = spec.bandwidth_mibs
+            # What the wire sees: the cap times the model's efficiency, the inventory's rate times its factor.
+            bw, dirty = self.model.effective(spec.bandwidth_mibs, dirty_rate_mibs)
             slow = self._fault(Slow, spec.vm)
             if isinstance(slow, Slow):
                 bw /= slow.factor
             if self.jitter:
                 bw *= 1.0 - self._rng.uniform(0.0, self.jitter)
-            dirty = dirty_rate_mibs
             if self._fault(NeverConverges, spec.vm) is not None:
                 dirty = max(dirty, 4.0 * bw)
             job = _Job(spec, self.clock.now(), memory_mib if spec.live else 0.0, disk_mib, dirty, bw,
@@ -414,7 +414,7 @@ class SimulatedHypervisor(Hypervisor):
     def _run(self, job: _Job) -> MigrationOutcome:
         spec = job.spec
         hang = self._fault(Hang, spec.vm) is not None
-        self._pause(job, self.model.fixed_cost_s)
+        self._pause(job, self.model.fixed_cost_s + (self.model.copy_setup_s if job.disk_mib else 0.0))
         if hang:
             while True:
                 self._pause(job, 3600.0)

@@ -13,6 +13,8 @@ Two small files, YAML or JSON, both optional (docs/collect.md has examples):
         switch: tor-a
         labels: {rack: r1}
         state: up                       # up | maintenance | down
+    model: lab-model.json               # optional: the duration model planning uses (evac calibrate -o),
+                                        # relative to this file; `evac plan --site FILE` reads it
     shared_storage:
       nfs-1: {paths: [/mnt/nfs]}        # file/block disks under these paths are on shared storage nfs-1
       san-nbd: {servers: [10.0.9.2]}    # network disks served by these hosts (nbd, rbd monitors, iscsi...)
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.documents import read_document
-from planner.errors import Problem, UsageError
+from planner.errors import InputError, Problem, UsageError
 from planner.inventory import control_character_problem
 from planner.model import HostState, Link
 from planner.uri_rules import check_migration_address, check_uri
@@ -71,6 +73,7 @@ class SiteConfig:
     hosts: Mapping[str, HostOverride] = field(default_factory=dict)
     storage: tuple[DeclaredStorage, ...] = ()
     links: tuple[Link, ...] = ()
+    model: Path | None = None  # the duration model file planning uses (`model:` in the hosts file)
 
     def override_for(self, uri: str, hostname: str | None) -> HostOverride | None:
         """The hosts-file entry for a collected host: by URI first, then by libvirt's hostname."""
@@ -226,6 +229,7 @@ def _links(doc: Any, source: str, problems: list[Problem]) -> tuple[Link, ...]:
 def load_site_config(hosts_file: Path | None = None, topology: Path | None = None) -> SiteConfig:
     """Reads both files (either may be None); one `UsageError` names every problem in them."""
     problems: list[Problem] = []
+    model: Path | None = None
     merged: dict[str, dict[str, Any]] = {}
     storage: tuple[DeclaredStorage, ...] = ()
     links: tuple[Link, ...] = ()
@@ -240,7 +244,8 @@ def load_site_config(hosts_file: Path | None = None, topology: Path | None = Non
             merged.setdefault(name, {}).update(entry)
         if what == "hosts file":
             storage = _storage(doc, str(path), problems)
-            unknown = set(doc) - {"hosts", "shared_storage"}
+            model = _model(doc, path, problems)
+            unknown = set(doc) - {"hosts", "shared_storage", "model"}
         else:
             links = _links(doc, str(path), problems)
             unknown = set(doc) - {"hosts", "links"}
@@ -250,4 +255,25 @@ def load_site_config(hosts_file: Path | None = None, topology: Path | None = Non
                              problems) for name, entry in merged.items()}
     if problems:
         raise UsageError("site configuration", problems)
-    return SiteConfig(hosts=hosts, storage=storage, links=links)
+    return SiteConfig(hosts=hosts, storage=storage, links=links, model=model)
+
+
+def _model(doc: Mapping[str, Any], path: Path, problems: list[Problem]) -> Path | None:
+    """`model: FILE`: a duration model file (evac calibrate -o), relative to the hosts file; read now so a
+    bad one is named with the rest of the site configuration."""
+    if "model" not in doc:
+        return None
+    raw = doc["model"]
+    if not isinstance(raw, str) or not raw or "\0" in raw:
+        problems.append(Problem(f"{path}: model", "must be the path of a duration model file"))
+        return None
+    model = Path(raw) if Path(raw).is_absolute() else path.parent / raw
+    from planner.duration import load_model
+
+    try:
+        load_model(model)
+    except InputError as e:
+        problems += [Problem(f"{path}: model ({model}){': ' + p.where if p.where else ''}", p.message)
+                     for p in e.problems]
+        return None
+    return model

@@ -10,29 +10,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from planner.constraints import ALL_RULES, CheckContext, Rule, Violation
-from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.duration import DurationModel
 from planner.errors import InconsistentPlanError
 from planner.model import Inventory
 from planner.plan import Plan
 from planner.topology import Topology
 
 
-def check_plan(inventory: Inventory, plan: Plan, model: DurationModel = DEFAULT_MODEL, *,
+def check_plan(inventory: Inventory, plan: Plan, model: DurationModel | None = None, *,
                rebalance: bool | None = None, topology: Topology | None = None,
                rules: Sequence[Rule] = ALL_RULES) -> list[Violation]:
     """Every violation of `plan` against `inventory`, in rule order.
 
     `rebalance`: may VMs of hosts not being drained move? None (default) = only if nothing is
-    drained. Pass the `topology` if you already built one for this inventory.
+    drained. Pass the `topology` if you already built one for this inventory. `model`: the duration
+    model to hold the plan to; by default the one the plan records (`Plan.duration_model`).
     """
-    ctx = CheckContext(inventory, plan, model, rebalance, topology)
+    ctx = CheckContext(inventory, plan, model if model is not None else plan.duration_model, rebalance, topology)
     out: list[Violation] = []
     for rule in rules:
         out.extend(rule.violations(ctx))
     return out
 
 
-def assert_plan_valid(inventory: Inventory, plan: Plan, model: DurationModel = DEFAULT_MODEL, *,
+def assert_plan_valid(inventory: Inventory, plan: Plan, model: DurationModel | None = None, *,
                       rebalance: bool | None = None, topology: Topology | None = None) -> None:
     """Raises `InconsistentPlanError(plan, violations)` unless `plan` passes every rule."""
     violations = check_plan(inventory, plan, model, rebalance=rebalance, topology=topology)

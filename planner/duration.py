@@ -7,14 +7,24 @@ and so on (round i sends M·λ^i with λ = D/R) until what is left fits in the d
 Copied (non-shared) disks go first, at the same bandwidth (QEMU drive-mirror), then memory.
 Every migration also pays a fixed cost (connection, destination QEMU start, switchover).
 
-The constants are fields of `DurationModel` so they can be calibrated from lab measurements
-(`DurationModel(fixed_cost_s=...)`); nothing else in evac hard-codes them.
+The constants are fields of `DurationModel` so they can be calibrated from finished runs
+(`evac calibrate`, planner/calibrate.py) and read back from a model file (`load_model`, format in
+docs/calibrate.md); nothing else in evac hard-codes them. Two of them scale what the inventory and
+the plan say into what the wire sees: `bandwidth_efficiency` (the share of a migration's cap it
+really achieves) and `dirty_rate_factor` (how the inventory's dirty rate inflates or deflates into
+the pages QEMU re-sends).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planner.documents import read_document
+from planner.errors import InputError, Problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +41,20 @@ class DurationModel:
     throttle_increment: float = 0.10
     throttle_max: float = 0.99
     throttle_after_rounds: int = 2
+    # Achieved rate / the bandwidth cap libvirt is given. At most 1: a plan reserves the cap on every NIC
+    # and link, and the lower bounds divide bytes by capacity, which stays a bound only if no migration
+    # moves faster than the bandwidth it holds.
+    bandwidth_efficiency: float = 1.0
+    # The pages QEMU re-sends per second / the inventory's dirty_rate_mibs (a collector's estimate or an
+    # operator's guess); 1 trusts the inventory.
+    dirty_rate_factor: float = 1.0
+    # Extra fixed cost of a migration that copies disks (destination volumes created, the drive-mirror
+    # set up before the first byte): measured on the lab at ~2 s; 0 until calibrated.
+    copy_setup_s: float = 0.0
+
+    def effective(self, bandwidth_mibs: float, dirty_rate_mibs: float) -> tuple[float, float]:
+        """(bandwidth, dirty rate) as the wire sees them: the plan's cap and the inventory's rate, scaled."""
+        return bandwidth_mibs * self.bandwidth_efficiency, dirty_rate_mibs * self.dirty_rate_factor
 
 
 DEFAULT_MODEL = DurationModel()
@@ -78,7 +102,8 @@ def estimate(memory_mib: float, dirty_rate_mibs: float, bandwidth_mibs: float, m
     """
     if not bandwidth_mibs > 0 or not math.isfinite(bandwidth_mibs):
         raise ValueError(f"bandwidth_mibs must be positive and finite, got {bandwidth_mibs}")
-    disk_s = disk_mib / bandwidth_mibs
+    bandwidth_mibs, dirty_rate_mibs = model.effective(bandwidth_mibs, dirty_rate_mibs)
+    disk_s = disk_mib / bandwidth_mibs + (model.copy_setup_s if disk_mib > 0 else 0.0)
     if not live:  # offline: the definition moves, plus the copied disks; nothing runs meanwhile
         return Estimate(model.fixed_cost_s + disk_s, disk_mib, 0, 0.0, True, False)
     secs, sent, rounds, downtime, converges = _precopy(
@@ -94,6 +119,7 @@ def estimate(memory_mib: float, dirty_rate_mibs: float, bandwidth_mibs: float, m
 def closed_form_duration_s(memory_mib: float, dirty_rate_mibs: float, bandwidth_mibs: float,
                            max_downtime_ms: float, model: DurationModel = DEFAULT_MODEL) -> float:
     """NOTES §2's closed form for a converging migration, kept to cross-check `estimate`."""
+    bandwidth_mibs, dirty_rate_mibs = model.effective(bandwidth_mibs, dirty_rate_mibs)
     lam = dirty_rate_mibs / bandwidth_mibs
     threshold = bandwidth_mibs * max_downtime_ms / 1000.0
     if memory_mib <= threshold or lam == 0:
@@ -124,7 +150,112 @@ def floor_estimate(memory_mib: float, dirty_rate_mibs: float, bandwidth_mibs: fl
                         auto_converge, model)
     if not bandwidth_mibs > 0 or not math.isfinite(bandwidth_mibs):
         raise ValueError(f"bandwidth_mibs must be positive and finite, got {bandwidth_mibs}")
+    bandwidth_mibs, dirty_rate_mibs = model.effective(bandwidth_mibs, dirty_rate_mibs)
     secs, sent, rounds, downtime, converges = _precopy(
         memory_mib, dirty_rate_mibs, bandwidth_mibs, max_downtime_ms, True, model)
-    return Estimate(model.fixed_cost_s + disk_mib / bandwidth_mibs + secs, disk_mib + sent, rounds, downtime,
-                    converges, True)
+    disk_s = disk_mib / bandwidth_mibs + (model.copy_setup_s if disk_mib > 0 else 0.0)
+    return Estimate(model.fixed_cost_s + disk_s + secs, disk_mib + sent, rounds, downtime, converges, True)
+
+
+def remaining_s(remaining_mib: float, dirty_rate_mibs: float, rate_mibs: float, max_downtime_ms: float,
+                model: DurationModel = DEFAULT_MODEL) -> float:
+    """Seconds left for a running migration with `remaining_mib` still to send at a MEASURED rate and dirty
+    rate (libvirt's job statistics: already what the wire sees, so not scaled again), pre-copy rounds of
+    the remainder included; for the live ETA of `evac run`."""
+    if not rate_mibs > 0 or not math.isfinite(rate_mibs):
+        raise ValueError(f"rate_mibs must be positive and finite, got {rate_mibs}")
+    secs, _, _, _, _ = _precopy(max(0.0, remaining_mib), max(0.0, dirty_rate_mibs), rate_mibs, max_downtime_ms,
+                                False, model)
+    return secs
+
+
+# ---------------------------------------------------------------- model files (docs/calibrate.md)
+
+MODEL_FILE_VERSION = 1
+_FIELDS = {f.name: f.type for f in dataclasses.fields(DurationModel)}
+# (lowest, highest, integer) for every constant a model file may set; out of range is a problem named by key.
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "fixed_cost_s": (0.0, 3600.0, False),
+    "max_rounds": (1, 1000, True),
+    "resume_cost_ms": (0.0, 60_000.0, False),
+    "throttle_initial": (0.0, 0.99, False),
+    "throttle_increment": (0.0, 0.99, False),
+    "throttle_max": (0.0, 0.99, False),
+    "throttle_after_rounds": (0, 1000, True),
+    "bandwidth_efficiency": (0.01, 1.0, False),
+    "dirty_rate_factor": (0.0, 100.0, False),
+    "copy_setup_s": (0.0, 3600.0, False),
+}
+
+
+class ModelFileError(InputError):
+    """A duration model file (or a plan's `model` object) that evac cannot use (exit 2)."""
+
+
+def model_constants(model: DurationModel) -> dict[str, float | int]:
+    """Every constant of `model` by name (the `constants` object of a model file, a plan's `model`)."""
+    return {name: getattr(model, name) for name in _FIELDS}
+
+
+def model_from_constants(raw: Any, where: str, problems: list[Problem]) -> DurationModel:
+    """A model from a `constants` object; constants left out keep their defaults; every bad one is named."""
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, "must be an object of constant name to number"))
+        return DEFAULT_MODEL
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        at = f"{where}.{key}"
+        if key not in _RANGES:
+            problems.append(Problem(at, f"unknown constant (known: {', '.join(sorted(_RANGES))})"))
+            continue
+        low, high, integer = _RANGES[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (integer and not isinstance(value, int)) or not math.isfinite(float(value)):
+            kind = "an integer" if integer else "a finite number"
+            problems.append(Problem(at, f"must be {kind}, got {value!r}"[:200]))
+        elif not low <= value <= high:
+            problems.append(Problem(at, f"must be between {low:g} and {high:g}, got {value!r}"))
+        else:
+            values[key] = int(value) if integer else float(value)
+    return dataclasses.replace(DEFAULT_MODEL, **values)
+
+
+def model_document(model: DurationModel, fit: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A model file's content: version, every constant, and (from `evac calibrate`) how it was fitted."""
+    return {"version": MODEL_FILE_VERSION, "constants": model_constants(model), **({"fit": fit} if fit else {})}
+
+
+def model_from_document(doc: Any, source: str) -> DurationModel:
+    """Reads a model file's data; raises `ModelFileError` naming every problem."""
+    problems: list[Problem] = []
+    if not isinstance(doc, dict):
+        raise ModelFileError(source, [Problem("", "a duration model file must be a JSON object")])
+    version = doc.get("version")
+    if "version" not in doc:
+        problems.append(Problem("version", "is required"))
+    elif version != MODEL_FILE_VERSION or isinstance(version, bool):
+        problems.append(Problem("version", f"unsupported model file version {version!r}; this evac reads version "
+                                           f"{MODEL_FILE_VERSION}"[:200]))
+    if "constants" not in doc:
+        problems.append(Problem("constants", "is required"))
+        model = DEFAULT_MODEL
+    else:
+        model = model_from_constants(doc["constants"], "constants", problems)
+    if "fit" in doc and not isinstance(doc["fit"], dict):
+        problems.append(Problem("fit", "must be an object"))
+    for key in sorted(set(doc) - {"version", "constants", "fit"}):
+        problems.append(Problem(str(key), "unknown key (known: version, constants, fit)"))
+    if problems:
+        raise ModelFileError(source, problems)
+    return model
+
+
+def load_model(path: str | Path) -> DurationModel:
+    """Reads a model file written by `evac calibrate` (or by hand) through the one document reader."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"model {p}", [Problem("", f"cannot read: {e.strerror or e}")]) from None
+    doc, _ = read_document(raw, f"model {p}", error=ModelFileError, duplicates="error")
+    return model_from_document(doc, f"model {p}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.documents import read_document
+from planner.duration import DEFAULT_MODEL, DurationModel, model_constants, model_from_constants
 from planner.errors import PlanFileError, Problem
 
 
@@ -124,6 +125,15 @@ class Plan:
     kind: PlanKind = PlanKind.DRAIN
     balance: Balance | None = None
     target: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The duration model the plan was made with, when not evac's default (a calibrated model file), and
+    # where it came from; the checker, the simulated fleet and the run's ETA use it (docs/plan.md).
+    model: DurationModel | None = None
+    model_source: str | None = None
+
+    @property
+    def duration_model(self) -> DurationModel:
+        """The model this plan's durations follow: its recorded one, else evac's default."""
+        return self.model if self.model is not None else DEFAULT_MODEL
 
     @property
     def gap(self) -> float:
@@ -172,6 +182,9 @@ class Plan:
                               "after": _spread_to_dict(b.after), "moved_gib": round(b.moved_gib, 3)}
         if self.target:
             out["target"] = dict(self.target)
+        if self.model is not None:
+            out["model"] = {**({"source": self.model_source} if self.model_source else {}),
+                            "constants": model_constants(self.model)}
         return out
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -329,6 +342,7 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
         r.err("target", "must be an object of VM name to host name")
     else:
         target = dict(raw_target)
+    model, model_source = _read_model(r, doc) if "model" in doc else (None, None)
     if r.problems:
         raise PlanFileError(source, r.problems)
     return Plan(
@@ -346,7 +360,23 @@ def plan_from_dict(doc: Any, source: str = "plan") -> Plan:
         balance=balance,
         target=target,
         inventory_path=inventory_path,
+        model=model,
+        model_source=model_source,
     )
+
+
+def _read_model(r: _Reader, doc: Mapping[str, Any]) -> tuple[DurationModel | None, str | None]:
+    raw = doc["model"]
+    if not isinstance(raw, dict):
+        r.err("model", "must be an object with `constants` (and optionally `source`)")
+        return None, None
+    for key in sorted(set(raw) - {"constants", "source"}):
+        r.err(f"model.{key}", "unknown key (known: constants, source)")
+    model_source = r.get(raw, "source", "model", "str", required=False, default=None)
+    if "constants" not in raw:
+        r.err("model.constants", "is required")
+        return None, model_source
+    return model_from_constants(raw["constants"], "model.constants", r.problems), model_source
 
 
 def _read_balance(r: _Reader, doc: Mapping[str, Any]) -> Balance | None:

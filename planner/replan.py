@@ -89,15 +89,16 @@ def replan(inventory: Inventory, plan: Plan, done_moves: Mapping[str, str], unav
     wanted = set(to_move)
     if plan.kind is PlanKind.DRAIN:
         new = make_plan(live, plan.drained, time_limit_s=time_limit_s, workers=workers,
-                        drain_labels=plan.drain_labels)
+                        drain_labels=plan.drain_labels, model=plan.duration_model)
     else:
         from planner.reconfigure import make_reconfiguration  # OR-Tools and the reconfiguration core: only here
 
         ends = final_hosts(plan)
         target = {vm: ends[vm] for vm in sorted(wanted) if vm in live.vm and ends.get(vm) not in down}
         new = make_reconfiguration(live, PlanKind.TARGET, drained=plan.drained, target=target,
-                                   time_limit_s=time_limit_s, workers=workers,
+                                   time_limit_s=time_limit_s, workers=workers, model=plan.duration_model,
                                    keep=[v.name for v in live.vms if v.name not in wanted])
+    new = dataclasses.replace(new, model=plan.model, model_source=plan.model_source)  # the same model as the run's
     stray = [Violation("replan", m.vm, None, f"re-plan moves {m.vm}, which was not to be moved again")
              for m in new.migrations if m.vm not in wanted]
     stray += [Violation("replan", m.vm, None, f"re-plan moves {m.vm} from {m.source}, it is on {live.vm[m.vm].host}")

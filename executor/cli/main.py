@@ -15,6 +15,7 @@ import typer.main
 from rich.console import Console
 
 from executor.cli import (
+    calibrate_cmd,
     collect_cmds,
     inventory_cmds,
     numbers,
@@ -48,7 +49,8 @@ def _root() -> None:
     """
 
 
-for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds):
+for module in (inventory_cmds, plan_cmds, reconfigure_cmds, collect_cmds, run_cmds, whatif_cmds, report_cmds,
+               calibrate_cmd):
     module.register(app)
 return_cmd.register(app)
 rolling_cmd.register(app)

@@ -20,6 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from executor.outputs import check_writable, write_atomic
+from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.errors import UsageError
 from planner.model import Inventory
 from planner.plan import Plan, PlanKind, PlanStatus, load_plan
@@ -94,6 +95,10 @@ def register(app: typer.Typer) -> None:
             "makes it."))] = False,
         target: Annotated[Path | None, typer.Option(
             "--target", help='Reach this placement: JSON {"vm": "host"} or CSV vm,host (a target plan).')] = None,
+        model: Annotated[Path | None, typer.Option(
+            "--model", help="Duration model file (evac calibrate -o); the plan records it.")] = None,
+        site: Annotated[Path | None, typer.Option(
+            "--site", help="Site configuration (hosts file) whose `model` key names the model file.")] = None,
     ) -> None:
         """Plan the evacuation of hosts: placement, bandwidth-capped schedule, lower bound.
 
@@ -112,6 +117,9 @@ def register(app: typer.Typer) -> None:
                 _problem("--workers", "must be >= 1") if workers < 1 else None) if p is not None])
         if output is not None:  # before solving: a plan computed for a file that cannot be written is lost
             check_writable(output, "evac plan -o")
+        from executor.cli.calibrate_cmd import chosen_model, with_model
+
+        duration_model, model_source = chosen_model(model, site)
         inv = _load(inventory)
         ds = resolve_drain(inv, drain or [], drain_label or [])
         from executor.cli.reconfigure_cmds import plan_kind, run_reconfiguration, write_nothing_to_do
@@ -124,15 +132,17 @@ def register(app: typer.Typer) -> None:
             return
         if kind is not PlanKind.DRAIN:  # repair or target: planner.reconfigure
             run_reconfiguration(inv, inventory, kind, ds.hosts, target_file=target, output=output, as_json=as_json,
-                                time_limit=time_limit, workers=workers)
+                                time_limit=time_limit, workers=workers, model=duration_model,
+                                model_source=model_source)
             return
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=err_console, transient=True, disable=as_json) as progress:
             task = progress.add_task(f"planning {len(ds.hosts)} hosts…", total=None)
             plan = make_plan(inv, ds.hosts, time_limit_s=time_limit, workers=workers,
                              reporter=_RichSolverReporter(progress, task), drain_labels=ds.labels,
-                             greedy_only=greedy)
+                             greedy_only=greedy, model=duration_model)
         plan = dataclasses.replace(plan, inventory_path=str(inventory.absolute()))  # so `evac run PLAN` finds it
+        plan = with_model(plan, duration_model, model_source)
         if output is not None:
             write_atomic(output, plan.to_json(), "evac plan -o")
         if as_json:
@@ -144,7 +154,7 @@ def register(app: typer.Typer) -> None:
             if output is not None:
                 console.print(f"plan written to {output}", markup=False)
         if baselines and not as_json:
-            console.print(baselines_table(inv, ds.hosts, plan))
+            console.print(baselines_table(inv, ds.hosts, plan, duration_model))
         if plan.status is PlanStatus.INFEASIBLE:
             raise typer.Exit(1)
 
@@ -203,11 +213,12 @@ BASELINE_LIMITS = {
 }
 
 
-def baselines_table(inv: Inventory, drained: tuple[str, ...], plan: Plan) -> Table:
+def baselines_table(inv: Inventory, drained: tuple[str, ...], plan: Plan, model: DurationModel = DEFAULT_MODEL
+                    ) -> Table:
     from planner.baselines import run_baselines
 
     t0 = time.monotonic()
-    results = run_baselines(inv, drained)
+    results = run_baselines(inv, drained, model)
     table = Table(title=f"evac vs today's tools (same duration model; baselines {time.monotonic() - t0:.1f} s)")
     for col in ("plan", "makespan s", "vs evac", "VMs left", "limits respected"):
         table.add_column(col, justify="left" if col in ("plan", "limits respected") else "right")

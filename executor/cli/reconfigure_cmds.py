@@ -21,6 +21,7 @@ from rich.table import Table
 
 from executor.cli.plan_cmds import console, err_console, summary_lines, waves_table
 from executor.outputs import check_writable, write_atomic
+from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.errors import Problem, UsageError
 from planner.model import Inventory
 from planner.plan import PlanKind, PlanStatus
@@ -85,15 +86,17 @@ def write_nothing_to_do(inv: Inventory, inventory_path: Path, output: Path) -> N
 
 def run_reconfiguration(inv: Inventory, inventory_path: Path, kind: PlanKind, drained: tuple[str, ...], *,
                         target_file: Path | None, output: Path | None, as_json: bool, time_limit: float,
-                        workers: int) -> None:
+                        workers: int, model: DurationModel = DEFAULT_MODEL, model_source: str | None = None) -> None:
     """`evac plan` for a repair or target plan (the output was checked writable by the caller)."""
+    from executor.cli.calibrate_cmd import with_model
     from planner.reconfigure import reconfigure
     from planner.reconfigure.target_file import load_target
 
     target = load_target(target_file, inv) if target_file is not None else None
-    result = reconfigure(inv, kind, drained=drained, target=target, time_limit_s=time_limit, workers=workers)
-    result = dataclasses.replace(result, plan=dataclasses.replace(result.plan,
-                                                                  inventory_path=str(inventory_path.absolute())))
+    result = reconfigure(inv, kind, drained=drained, target=target, time_limit_s=time_limit, workers=workers,
+                         model=model)
+    result = dataclasses.replace(result, plan=with_model(dataclasses.replace(
+        result.plan, inventory_path=str(inventory_path.absolute())), model, model_source))
     report(result, output, as_json)
     if result.plan.status is PlanStatus.INFEASIBLE:
         raise typer.Exit(1)
@@ -124,6 +127,10 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int, typer.Option("--workers", help="Solver threads.")] = 2,
         baseline: Annotated[bool, typer.Option("--baseline/--no-baseline",
                                                help="Compare with greedy most-loaded → least-loaded.")] = True,
+        model: Annotated[Path | None, typer.Option(
+            "--model", help="Duration model file (evac calibrate -o); the plan records it.")] = None,
+        site: Annotated[Path | None, typer.Option(
+            "--site", help="Site configuration (hosts file) whose `model` key names the model file.")] = None,
     ) -> None:
         """Level the load of the hosts with the fewest GiB moved, then the shortest run.
 
@@ -153,8 +160,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError("evac rebalance", problems)
         if output is not None:
             check_writable(output, "evac rebalance -o")
+        from executor.cli.calibrate_cmd import chosen_model, with_model
         from planner.inventory import load_inventory
 
+        duration_model, model_source = chosen_model(model, site)
         inv = load_inventory(inventory).inventory
         ds = resolve_drain(inv, drain or [], (), command="evac rebalance")
         if group_by is not None and not any(group_by in h.labels for h in inv.hosts):
@@ -162,9 +171,9 @@ def register(app: typer.Typer) -> None:
         options = RebalanceOptions(Metric(metric), By(by), target_spread, max_moves, max_gib, min_gain, group_by)
         with console.status("rebalancing…") if not as_json else _nothing():
             result = reconfigure(inv, PlanKind.REBALANCE, drained=ds.hosts, rebalance_options=options,
-                                 time_limit_s=time_limit, workers=workers)
-        result = dataclasses.replace(result, plan=dataclasses.replace(result.plan,
-                                                                      inventory_path=str(inventory.absolute())))
+                                 time_limit_s=time_limit, workers=workers, model=duration_model)
+        result = dataclasses.replace(result, plan=with_model(dataclasses.replace(
+            result.plan, inventory_path=str(inventory.absolute())), duration_model, model_source))
         report(result, output, as_json)
         if not as_json:
             if result.ladder:

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from executor.outputs import OutputError, check_writable, check_writable_dir, write_atomic
 from executor.states import State
+from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.errors import EnvironmentProblem, Problem, UsageError
 from planner.model import Inventory
 from planner.plan import Migration, Plan, PlanKind, load_plan
@@ -48,11 +49,12 @@ def _load_inventory(path: Path) -> Inventory:
 
 
 def _hypervisor(inventory: Inventory, simulate: bool, speedup: float, tls: bool,
-                allow_insecure_transport: bool = False, peer_uris: dict[str, str] | None = None) -> Hypervisor:
+                allow_insecure_transport: bool = False, peer_uris: dict[str, str] | None = None,
+                model: DurationModel = DEFAULT_MODEL) -> Hypervisor:
     if simulate:
         from executor.sim_hv import SimulatedHypervisor
 
-        return SimulatedHypervisor(inventory, speedup=speedup)
+        return SimulatedHypervisor(inventory, speedup=speedup, model=model)  # the plan's model: it follows the plan
     try:  # lazily: libvirt-python is only needed against real hosts
         from executor.libvirt_hv import LibvirtHypervisor
     except ImportError as e:
@@ -276,7 +278,7 @@ def register(app: typer.Typer) -> None:
         if dry:
             dry_run(plan, inventory, options, peers)
             raise typer.Exit(1 if plan.unplaced else 0)
-        hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, peers)
+        hv = _hypervisor(inventory, simulate, speedup, tls, allow_insecure_transport, peers, plan.duration_model)
         result = execute(plan, inventory, hv, options, journal_path, json_out, simulated=simulate, replan=replan)
         raise typer.Exit(result.exit_code)
 
@@ -418,7 +420,7 @@ def run_demo(inventory_path: Path, drain: list[str], speedup: float | None, out:
         raise OutputError("evac demo --out", out, f"cannot be prepared: {e.strerror or e}") from None
     write_atomic(out / "plan.json", plan.to_json(), "evac demo --out")
     console.print(f"running on the simulated fleet at {sp:g}× speed")
-    hv = SimulatedHypervisor(inventory, speedup=sp, jitter=0.15, seed=1)
+    hv = SimulatedHypervisor(inventory, speedup=sp, jitter=0.15, seed=1, model=plan.duration_model)
     result = execute(plan, inventory, hv, RunOptions(backoff_s=5.0), journal_path, False, simulated=True)
     chart = out / "gantt.png"
     write_atomic(chart, gantt_png(result), "evac demo --out")

@@ -110,6 +110,8 @@ def register(app: typer.Typer) -> None:
             "--time-limit", help="Per-scenario time limit with --cp-sat, seconds.")] = 10.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
         as_csv: Annotated[bool, typer.Option("--csv", help="Print the comparison table as CSV.")] = False,
+        model: Annotated[Path | None, typer.Option(
+            "--model", help="Duration model file (evac calibrate -o) every scenario is planned with.")] = None,
         output: Annotated[Path | None, typer.Option(
             "-o", "--output", help="Write the results here (JSON; CSV when the name ends in .csv).")] = None,
     ) -> None:
@@ -166,7 +168,9 @@ def register(app: typer.Typer) -> None:
             parsed, mode = failure_sweep(inv, host_failures), f"host-failures {host_failures}"
         if output is not None:
             check_writable(output, "evac whatif -o")
-        settings = Settings(greedy=not cp_sat, time_limit_s=time_limit, workers=1)
+        from executor.cli.calibrate_cmd import chosen_model
+
+        settings = Settings(greedy=not cp_sat, time_limit_s=time_limit, workers=1, model=chosen_model(model)[0])
         quiet = as_json or as_csv
         on_dask = not serial and (len(parsed) > 1 or scheduler is not None)
         where = "serial" if not on_dask else (scheduler or "local Dask cluster")

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.model import Inventory
 from planner.plan import Plan, PlanStatus
 from planner.report import host_load, load_extremes, peak_utilisation, resource_timeline
@@ -32,6 +33,7 @@ class Settings:
     greedy: bool = True
     time_limit_s: float = 10.0
     workers: int = 1
+    model: DurationModel = DEFAULT_MODEL  # the duration model every scenario is planned with (`--model`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ def evaluate(prepared: Prepared, settings: Settings = Settings()) -> ScenarioRes
     plan: Plan | None = None
     if prepared.drain:
         plan = make_plan(inv, prepared.drain, time_limit_s=settings.time_limit_s, workers=settings.workers,
-                         drain_labels=prepared.drain_labels, greedy_only=settings.greedy)
+                         drain_labels=prepared.drain_labels, greedy_only=settings.greedy, model=settings.model)
         reasons.update({u.vm: u.reasons for u in plan.unplaced})
     load = host_load(inv, plan)
     high, low = load_extremes(load, inv)
