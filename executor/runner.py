@@ -517,9 +517,11 @@ class _Runner:
         threads = [threading.Thread(target=self._reconcile_one, args=(key, settled),
                                     name=f"evac-resume-{key[0]}-{key[1]}", daemon=True) for key in to_settle]
         for t in threads:
+            self.clock.track(t)
             t.start()
-        for t in threads:
-            t.join()
+        with self.clock.idle():  # they wait on the clock while following jobs: time must pass
+            for t in threads:
+                t.join()
         announced = self._announced_volumes() if to_settle else {}
         for key in to_settle:
             vm, hop = key
@@ -696,6 +698,7 @@ class _Runner:
                 state = State.RETRY_WAIT
             w = _Worker(self, m, state, self.hop_results[key].attempts)
             self.workers[m.vm] = w
+            self.clock.track(w.thread)  # a virtual clock must not move on while it prechecks and journals
             w.thread.start()
         for vm, reason in self.monitor.waiting_reasons().items():
             kind = re.sub(r"[\d.]+", "#", reason)  # report a new kind of wait, not every changed figure
