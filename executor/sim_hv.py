@@ -90,8 +90,8 @@ class VirtualClock(Clock):
     jumps to the earliest deadline only once every participant waits (discrete-event simulation
     driven by the real threads), so a run that follows the model reproduces its plan exactly.
 
-    Participants: every thread that has waited on the clock, and each thread handed to `track` before
-    it starts (the runner's workers), until it ends. A participant that blocks on anything else for
+    Participants: every thread that has waited on the clock, each thread handed to `track` before it
+    starts (the runner's workers) and the thread that handed it, until they end. A participant that blocks on anything else for
     long must say so with `idle()`, or time stops. `speedup` paces the jumps against wall time (the
     demo stays watchable); `math.inf`: as fast as the threads go.
     """
@@ -116,8 +116,10 @@ class VirtualClock(Clock):
         self.wait(self._never, seconds)
 
     def track(self, thread: threading.Thread) -> None:
+        me = threading.current_thread()
         with self._lock:
             self._participants[id(thread)] = thread
+            self._participants[id(me)] = me  # the thread starting participants takes part (it may start more)
 
     @contextlib.contextmanager
     def idle(self) -> Iterator[None]:

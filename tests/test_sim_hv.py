@@ -148,8 +148,9 @@ def test_virtual_time_passes_only_while_every_participant_waits() -> None:
     time.sleep(0.05)
     assert clock.now() == 0.0  # the tracked thread has not waited yet: time stands still
     go.set()
-    t.join(5)
-    waiter.join(5)
+    with clock.idle():  # this thread started participants: it takes part, and says it only joins them
+        t.join(5)
+        waiter.join(5)
     assert seen == [0.0, 2.0, False]
     assert clock.now() == 10.0  # the waiter's deadline, exactly
 
@@ -168,8 +169,9 @@ def test_virtual_time_an_event_set_wakes_its_waiter_at_the_same_instant() -> Non
     for t in threads:
         clock.track(t)
         t.start()
-    for t in threads:
-        t.join(5)
+    with clock.idle():
+        for t in threads:
+            t.join(5)
     assert woke == [(True, 3.5)]
 
 
@@ -182,6 +184,20 @@ def test_virtual_time_a_thread_joining_waiters_marks_itself_idle() -> None:
     with clock.idle():
         t.join(5)
     assert not t.is_alive() and clock.now() == 7.0
+
+
+def test_virtual_time_the_thread_that_starts_participants_takes_part() -> None:
+    """The runner's control thread starts its workers one by one: time must not pass between two starts,
+    although every worker started so far waits (the medium racks' later workers began 1.75 s late)."""
+    clock = VirtualClock()
+    t = threading.Thread(target=clock.sleep, args=(5.0,))
+    clock.track(t)
+    t.start()
+    time.sleep(0.05)  # still busy (starting the next worker): the first one waits, time stands still
+    assert clock.now() == 0.0
+    with clock.idle():
+        t.join(5)
+    assert clock.now() == 5.0
 
 
 def test_virtual_time_migration_takes_the_model_duration_exactly() -> None:
