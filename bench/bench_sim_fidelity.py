@@ -29,7 +29,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from executor.runner import RunOptions, RunResult, run_plan
 from executor.sim_hv import SimulatedHypervisor
 from planner.duration import estimate
 from planner.inventory import load_inventory
-from planner.model import Inventory, HostState
+from planner.model import HostState, Inventory
 from planner.monitor import dispatch_hop_times, hop_key
 from planner.plan import Plan, PlanKind
 
@@ -142,14 +141,10 @@ def main() -> None:
                  f"{plan.makespan_s:.1f}", f"{dispatch_makespan(fleet) / plan.makespan_s:.3f}",
                  f"{virtual.makespan_s / plan.makespan_s:.3f}", f"{vwall:.1f}"]
         if not args.no_wall:
-            variants: list[tuple[str, Callable[[], SimulatedHypervisor]]] = [
-                ("wall", lambda: SimulatedHypervisor(fleet.inventory, speedup=args.speedup))]
-            if fleet.name.startswith("demo"):
-                variants.append(("demo-old", lambda: SimulatedHypervisor(fleet.inventory, speedup=args.speedup,
-                                                                         jitter=0.15, seed=1)))
+            variants = [("wall", 0.0)] + ([("demo-old", 0.15)] if fleet.name.startswith("demo") else [])
             shown = []
-            for label, make in variants:
-                old, _ = run(fleet, make())
+            for label, jitter in variants:
+                old, _ = run(fleet, SimulatedHypervisor(fleet.inventory, speedup=args.speedup, jitter=jitter, seed=1))
                 shown.append(f"{old.makespan_s / plan.makespan_s:.3f}" + (f" ({label})" if label != "wall" else ""))
             cells.append(", ".join(shown))
         rows.append(tuple(cells))

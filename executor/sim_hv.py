@@ -91,9 +91,9 @@ class VirtualClock(Clock):
     driven by the real threads), so a run that follows the model reproduces its plan exactly.
 
     Participants: every thread that has waited on the clock, each thread handed to `track` before it
-    starts (the runner's workers) and the thread that handed it, until they end. A participant that blocks on anything else for
-    long must say so with `idle()`, or time stops. `speedup` paces the jumps against wall time (the
-    demo stays watchable); `math.inf`: as fast as the threads go.
+    starts (the runner's workers) and the thread that handed it, until they end. A participant that
+    blocks on anything else for long must say so with `idle()`, or time stops. `speedup` paces the
+    jumps against wall time (the demo stays watchable); `math.inf`: as fast as the threads go.
     """
 
     _RECHECK_S = 0.002  # wall seconds between a waiter's looks at the clock (an event set wakes it at once)
