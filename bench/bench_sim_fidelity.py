@@ -5,13 +5,14 @@ or the simulator's own. Each fleet is planned once and run side by side in one p
 
 * `virtual`: the simulated fleet on virtual time (executor.sim_hv.VirtualClock: simulated time passes
   only while every thread of the run waits; what `evac demo` and `evac run --simulate` use now);
-* `wall`: the old clock, wall time × `--speedup` (the executor's own work — journal commits, thread
-  starts — counted `speedup` times in simulated time);
-* `demo-old` (demo fleet only): the old demo exactly, wall clock and a 15 % bandwidth jitter.
+* `old run`: the old clock, wall time × `--speedup` (the executor's own work — journal commits, thread
+  starts — counted `speedup` times in simulated time), and the old dispatch (whatever has room starts,
+  early or not: the monitor without its backfilling rule); `demo-old` (demo fleet only): the old demo
+  exactly, that and a 15 % bandwidth jitter.
 
 Beside them, `dispatch`: the monitor's dispatch of model durations (planner.monitor.dispatch_hop_times):
-what the run must reproduce if nothing else lags. `plan` rounds each duration up to its schedule grid
-(0.1 s), so a faithful run may end a little before the plan.
+what the run must reproduce if nothing else lags; `old dispatch`: the same without backfilling. `plan`
+rounds each duration up to its schedule grid (0.1 s), so a faithful run may end a little before the plan.
 
 Fleets: the demo (data/small.json, its maintenance host), the four racks of data/medium.json, a generated
 fleet (60 hosts / 360 VMs, one rack drained), and two multi-hop target plans (a swap of two full hosts
@@ -24,11 +25,13 @@ Prints figures; asserts only that every run completed. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +44,8 @@ from executor.sim_hv import SimulatedHypervisor
 from planner.duration import estimate
 from planner.inventory import load_inventory
 from planner.model import HostState, Inventory
-from planner.monitor import dispatch_hop_times, hop_key
-from planner.plan import Plan, PlanKind
+from planner.monitor import PlanMonitor, dispatch_hop_times, hop_key
+from planner.plan import Migration, Plan, PlanKind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,6 +126,21 @@ def dispatch_makespan(fleet: Fleet) -> float:
     return max((end for _, end in dispatch_hop_times(fleet.plan, inv, duration_s=model_s).values()), default=0.0)
 
 
+@contextlib.contextmanager
+def old_dispatch() -> Iterator[None]:
+    """The monitor as it was: whatever has room starts, early or not (no backfilling rule)."""
+    new = PlanMonitor.startable
+
+    def resources_only(self: PlanMonitor, now_s: float = math.inf) -> list[Migration]:
+        return new(self, math.inf)
+
+    PlanMonitor.startable = resources_only  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        PlanMonitor.startable = new  # type: ignore[method-assign]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--speedup", type=float, default=20.0, help="wall-clock runs: simulated seconds per wall second "
@@ -137,20 +155,24 @@ def main() -> None:
         plan = fleet.plan
         hops = sum(1 for m in plan.migrations if m.hop > 0)
         virtual, vwall = run(fleet, SimulatedHypervisor(fleet.inventory, speedup=math.inf, virtual_time=True))
+        with old_dispatch():
+            old_dispatch_ratio = dispatch_makespan(fleet) / plan.makespan_s
         cells = [fleet.name, f"{len(plan.migrations)}" + (f" ({hops} later hops)" if hops else ""),
                  f"{plan.makespan_s:.1f}", f"{dispatch_makespan(fleet) / plan.makespan_s:.3f}",
-                 f"{virtual.makespan_s / plan.makespan_s:.3f}", f"{vwall:.1f}"]
+                 f"{virtual.makespan_s / plan.makespan_s:.3f}", f"{vwall:.1f}", f"{old_dispatch_ratio:.3f}"]
         if not args.no_wall:
             variants = [("wall", 0.0)] + ([("demo-old", 0.15)] if fleet.name.startswith("demo") else [])
             shown = []
             for label, jitter in variants:
-                old, _ = run(fleet, SimulatedHypervisor(fleet.inventory, speedup=args.speedup, jitter=jitter, seed=1))
+                with old_dispatch():
+                    old, _ = run(fleet, SimulatedHypervisor(fleet.inventory, speedup=args.speedup, jitter=jitter,
+                                                            seed=1))
                 shown.append(f"{old.makespan_s / plan.makespan_s:.3f}" + (f" ({label})" if label != "wall" else ""))
             cells.append(", ".join(shown))
         rows.append(tuple(cells))
         print("  " + " | ".join(cells), flush=True)
-    header = ("fleet", "migrations", "plan s", "dispatch/plan", "virtual/plan", "virtual wall s")
-    header += () if args.no_wall else (f"old wall-clock/plan at {args.speedup:g}×",)
+    header = ("fleet", "migrations", "plan s", "dispatch/plan", "virtual/plan", "virtual wall s", "old dispatch/plan")
+    header += () if args.no_wall else (f"old run/plan at {args.speedup:g}×",)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print()
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))

@@ -4,8 +4,10 @@
 inventory and runs each migration the way QEMU pre-copy does (planner.duration's model, NOTES §2):
 a fixed cost, copied disks first, then memory rounds at the migration's own bandwidth cap, each
 round re-sending what the guest dirtied meanwhile, until the rest fits in the max downtime. Time is
-its own `SimClock`, `speedup` times faster than wall time, so the runner's timeouts, polling and
-backoff behave exactly as against libvirt, only quicker.
+its own clock, so the runner's timeouts, polling and backoff behave exactly as against libvirt, only
+quicker: `SimClock` (`speedup` times faster than wall time) or, with `virtual_time=True`,
+`VirtualClock` (time passes only while every thread of the run waits: the executor's own work takes
+no simulated time and a run that follows the model reproduces its plan exactly).
 
 Real concurrency semantics: `migrate` blocks its worker thread; `job_progress`, `abort`,
 `set_max_downtime`, `suspend`, `start_postcopy` act on the running job from other threads; the

@@ -14,7 +14,8 @@ hops can never start and fail with it ("never started: hop k …").
 
 Default mode: follow the plan's order (start_s, then higher priority first, then name) and start a
 migration as soon as the resources it needs are free GIVEN WHAT IS ACTUALLY IN FLIGHT, not when the
-plan's clock says so; there is no straggler barrier. "Free" means, with the candidate added to the
+plan's clock says so (except that an early start must not cost an earlier migration its slot:
+see `startable`); there is no straggler barrier. "Free" means, with the candidate added to the
 migrations in flight (a migrating VM counts on both its source and its destination):
 
 * at most `max_outbound_per_host` leave its source, `max_inbound_per_host` enter its destination,
