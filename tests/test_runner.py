@@ -320,8 +320,10 @@ def test_crash_mid_run_then_resume(tmp_path: Path, complete_inflight: bool, infl
     intents_before = {vm: before.attempts_of(vm) for vm in done_before}
     before.close()
     assert in_flight_before
+    # inflight_runs_s > 0: the jobs still run when we look. On virtual time they surely do: at 400× wall
+    # time their 30 s were 75 ms, which a loaded machine could spend before the resume looked.
     sim = SimulatedHypervisor(inv, speedup=400, state_path=state, complete_inflight=complete_inflight,
-                              inflight_runs_s=inflight_runs_s)  # > 0: the jobs still run when we look
+                              inflight_runs_s=inflight_runs_s, virtual_time=True)
     result, sim, _, journal = _run(tmp_path, inv, plan, sim=sim, resume=True)
     assert result.ok, result.summary()
     assert journal.summary() == {"done": len(plan.migrations)}
