@@ -66,14 +66,9 @@ def _drain(name: str, inv: Inventory, hosts: list[str], time_limit_s: float) -> 
 def _swap_beside_moves(time_limit_s: float) -> Fleet:
     """Two full hosts swap their VMs (one staging hop through c) beside twelve independent moves."""
     from planner.reconfigure import make_reconfiguration
-    from tests._planner_fixtures import flat, host, vm
+    from tests._planner_fixtures import swap_beside_moves
 
-    hosts = [host("a", memory_mib=8192), host("b", memory_mib=8192), host("c")]
-    hosts += [host(f"s{i}") for i in range(4)] + [host(f"d{i}") for i in range(4)]
-    vms = [vm("x", "a", memory_mib=8192), vm("y", "b", memory_mib=8192)]
-    vms += [vm(f"m{i}{k}", f"s{i}", memory_mib=8192) for i in range(4) for k in range(3)]
-    inv = flat(hosts, vms)
-    target = {"x": "b", "y": "a", **{f"m{i}{k}": f"d{i}" for i in range(4) for k in range(3)}}
+    inv, target = swap_beside_moves()
     plan = make_reconfiguration(inv, PlanKind.TARGET, target=target, time_limit_s=time_limit_s, workers=2)
     return Fleet("target: swap + 12 moves", inv, plan)
 
