@@ -16,10 +16,11 @@ from other threads while it runs, and must be safe to call concurrently.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -127,6 +128,17 @@ class Clock:
     def wait(self, event: threading.Event, seconds: float) -> bool:
         """Waits up to `seconds` of this clock's time for `event`; True if it was set."""
         return event.wait(max(0.0, seconds))
+
+    def track(self, thread: threading.Thread) -> None:
+        """`thread` (not started yet) takes part in the run. A clock whose time passes only while
+        every thread of the run waits on it (`executor.sim_hv.VirtualClock`) must know it before it
+        starts; wall time ignores it."""
+
+    @contextlib.contextmanager
+    def idle(self) -> Iterator[None]:
+        """The calling thread blocks on something other than this clock (joining threads that wait
+        on it): time may pass meanwhile. Nothing to do for wall time."""
+        yield
 
 
 class Hypervisor(ABC):

@@ -544,9 +544,11 @@ class _Runner:
         threads = [threading.Thread(target=self._reconcile_one, args=(key, settled),
                                     name=f"evac-resume-{key[0]}-{key[1]}", daemon=True) for key in to_settle]
         for t in threads:
+            self.clock.track(t)
             t.start()
-        for t in threads:
-            t.join()
+        with self.clock.idle():  # they wait on the clock while following jobs: time must pass
+            for t in threads:
+                t.join()
         announced = self._announced_volumes() if to_settle else {}
         for key in to_settle:
             vm, hop = key
@@ -679,6 +681,7 @@ class _Runner:
         cancelling = False
         first = True
         last_poll = -1e9
+        due: float | None = None  # the next planned start of a migration held back from starting early
         while True:
             changed = self._drain_events() or first
             first = False
@@ -687,16 +690,22 @@ class _Runner:
                 self.journal.event("cancel_requested")
                 for w in list(self.workers.values()):
                     self._abort(w, "cancelled by the operator")
-            if not cancelling and not self.halted and changed:  # the answer only changes when something ended
+            # The answer only changes when something ended, or when a held-back migration is due.
+            if not cancelling and not self.halted and (changed or (due is not None and self.clock_s() >= due)):
                 self._start_ready(start_states)
                 self._fail_blocked()
+                due = self.monitor.next_planned_start(self.clock_s())
             if not self.workers and (cancelling or self.halted or self.monitor.finished):
                 break
             now = self.clock_s()
             if now - last_poll >= self.options.poll_interval_s * 0.999:
                 last_poll = now
                 self._poll()
-            self.clock.wait(self.wake, self.options.poll_interval_s)
+            # Woken by a worker's event (an end dispatches at once), a poll tick, or the next planned start.
+            wait_s = self.options.poll_interval_s - (self.clock_s() - last_poll)
+            if due is not None:
+                wait_s = min(wait_s, due - self.clock_s())
+            self.clock.wait(self.wake, max(wait_s, 0.0))
             self.wake.clear()
         ended = [r.ended_s for r in self.hop_results.values() if r.ended_s is not None]
         result = RunResult(self.plan, self.vm_results(), max(ended, default=0.0), cancelled=cancelling,
@@ -723,6 +732,7 @@ class _Runner:
                 state = State.RETRY_WAIT
             w = _Worker(self, m, state, self.hop_results[key].attempts)
             self.workers[m.vm] = w
+            self.clock.track(w.thread)  # a virtual clock must not move on while it prechecks and journals
             w.thread.start()
         for vm, reason in self.monitor.waiting_reasons().items():
             kind = re.sub(r"[\d.]+", "#", reason)  # report a new kind of wait, not every changed figure

@@ -14,7 +14,8 @@ hops can never start and fail with it ("never started: hop k …").
 
 Default mode: follow the plan's order (start_s, then higher priority first, then name) and start a
 migration as soon as the resources it needs are free GIVEN WHAT IS ACTUALLY IN FLIGHT, not when the
-plan's clock says so; there is no straggler barrier. "Free" means, with the candidate added to the
+plan's clock says so (except that an early start must not cost an earlier migration its slot:
+see `startable`); there is no straggler barrier. "Free" means, with the candidate added to the
 migrations in flight (a migrating VM counts on both its source and its destination):
 
 * at most `max_outbound_per_host` leave its source, `max_inbound_per_host` enter its destination,
@@ -45,6 +46,7 @@ never start (e.g. their destination waits for room a failed VM never freed) are 
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -295,15 +297,26 @@ class PlanMonitor:
 
     # ------------------------------------------------------------------ decisions
 
-    def startable(self, now_s: float = 0.0) -> list[Migration]:
+    def startable(self, now_s: float = math.inf) -> list[Migration]:
         """Pending migrations that may start now, together, in plan order.
 
-        `now_s` (seconds since the run started) is accepted for symmetry with the plan's times; the
-        default mode deliberately does not wait for planned start times (resources decide)."""
-        del now_s
+        `now_s`: seconds since the run started, on the plan's clock (default: no time, resources alone
+        decide, as in `blocked`). The default mode does not wait for planned start times, with one
+        exception (EASY backfilling): a migration whose planned start is still ahead (`now_s` <
+        start_s) starts early only if, at its planned duration, it ends by the planned start of every
+        earlier migration still waiting that it competes with (same source, same destination, a
+        shared NIC or link, or the global `max_concurrent`). Without it an early start could take
+        the slot or bandwidth the plan gave an earlier migration, which then starts late, and so on
+        down the plan: the demo's fleets ran up to 14 % longer than their plans with every migration
+        exactly as long as planned. With it, a run whose migrations last what the plan says starts
+        each no later than planned (by induction over the plan order), and one that runs faster still
+        gains wherever the gain cannot cost an earlier migration. The runner wakes at the next planned
+        start (`next_planned_start`) to look again."""
         ctx = self._context()
         chosen: list[Migration] = []
         limit = self.inventory.policy.max_concurrent
+        gated = not (self.one_at_a_time or self.barrier) and math.isfinite(now_s)
+        reserved: dict[object, float] = {}  # resource -> earliest planned start of an earlier waiting migration
         for m in self.order:
             if self.phase[hop_key(m)] is not Phase.PENDING:
                 continue
@@ -313,10 +326,29 @@ class PlanMonitor:
                 break
             if limit and len(ctx.running) >= limit:
                 break
-            if not self._why_waiting(m, ctx):
+            keys = self._competes_on(m) if gated else ()
+            early_ok = not gated or now_s >= m.start_s - _EPS or all(
+                now_s + m.duration_s <= reserved.get(k, math.inf) + _EPS for k in keys)
+            if early_ok and not self._why_waiting(m, ctx):
                 chosen.append(m)
                 ctx.add(m, self._paths[hop_key(m)])
+            elif gated:
+                for k in keys:
+                    reserved[k] = min(reserved.get(k, math.inf), m.start_s)
         return chosen
+
+    def next_planned_start(self, now_s: float) -> float | None:
+        """The earliest planned start after `now_s` of a pending migration: when `startable(now)` may
+        change although nothing ended (a migration held back from starting early is due)."""
+        return min((m.start_s for m in self.order
+                    if m.start_s > now_s + _EPS and self.phase[hop_key(m)] is Phase.PENDING), default=None)
+
+    def _competes_on(self, m: Migration) -> tuple[object, ...]:
+        """What `m` shares with other migrations that could make one wait for the other."""
+        keys: list[object] = [("out", m.source), ("in", m.destination), *self._paths[hop_key(m)]]
+        if self.inventory.policy.max_concurrent:
+            keys.append(("all",))
+        return tuple(keys)
 
     def why_waiting(self, ref: HopRef) -> str:
         """Why a pending migration cannot start now ("" = it can)."""
@@ -457,12 +489,15 @@ def dispatch_hop_times(plan: Plan, inventory: Inventory, *, barrier: bool = Fals
             d = duration_s[k] if duration_s and k in duration_s else m.duration_s
             out[k] = (t, t + d)
             heapq.heappush(ends, (t + d, k))
-        if not ends:
+        due = mon.next_planned_start(t)
+        if ends and (due is None or ends[0][0] <= due):
+            t, k = heapq.heappop(ends)
+            mon.commit(k)
+        elif due is not None:  # nothing ends before a held-back migration is due: look again then
+            t = due
+        else:
             for vm in mon.blocked():
                 mon.fail(vm)
-            continue
-        t, k = heapq.heappop(ends)
-        mon.commit(k)
     return out
 
 

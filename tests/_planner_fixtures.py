@@ -35,6 +35,17 @@ def flat(hosts: list[Host], vms: list[VM], **policy: Any) -> Inventory:
     return Inventory(hosts=tuple(hosts), vms=tuple(vms), policy=replace(Policy(), **policy))
 
 
+def swap_beside_moves() -> tuple[Inventory, dict[str, str]]:
+    """Two full hosts a and b swap x and y (one staging hop through c) beside twelve independent moves
+    s_i → d_i: an inventory and its target placement."""
+    hosts = [host("a", memory_mib=8192), host("b", memory_mib=8192), host("c")]
+    hosts += [host(f"s{i}") for i in range(4)] + [host(f"d{i}") for i in range(4)]
+    vms = [vm("x", "a", memory_mib=8192), vm("y", "b", memory_mib=8192)]
+    vms += [vm(f"m{i}{k}", f"s{i}", memory_mib=8192) for i in range(4) for k in range(3)]
+    target = {"x": "b", "y": "a", **{f"m{i}{k}": f"d{i}" for i in range(4) for k in range(3)}}
+    return flat(hosts, vms), target
+
+
 def two_racks(per_rack: int = 2, uplink_gbps: float = 10.0, vms: list[VM] | None = None, **policy: Any) -> Inventory:
     """Hosts a1..aN on tor-a, b1..bN on tor-b, both ToRs on a spine."""
     hosts = [host(f"a{i}", switch="tor-a") for i in range(1, per_rack + 1)]

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from planner.model import VM, Host, HostState, Inventory, Policy
-from planner.monitor import Phase, PlanMonitor, plan_order
+from planner.monitor import Phase, PlanMonitor, dispatch_hop_times, plan_order
 from planner.plan import Migration, Plan, PlanStatus
 from planner.topology import Topology
 from tests.fleet import greedy_plan, make_inventory
@@ -300,3 +300,22 @@ def test_dispatch_times_of_a_swap_chain_the_hops() -> None:
     times = dispatch_hop_times(plan, inv)
     x0, y0, x1 = (times[k] for k in (("x", 0), ("y", 0), ("x", 1)))
     assert x0[1] <= y0[0] + 1e-9 and y0[1] <= x1[0] + 1e-9
+
+
+def test_an_early_start_never_delays_an_earlier_migration_of_the_plan() -> None:
+    """S has one outbound slot. The critical chain: u leaves D (0–10) so that w fits on D (10–40), and w
+    leaving S makes room for z to come in (40–70). e (S→E) is ready at once, planned after w. Started
+    early, e took S's slot and w, then z, ran 5 s late: 75 s for a 70 s plan with every migration exactly
+    as long as planned. Backfilled, e waits: it would not end before w's planned start."""
+    inv = _inv([_host("S", memory_mib=3072), _host("D", memory_mib=2048), _host("E"), _host("X"), _host("Y")],
+               [VM("u", "D", 1, 2048), VM("w", "S", 1, 2048), VM("e", "S", 1, 512), VM("z", "Y", 1, 2048)],
+               max_outbound_per_host=1, max_inbound_per_host=4)
+    plan = _plan(inv, _mig("u", "D", "X", 0, 10), _mig("w", "S", "D", 10, 40), _mig("e", "S", "E", 40, 55),
+                 _mig("z", "Y", "S", 40, 70))
+    times = dispatch_hop_times(plan, inv)
+    assert times[("e", 0)] == (40, 55)
+    assert max(end for _, end in times.values()) == 70
+    mon = PlanMonitor(plan, inv)
+    assert [m.vm for m in mon.startable(0.0)] == ["u"]
+    assert [m.vm for m in mon.startable()] == ["u", "e"]  # resources alone (no clock): e fits now
+    assert mon.next_planned_start(0.0) == 10

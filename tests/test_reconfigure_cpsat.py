@@ -14,7 +14,7 @@ from planner.reconfigure import make_reconfiguration, migrations_of
 from planner.reconfigure.cpsat import improve
 from planner.reconfigure.sequence import sequence_moves
 from planner.topology import Topology
-from tests._planner_fixtures import flat, host, plan_of, vm
+from tests._planner_fixtures import flat, host, plan_of, swap_beside_moves, vm
 
 CASES = Path(__file__).parent / "cases"
 
@@ -55,12 +55,7 @@ def test_peers_already_sharing_a_host_are_left_to_the_greedy_sequence() -> None:
 def test_staging_hops_move_earlier_than_the_deadlock_that_made_them() -> None:
     """A swap of two full hosts beside twelve independent moves: the greedy sequence stages only once
     nothing else runs, CP-SAT runs the swap alongside the others."""
-    hosts = [host("a", memory_mib=8192), host("b", memory_mib=8192), host("c")]
-    hosts += [host(f"s{i}") for i in range(4)] + [host(f"d{i}") for i in range(4)]
-    vms = [vm("x", "a", memory_mib=8192), vm("y", "b", memory_mib=8192)]
-    vms += [vm(f"m{i}{k}", f"s{i}", memory_mib=8192) for i in range(4) for k in range(3)]
-    inv = flat(hosts, vms)
-    target = {"x": "b", "y": "a", **{f"m{i}{k}": f"d{i}" for i in range(4) for k in range(3)}}
+    inv, target = swap_beside_moves()
     greedy = sequence_moves(inv, target)
     plan = make_reconfiguration(inv, PlanKind.TARGET, target=target, time_limit_s=10, workers=1)
     assert plan.solver == "cp-sat" and plan.makespan_s < 0.6 * greedy.makespan_units / 10

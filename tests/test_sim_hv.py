@@ -8,7 +8,7 @@ import time
 import pytest
 
 from executor.hypervisor import DomainState, HypervisorError, MigrationFailed, MigrationSpec
-from executor.sim_hv import FailMigration, HostDown, NeverConverges, SimClock, SimulatedHypervisor
+from executor.sim_hv import FailMigration, HostDown, NeverConverges, SimClock, SimulatedHypervisor, VirtualClock
 from planner.duration import estimate
 from planner.model import VM, Host, Inventory
 
@@ -125,3 +125,83 @@ def test_copy_storage_volumes() -> None:
     assert sim.volumes["b"] == set(created)
     sim.cleanup_storage(spec, created)
     assert sim.volumes["b"] == set()
+
+
+# ---------------------------------------------------------------- virtual time
+
+
+def test_virtual_time_passes_only_while_every_participant_waits() -> None:
+    clock = VirtualClock()
+    go, seen = threading.Event(), []
+
+    def busy() -> None:
+        go.wait(5)  # real work of any wall length: no simulated time passes
+        seen.append(clock.now())
+        clock.wait(threading.Event(), 2.0)
+        seen.append(clock.now())
+
+    t = threading.Thread(target=busy)
+    clock.track(t)
+    t.start()
+    waiter = threading.Thread(target=lambda: seen.append(clock.wait(threading.Event(), 10.0)))
+    waiter.start()
+    time.sleep(0.05)
+    assert clock.now() == 0.0  # the tracked thread has not waited yet: time stands still
+    go.set()
+    with clock.idle():  # this thread started participants: it takes part, and says it only joins them
+        t.join(5)
+        waiter.join(5)
+    assert seen == [0.0, 2.0, False]
+    assert clock.now() == 10.0  # the waiter's deadline, exactly
+
+
+def test_virtual_time_an_event_set_wakes_its_waiter_at_the_same_instant() -> None:
+    clock, ev, woke = VirtualClock(), threading.Event(), []
+
+    def setter() -> None:
+        clock.wait(threading.Event(), 3.5)
+        ev.set()
+
+    def waiter() -> None:
+        woke.append((clock.wait(ev, 100.0), clock.now()))
+
+    threads = [threading.Thread(target=f) for f in (setter, waiter)]
+    for t in threads:
+        clock.track(t)
+        t.start()
+    with clock.idle():
+        for t in threads:
+            t.join(5)
+    assert woke == [(True, 3.5)]
+
+
+def test_virtual_time_a_thread_joining_waiters_marks_itself_idle() -> None:
+    clock = VirtualClock()
+    clock.wait(threading.Event(), 0.0)  # the caller takes part (as the runner's control thread does)
+    t = threading.Thread(target=clock.sleep, args=(7.0,))
+    clock.track(t)
+    t.start()
+    with clock.idle():
+        t.join(5)
+    assert not t.is_alive() and clock.now() == 7.0
+
+
+def test_virtual_time_the_thread_that_starts_participants_takes_part() -> None:
+    """The runner's control thread starts its workers one by one: time must not pass between two starts,
+    although every worker started so far waits (the medium racks' later workers began 1.75 s late)."""
+    clock = VirtualClock()
+    t = threading.Thread(target=clock.sleep, args=(5.0,))
+    clock.track(t)
+    t.start()
+    time.sleep(0.05)  # still busy (starting the next worker): the first one waits, time stands still
+    assert clock.now() == 0.0
+    with clock.idle():
+        t.join(5)
+    assert clock.now() == 5.0
+
+
+def test_virtual_time_migration_takes_the_model_duration_exactly() -> None:
+    sim = SimulatedHypervisor(_inv(), virtual_time=True)
+    out = sim.migrate(_spec())
+    assert out.duration_s == pytest.approx(estimate(512, 2.0, 64.0, 300.0).duration_s, abs=1e-9)
+    assert sim.clock.now() == pytest.approx(out.duration_s, abs=1e-9)
