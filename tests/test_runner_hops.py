@@ -164,7 +164,7 @@ def test_resume_mid_chain_classifies_the_hop_with_its_own_two_hosts(tmp_path: Pa
     on c and b; completed, x is done; failed, x is back on c and its second hop is tried again."""
     inv, plan = _swap()
     x0, y0, x1 = sorted(plan.migrations, key=lambda m: m.start_s)
-    sim = _sim(inv)
+    sim = _sim(inv, virtual_time=True)  # the orphaned job runs 30 s of run time, however loaded the machine
     sim.orphan("x", "c", runs_s=0.0)  # x's first hop, done before the crash
     assert _on(sim, "x") == "c"
     sim.orphan("y", "a", runs_s=0.0)
