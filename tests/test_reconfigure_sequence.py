@@ -6,12 +6,13 @@ import random
 
 import pytest
 
+from planner.capacity import host_limits
 from planner.checker import check_plan
 from planner.duration import DEFAULT_MODEL
 from planner.model import Inventory, Link
 from planner.plan import PlanKind
 from planner.reconfigure import make_reconfiguration
-from planner.reconfigure.sequence import _Run, host_limits, sequence_moves
+from planner.reconfigure.sequence import _Run, sequence_moves
 from planner.topology import Topology
 from tests._planner_fixtures import flat, host, vm
 

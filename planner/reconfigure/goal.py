@@ -19,13 +19,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from planner.candidates import PER_VM, find_candidates
-from planner.capacity import host_capacity
+from planner.capacity import host_capacity, host_limits
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.explain import StaticExplainer, dynamic_reasons
 from planner.migration_facts import can_receive, copy_storage_targets, eligible
 from planner.model import VM, Inventory
 from planner.placement import place
-from planner.reconfigure.sequence import host_limits
 from planner.repair import misplaced
 from planner.topology import Topology
 

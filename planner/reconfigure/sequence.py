@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from planner.capacity import Capacity, host_capacity, total_demand
+from planner.capacity import host_limits
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.host_rules import needs_of, suits
 from planner.migration_facts import copy_storage_targets, eligible, migration_facts
@@ -88,13 +88,6 @@ class Sequence:
 
 def _limit(n: int) -> int:
     return n if n > 0 else 1 << 30
-
-
-def host_limits(inventory: Inventory) -> dict[str, Capacity]:
-    """The checker's limit per host: its capacity, or what it already holds when that is more."""
-    p = inventory.policy
-    return {h.name: host_capacity(h, p).at_least(total_demand(inventory.vms_on.get(h.name, ())))
-            for h in inventory.hosts}
 
 
 class _Run:
