@@ -67,7 +67,9 @@ class AntiAffinity(PlanRule):
         """Per host that hops both leave and enter, the stays of one group's members never overlap
         (`add_no_overlap`; VMs that never move there as fixed intervals). When two members already share
         such a host the checker excuses that pair only, which no_overlap cannot say: `unsupported`."""
-        inv = mm.inventory
+        if not mm.turning_hosts:
+            return
+        inv = mm.inv
         moving = set(mm.chains)
         for host in sorted(mm.turning_hosts):
             groups: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)

@@ -27,7 +27,7 @@ from ortools.sat.python import cp_model
 from planner.candidates import Room
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
 from planner.migration_facts import drain_set, vm_estimate
-from planner.model import VM, Inventory
+from planner.model import VM, Inventory, Policy
 from planner.plan import Migration, Plan, PlanKind
 from planner.topology import Topology
 
@@ -218,15 +218,24 @@ class MovesModel:
 
     The route of every VM is fixed (its hops' sources and destinations), only timing and bandwidth are
     chosen, within [0, horizon]. A rule that cannot say what it needs sets `unsupported` (the caller then
-    keeps its greedy timing, which the checker has passed).
+    keeps its greedy timing, which the checker has passed). `inventory` is None when the caller has only
+    the policy (a schedule of bare tasks); `inv` then says so through `unsupported` for rules needing it.
     """
 
     m: cp_model.CpModel
-    inventory: Inventory
+    policy: Policy
+    inventory: Inventory | None
     moves: list[MoveVars]
     horizon: int
     unsupported: str | None = None
     _ends: dict[int, cp_model.LinearExprT] = field(default_factory=dict)
+
+    @property
+    def inv(self) -> Inventory:
+        """The inventory, for rules that need it; a model built without one cannot hold them."""
+        if self.inventory is None:
+            raise LookupError("this moves model was built without its inventory")
+        return self.inventory
 
     def end_of(self, i: int) -> cp_model.LinearExprT:
         """Move i's end: the model's own, else a variable tied to the present interval (made once)."""
@@ -263,7 +272,7 @@ class MovesModel:
         hop STARTS (counted on both while it migrates); the horizon when it stays to the end."""
         out: list[tuple[str, cp_model.LinearExprT, cp_model.LinearExprT, int | None]] = []
         for name, ix in self.chains.items():
-            if self.inventory.vm[name].host == host:
+            if self.inv.vm[name].host == host:
                 out.append((name, 0, self.end_of(ix[0]), None))
             for k, i in enumerate(ix):
                 if self.moves[i].destination == host:

@@ -62,7 +62,9 @@ class Capacity(PlanRule):
         """Per host that hops both leave and enter (`MovesModel.turning_hosts`: elsewhere the peak does not
         depend on timing), one cumulative per resource over the stays of the moving VMs, whose capacity is
         the limit less what the VMs that never move hold; copied disks from the hop's start to the horizon."""
-        inv = mm.inventory
+        if not mm.turning_hosts:
+            return
+        inv = mm.inv
         limits = host_limits(inv)
         moving = set(mm.chains)
         for host in sorted(mm.turning_hosts):

@@ -49,7 +49,7 @@ class ConcurrencyLimits(PlanRule):
 
     def encode_moves(self, mm: MovesModel) -> None:
         """A cumulative of count 1 per hop interval for each limit a group of hops could exceed."""
-        p = mm.inventory.policy
+        p = mm.policy
         by_source: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
         by_dest: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
         everything: list[cp_model.IntervalVar] = []
