@@ -45,7 +45,7 @@ from planner.migration_facts import copy_storage_targets, eligible
 from planner.model import HostState
 from planner.plan import Migration, PlanKind, PlanStatus
 from planner.repair import misplaced
-from planner.rules import Affinity, AntiAffinity, Capacity, ConcurrencyLimits, plan_rules
+from planner.rules import Affinity, AntiAffinity, Capacity, ConcurrencyLimits, ResourceBandwidth, plan_rules
 from planner.rules.base import (
     BANDWIDTH_ABS_TOL_MIBS,
     DURATION_REL_TOL,
@@ -55,11 +55,10 @@ from planner.rules.base import (
     Violation,
     sweep_max,
 )
-from planner.topology import Resource, Topology
 
 # Re-exported: the checker's vocabulary has always been importable from here.
 __all__ = ["BANDWIDTH_ABS_TOL_MIBS", "DURATION_REL_TOL", "TIME_TOL_S", "Affinity", "AntiAffinity", "Capacity",
-           "CheckContext", "ConcurrencyLimits", "Rule", "Violation", "all_rules", "sweep_max"]
+           "CheckContext", "ConcurrencyLimits", "ResourceBandwidth", "Rule", "Violation", "all_rules", "sweep_max"]
 
 # ---------------------------------------------------------------- who moves
 
@@ -279,34 +278,6 @@ class DurationMatchesModel:
 # ---------------------------------------------------------------- at every instant
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceBandwidth:
-    """Per NIC direction and link direction: Σ bandwidth of active migrations ≤ capacity × share."""
-
-    name: ClassVar[str] = "link-bandwidth"
-
-    def violations(self, ctx: CheckContext) -> list[Violation]:
-        share = ctx.inventory.policy.migration_share
-        per_resource: dict[Resource, list[tuple[float, float, float]]] = defaultdict(list)
-        graph = ctx.topo.graph
-        for m, _vm in ctx.known:
-            if m.end_s <= m.start_s:
-                continue
-            for r in Topology.resources(tuple(m.path)):
-                if graph.has_edge(*r):
-                    per_resource[r].append((m.start_s, m.end_s, m.bandwidth_mibs))
-        out: list[Violation] = []
-        for r, ivs in per_resource.items():
-            cap = ctx.topo.capacity_mibs(r) * share
-            for t, total, count in sweep_max(ivs):
-                if total > cap * (1 + 1e-9) + BANDWIDTH_ABS_TOL_MIBS * count:
-                    out.append(Violation(self.name, f"{r[0]}->{r[1]}", t,
-                                         f"{count} migrations use {total:.3f} MiB/s, capped capacity is "
-                                         f"{cap:.3f} MiB/s"))
-                    break  # first instant per resource is enough to act on
-        return out
-
-
 # ---------------------------------------------------------------- reconfiguration: where VMs end
 
 
@@ -448,7 +419,7 @@ class WavesStartTogether:
 
 BEFORE_PLAN_RULES: tuple[Rule, ...] = (
     KnownVMsAndHosts(), DrainedHostsEmptied(), OnlyDrainedMove(), AtMostOnce(), StatusMatchesUnplaced(),
-    MigrationFactsMatch(), BandwidthWithinPathCap(), DurationMatchesModel(), ResourceBandwidth(),
+    MigrationFactsMatch(), BandwidthWithinPathCap(), DurationMatchesModel(),
 )
 AFTER_PLAN_RULES: tuple[Rule, ...] = (
     MisplacedRepaired(), TargetReached(), BalanceMatches(), PlanTotals(), WavesStartTogether(),

@@ -70,10 +70,10 @@ def _drain() -> Inventory:
 
 
 def test_the_registry_is_what_the_checker_holds_and_registered_is_temporary() -> None:
-    assert [r.name for r in plan_rules()] == ["concurrency", "capacity", "anti-affinity", "affinity"]
+    assert [r.name for r in plan_rules()] == ["link-bandwidth", "concurrency", "capacity", "anti-affinity", "affinity"]
     with registered(NeverOn()) as rule:
         assert rule in all_rules() and rule in REGISTRY
-    assert NeverOn() not in all_rules() and len(REGISTRY) == 4
+    assert NeverOn() not in all_rules() and len(REGISTRY) == 5
 
 
 def test_a_rule_registered_in_a_test_is_checked() -> None:

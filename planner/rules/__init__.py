@@ -8,9 +8,11 @@ explainer (`planner.explain.dynamic_reasons`). So a new plan-level rule is one n
 line in `REGISTRY`; `registered(rule)` adds one for a while (tests, experiments).
 
 Not here, and why: host rules (`planner.host_rules`: static VM-to-host suitability, which prunes
-candidates before any model exists); NIC and link bandwidth (the schedule's resource model itself:
-`planner.schedule.tasks`); the structural rules of plan v1 (who moves, hop chains, durations, totals,
-waves) in `planner.constraints`, which no solver needs to be told because its models are built that way.
+candidates before any model exists); pinning, host state and the other per-move facts (one
+eligibility function, `planner.migration_facts.eligible`, which candidates and the checker share); a
+hop's bandwidth within its path cap (built into every task's bandwidth levels); the structural rules
+of plan v1 (who moves, hop chains, durations, totals, waves) in `planner.constraints`, which no solver
+needs to be told because its models are built that way.
 The greedy heuristics (placement, list schedule, sequencer) are hints and fallbacks: a rule they do not
 know still binds every CP-SAT model, and the checker passes or rejects whatever the heuristics return.
 """
@@ -22,11 +24,12 @@ from contextlib import contextmanager
 
 from planner.rules.affinity import Affinity
 from planner.rules.anti_affinity import AntiAffinity
+from planner.rules.bandwidth import ResourceBandwidth
 from planner.rules.base import PlanRule
 from planner.rules.capacity import Capacity
 from planner.rules.concurrency import ConcurrencyLimits
 
-REGISTRY: list[PlanRule] = [ConcurrencyLimits(), Capacity(), AntiAffinity(), Affinity()]
+REGISTRY: list[PlanRule] = [ResourceBandwidth(), ConcurrencyLimits(), Capacity(), AntiAffinity(), Affinity()]
 
 
 def plan_rules() -> tuple[PlanRule, ...]:
@@ -44,5 +47,5 @@ def registered(rule: PlanRule) -> Iterator[PlanRule]:
         REGISTRY.remove(rule)
 
 
-__all__ = ["REGISTRY", "Affinity", "AntiAffinity", "Capacity", "ConcurrencyLimits", "PlanRule", "plan_rules",
-           "registered"]
+__all__ = ["REGISTRY", "Affinity", "AntiAffinity", "Capacity", "ConcurrencyLimits", "PlanRule", "ResourceBandwidth",
+           "plan_rules", "registered"]

@@ -4,7 +4,7 @@ encodes itself into (placement, moves over time, explanation).
 A plan-level rule (`PlanRule`) is one frozen dataclass value with
 * `violations(ctx)`: the solver-free checker, at every instant (planner.constraints' sweep conventions);
 * `encode_placement(pm)`: its CP-SAT constraints on the placement's x[vm, host] Booleans (end state);
-* `encode_moves(mm)`: its CP-SAT constraints on the moves' start times and intervals (the drain's schedule
+* `encode_moves(mm)`: its CP-SAT constraints on the hops' start times and intervals (the drain's schedule
   and the reconfiguration's re-timing share `MovesModel`);
 * `explain(ec)`: ranked reasons why one VM found no room (for the explainer).
 Each defaults to nothing, so a rule that has no say in a model simply does not override it. The rules
@@ -29,7 +29,7 @@ from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
 from planner.migration_facts import drain_set, vm_estimate
 from planner.model import VM, Inventory, Policy
 from planner.plan import Migration, Plan, PlanKind
-from planner.topology import Topology
+from planner.topology import Resource, Topology
 
 TIME_TOL_S = 1e-3
 DURATION_REL_TOL = 1e-3
@@ -198,17 +198,29 @@ class PlacementModel:
         return cp_model.LinearExpr.weighted_sum([self.xs[i] for i in rows], [coefs[i] for i in rows])
 
 
+@dataclass(frozen=True)
+class MoveOption:
+    """One bandwidth level of a hop: its optional fixed-size interval, how long it lasts, the Boolean
+    saying it is the one chosen, and the bandwidth it takes on every resource of the path (0.001 MiB/s)."""
+
+    interval: cp_model.IntervalVar
+    duration_units: int
+    presence: cp_model.IntVar
+    demand_milli: int
+
+
 @dataclass
 class MoveVars:
-    """One hop in a moves model: its start, its optional fixed-size intervals (one per bandwidth level,
-    exactly one present: (interval, duration units, presence)) and its end when the model has one."""
+    """One hop in a moves model: its start, its options (exactly one present), the NIC and link directions
+    its path crosses, and its end when the model has one."""
 
     vm: str
     hop: int
     source: str
     destination: str
     start: cp_model.IntVar
-    options: list[tuple[cp_model.IntervalVar, int, cp_model.IntVar]]
+    options: list[MoveOption]
+    resources: tuple[Resource, ...]
     end: cp_model.LinearExprT | None = None
 
 
@@ -227,6 +239,7 @@ class MovesModel:
     inventory: Inventory | None
     moves: list[MoveVars]
     horizon: int
+    caps_milli: Mapping[Resource, int]  # capped capacity of every resource a hop crosses, 0.001 MiB/s
     unsupported: str | None = None
     _ends: dict[int, cp_model.LinearExprT] = field(default_factory=dict)
 
@@ -244,8 +257,8 @@ class MovesModel:
             return mv.end
         if i not in self._ends:
             e = self.m.new_int_var(0, self.horizon, f"end_{mv.vm}_{mv.hop}")
-            for _iv, dur, pv in mv.options:
-                self.m.add(e == mv.start + dur).only_enforce_if(pv)
+            for o in mv.options:
+                self.m.add(e == mv.start + o.duration_units).only_enforce_if(o.presence)
             self._ends[i] = e
         return self._ends[i]
 

@@ -54,10 +54,10 @@ class ConcurrencyLimits(PlanRule):
         by_dest: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
         everything: list[cp_model.IntervalVar] = []
         for mv in mm.moves:
-            for iv, _dur, _pv in mv.options:
-                by_source[mv.source].append(iv)
-                by_dest[mv.destination].append(iv)
-                everything.append(iv)
+            for o in mv.options:
+                by_source[mv.source].append(o.interval)
+                by_dest[mv.destination].append(o.interval)
+                everything.append(o.interval)
         hops_from = defaultdict(int, {h: sum(1 for mv in mm.moves if mv.source == h) for h in by_source})
         hops_into = defaultdict(int, {h: sum(1 for mv in mm.moves if mv.destination == h) for h in by_dest})
         for groups, counts, limit in ((by_source, hops_from, p.max_outbound_per_host),

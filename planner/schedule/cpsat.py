@@ -1,13 +1,13 @@
 """The CP-SAT schedule: one start variable and one optional interval per bandwidth level.
 
-`add_cumulative` on every host NIC direction and link direction, counts for the slot limits;
-the objective is the makespan, then priorities (see the package docstring).
+`add_cumulative` on every host NIC direction and link direction, counts for the slot limits (each
+plan-level rule of `planner.rules` encodes itself: `encode_moves`); the objective is the makespan,
+then priorities (see the package docstring).
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -15,10 +15,10 @@ from ortools.sat.python import cp_model
 
 from planner.model import Inventory, Policy
 from planner.rules import plan_rules
-from planner.rules.base import MovesModel, MoveVars, add_cumulative
+from planner.rules.base import MoveOption, MovesModel, MoveVars
 from planner.schedule.greedy import best_greedy
 from planner.schedule.tasks import MIN_SOLVE_S, Schedule, Task, resource_caps
-from planner.topology import Resource, Topology
+from planner.topology import Topology
 
 ProgressHook = Callable[[float, float, float], None]
 
@@ -80,19 +80,12 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
         m.add_exactly_one(ps)
         present[t.vm], intervals[t.vm] = ps, ivs
 
-    by_resource: dict[Resource, list[tuple[cp_model.IntervalVar, int]]] = defaultdict(list)
-    for t in tasks:
-        for iv, li in intervals[t.vm]:
-            for r in t.resources:
-                by_resource[r].append((iv, t.levels[li].demand))
-    for r, items in by_resource.items():
-        add_cumulative(m, items, caps[r])
-    # Migration slots and every other plan-level rule encode themselves (planner.rules, `encode_moves`).
+    # Bandwidth, migration slots and every other plan-level rule encode themselves (planner.rules).
     moves = [MoveVars(t.vm, 0, t.facts.source, t.facts.destination, starts[t.vm],
-                      [(iv, t.levels[li].duration_units, pv) for (iv, li), pv in zip(intervals[t.vm], present[t.vm],
-                                                                                      strict=True)])
+                      [MoveOption(iv, t.levels[li].duration_units, pv, t.levels[li].demand)
+                       for (iv, li), pv in zip(intervals[t.vm], present[t.vm], strict=True)], t.resources)
              for t in tasks]
-    rules_model = MovesModel(m, policy, inventory, moves, horizon)
+    rules_model = MovesModel(m, policy, inventory, moves, horizon, caps)
     for rule in plan_rules():
         rule.encode_moves(rules_model)
     if rules_model.unsupported is not None:  # a rule this model cannot state: keep the greedy schedule
