@@ -157,7 +157,7 @@ class Rule(Protocol):
 class PlacementModel:
     """The placement's CP-SAT model as rules see it: one Boolean per candidate (vm, host) pair.
 
-    `keys[i]` is the pair of `xs[i]`; `rows_of_vm` / `rows_of_host` index into both; `frame` holds the
+    `keys[i]` is the pair of `xs[i]`; `rows_of_host` indexes into both; `frame` holds the
     pair columns (vcpus, memory_mib, disk_mib, …) in the same order; `room` is what each host not
     drained has left after the VMs that stay; `placed[vm]` is Σ x over its pairs (0 or 1); `hint` the
     greedy placement (rules adding variables hint them from it).
@@ -176,13 +176,6 @@ class PlacementModel:
     @cached_property
     def keys(self) -> list[tuple[str, str]]:
         return [(str(v), str(h)) for v, h in self.frame.index]
-
-    @cached_property
-    def rows_of_vm(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = defaultdict(list)
-        for i, (v, _h) in enumerate(self.keys):
-            out[v].append(i)
-        return out
 
     @cached_property
     def rows_of_host(self) -> dict[str, list[int]]:

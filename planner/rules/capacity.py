@@ -11,11 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from planner.capacity import Capacity as CapacityValue
-from planner.capacity import host_capacity, host_limits
+from planner.capacity import host_limits
 from planner.migration_facts import copy_storage_targets
 from planner.rules.base import CheckContext, ExplainContext, MovesModel, PlacementModel, PlanRule, Violation
-from planner.simulate import Usage, simulate
+from planner.simulate import simulate
 
 DISK_SCALE = 1000  # copied-disk GiB in cumulatives: 0.001 GiB
 
@@ -27,13 +26,9 @@ class Capacity(PlanRule):
     name: ClassVar[str] = "capacity"
 
     def violations(self, ctx: CheckContext) -> list[Violation]:
-        inv, p = ctx.inventory, ctx.inventory.policy
+        inv = ctx.inventory
         timeline = simulate(inv, ctx.plan)
-        limits: dict[str, tuple[float, float, float]] = {}
-        for h in inv.hosts:
-            start = timeline.initial.usage.get(h.name, Usage())
-            limits[h.name] = host_capacity(h, p).at_least(
-                CapacityValue(start.vcpus, start.memory_mib, start.copied_disk_gib)).as_tuple()
+        limits = {h: c.as_tuple() for h, c in host_limits(inv).items()}  # no copied disk before the plan
         out: list[Violation] = []
         blamed: set[tuple[str, str]] = set()
         for pt in timeline.points:
