@@ -1,5 +1,5 @@
-"""What every plan-level rule is built from: the checker's context, a violation, and the three models a rule
-encodes itself into (placement, moves over time, explanation).
+"""What every plan-level rule is built from: the checker's context, a violation, the two CP-SAT models a rule
+encodes itself into (placement; moves over time) and what the explainer shows it.
 
 A plan-level rule (`PlanRule`) is one frozen dataclass value with
 * `violations(ctx)`: the solver-free checker, at every instant (planner.constraints' sweep conventions);
