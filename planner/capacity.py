@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from planner.model import VM, Host, Policy
+from planner.model import VM, Host, Inventory, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +62,11 @@ def total_demand(vms: Iterable[VM]) -> Capacity:
         vcpus += v.vcpus
         memory += v.memory_mib
     return Capacity(vcpus, memory, 0.0)
+
+
+def host_limits(inventory: Inventory) -> dict[str, Capacity]:
+    """The checker's limit per host over a plan: its capacity, or what it already holds when that is more
+    (a host already overloaded is not the plan's fault, but the plan may never make it worse)."""
+    p = inventory.policy
+    return {h.name: host_capacity(h, p).at_least(total_demand(inventory.vms_on.get(h.name, ())))
+            for h in inventory.hosts}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from planner.constraints import ALL_RULES, CheckContext, Rule, Violation
+from planner.constraints import CheckContext, Rule, Violation, all_rules
 from planner.duration import DurationModel
 from planner.errors import InconsistentPlanError
 from planner.model import Inventory
@@ -19,16 +19,17 @@ from planner.topology import Topology
 
 def check_plan(inventory: Inventory, plan: Plan, model: DurationModel | None = None, *,
                rebalance: bool | None = None, topology: Topology | None = None,
-               rules: Sequence[Rule] = ALL_RULES) -> list[Violation]:
+               rules: Sequence[Rule] | None = None) -> list[Violation]:
     """Every violation of `plan` against `inventory`, in rule order.
 
     `rebalance`: may VMs of hosts not being drained move? None (default) = only if nothing is
     drained. Pass the `topology` if you already built one for this inventory. `model`: the duration
-    model to hold the plan to; by default the one the plan records (`Plan.duration_model`).
+    model to hold the plan to; by default the one the plan records (`Plan.duration_model`). `rules`: default
+    every rule in force (`planner.constraints.all_rules`, the plan-level registry included at call time).
     """
     ctx = CheckContext(inventory, plan, model if model is not None else plan.duration_model, rebalance, topology)
     out: list[Violation] = []
-    for rule in rules:
+    for rule in all_rules() if rules is None else rules:
         out.extend(rule.violations(ctx))
     return out
 

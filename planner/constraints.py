@@ -1,7 +1,10 @@
 """The rules of plan v1, each a small declarative value with a solver-free checker (STYLE §3).
 
-A rule is a frozen dataclass with `name` and `violations(ctx) -> list[Violation]`; the CP-SAT
-encoding of the same rule lives in the solver modules. Rules are checked at EVERY instant, with a
+A rule is a frozen dataclass with `name` and `violations(ctx) -> list[Violation]`. The plan-level
+rules that the solvers must also be told (capacity and anti-affinity at every instant, affinity,
+migration slots) live in `planner.rules`, one module each with its CP-SAT encoding and explanation;
+this module holds the structural rules (who moves, hop chains, facts, durations, bandwidth, end state,
+totals, waves) and `all_rules()` puts both together in checking order. Rules are checked at EVERY instant, with a
 sweep over start/end events (a migration is active on [start_s, end_s); at one instant ends are
 applied before starts), so a 30,000-migration plan checks in seconds.
 
@@ -34,115 +37,29 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 from planner.balance import By, Metric, moved_gib, spread, utilisation
-from planner.capacity import Capacity as CapacityValue
-from planner.capacity import host_capacity
-from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
 from planner.host_rules import needs_of, suits
-from planner.migration_facts import copy_storage_targets, drain_set, eligible, vm_estimate
-from planner.model import VM, HostState, Inventory
-from planner.plan import Migration, Plan, PlanKind, PlanStatus
+from planner.migration_facts import copy_storage_targets, eligible
+from planner.model import HostState
+from planner.plan import Migration, PlanKind, PlanStatus
 from planner.repair import misplaced
-from planner.simulate import Usage, simulate
-from planner.topology import Resource, Topology
+from planner.rules import Affinity, AntiAffinity, Capacity, ConcurrencyLimits, ResourceBandwidth, plan_rules
+from planner.rules.base import (
+    BANDWIDTH_ABS_TOL_MIBS,
+    DURATION_REL_TOL,
+    TIME_TOL_S,
+    CheckContext,
+    Rule,
+    Violation,
+    sweep_max,
+)
 
-TIME_TOL_S = 1e-3
-DURATION_REL_TOL = 1e-3
-BANDWIDTH_ABS_TOL_MIBS = 1e-3
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    rule: str
-    subject: str  # the VM, host, link or group at fault
-    time_s: float | None  # the instant it happens (None: not about a time)
-    message: str
-
-    def __str__(self) -> str:
-        at = f" at t={self.time_s:.3f}s" if self.time_s is not None else ""
-        return f"[{self.rule}] {self.subject}{at}: {self.message}"
-
-
-@dataclass(frozen=True)
-class CheckContext:
-    """The inventory, the plan and everything derived once and shared by the rules."""
-
-    inventory: Inventory
-    plan: Plan
-    model: DurationModel = DEFAULT_MODEL
-    rebalance: bool | None = None  # None: a rebalance iff the plan drains nothing
-    topology: Topology | None = None
-
-    @cached_property
-    def topo(self) -> Topology:
-        return self.topology if self.topology is not None else Topology(self.inventory)
-
-    @cached_property
-    def drained(self) -> frozenset[str]:
-        return drain_set(self.inventory, self.plan.drained)
-
-    @cached_property
-    def is_rebalance(self) -> bool:
-        """May VMs of hosts not being emptied move? Always in reconfiguration plans; in a drain, only when
-        nothing is drained (the default) or the caller says so."""
-        if self.plan.kind is not PlanKind.DRAIN:
-            return True
-        return not self.drained if self.rebalance is None else self.rebalance
-
-    @cached_property
-    def hops(self) -> dict[str, tuple[int, ...]]:
-        """Per known VM, the indices into `known` of its migrations, in start order."""
-        out: dict[str, list[int]] = defaultdict(list)
-        for i, (m, _vm) in enumerate(self.known):
-            out[m.vm].append(i)
-        known = self.known
-        return {vm: tuple(sorted(ix, key=lambda i: (known[i][0].start_s, known[i][0].hop)))
-                for vm, ix in out.items()}
-
-    @cached_property
-    def leaves_from(self) -> dict[int, str]:
-        """Per index into `known`, where the VM is when that hop starts: its inventory host for the
-        first hop, the previous hop's destination after that."""
-        out: dict[int, str] = {}
-        for ix in self.hops.values():
-            where = self.known[ix[0]][1].host
-            for i in ix:
-                out[i] = where
-                where = self.known[i][0].destination
-        return out
-
-    @cached_property
-    def final_host(self) -> dict[str, str]:
-        """Where every VM of the inventory ends."""
-        out = {v.name: v.host for v in self.inventory.vms}
-        for vm, ix in self.hops.items():
-            out[vm] = self.known[ix[-1]][0].destination
-        return out
-
-    @cached_property
-    def known(self) -> tuple[tuple[Migration, VM], ...]:
-        """Migrations of VMs the inventory knows, with the VM (unknown ones are their own violation)."""
-        vms = self.inventory.vm
-        return tuple((m, vms[m.vm]) for m in self.plan.migrations if m.vm in vms)
-
-    @cached_property
-    def estimates(self) -> dict[int, Estimate]:
-        """The duration model at each migration's bandwidth, by index into `known`."""
-        p = self.inventory.policy
-        return {i: vm_estimate(vm, m.bandwidth_mibs, p, self.model)
-                for i, (m, vm) in enumerate(self.known) if m.bandwidth_mibs > 0}
-
-
-class Rule(Protocol):
-    name: ClassVar[str]
-
-    def violations(self, ctx: CheckContext) -> list[Violation]: ...
-
+# Re-exported: the checker's vocabulary has always been importable from here.
+__all__ = ["BANDWIDTH_ABS_TOL_MIBS", "DURATION_REL_TOL", "TIME_TOL_S", "Affinity", "AntiAffinity", "Capacity",
+           "CheckContext", "ConcurrencyLimits", "ResourceBandwidth", "Rule", "Violation", "all_rules", "sweep_max"]
 
 # ---------------------------------------------------------------- who moves
 
@@ -362,180 +279,6 @@ class DurationMatchesModel:
 # ---------------------------------------------------------------- at every instant
 
 
-def _sweep_max(intervals: Iterable[tuple[float, float, float]]) -> Iterable[tuple[float, float, int]]:
-    """For (start, end, amount) intervals active on [start, end): yields (time, total, count) after
-    every instant where something starts (the only instants where a total can grow)."""
-    events = sorted(itertools.chain.from_iterable(((s, 1, a), (e, 0, a)) for s, e, a in intervals))
-    total, count = 0.0, 0
-    n = len(events)
-    i = 0
-    while i < n:
-        t = events[i][0]
-        grew = False
-        while i < n and events[i][0] == t:
-            _, kind, a = events[i]
-            if kind:
-                total += a
-                count += 1
-                grew = True
-            else:
-                total -= a
-                count -= 1
-            i += 1
-        if grew:
-            yield t, total, count
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceBandwidth:
-    """Per NIC direction and link direction: Σ bandwidth of active migrations ≤ capacity × share."""
-
-    name: ClassVar[str] = "link-bandwidth"
-
-    def violations(self, ctx: CheckContext) -> list[Violation]:
-        share = ctx.inventory.policy.migration_share
-        per_resource: dict[Resource, list[tuple[float, float, float]]] = defaultdict(list)
-        graph = ctx.topo.graph
-        for m, _vm in ctx.known:
-            if m.end_s <= m.start_s:
-                continue
-            for r in Topology.resources(tuple(m.path)):
-                if graph.has_edge(*r):
-                    per_resource[r].append((m.start_s, m.end_s, m.bandwidth_mibs))
-        out: list[Violation] = []
-        for r, ivs in per_resource.items():
-            cap = ctx.topo.capacity_mibs(r) * share
-            for t, total, count in _sweep_max(ivs):
-                if total > cap * (1 + 1e-9) + BANDWIDTH_ABS_TOL_MIBS * count:
-                    out.append(Violation(self.name, f"{r[0]}->{r[1]}", t,
-                                         f"{count} migrations use {total:.3f} MiB/s, capped capacity is "
-                                         f"{cap:.3f} MiB/s"))
-                    break  # first instant per resource is enough to act on
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class ConcurrencyLimits:
-    """max_outbound_per_host, max_inbound_per_host and max_concurrent at every instant."""
-
-    name: ClassVar[str] = "concurrency"
-
-    def violations(self, ctx: CheckContext) -> list[Violation]:
-        p = ctx.inventory.policy
-        out_ivs: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-        in_ivs: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-        all_ivs: list[tuple[float, float, float]] = []
-        for m, _vm in ctx.known:
-            if m.end_s <= m.start_s:
-                continue
-            iv = (m.start_s, m.end_s, 1.0)
-            out_ivs[m.source].append(iv)
-            in_ivs[m.destination].append(iv)
-            all_ivs.append(iv)
-        out: list[Violation] = []
-        for label, groups, limit in (("outbound", out_ivs, p.max_outbound_per_host),
-                                     ("inbound", in_ivs, p.max_inbound_per_host)):
-            if limit <= 0:
-                continue
-            for host, ivs in groups.items():
-                for t, _total, count in _sweep_max(ivs):
-                    if count > limit:
-                        out.append(Violation(self.name, host, t, f"{count} {label} migrations, limit {limit}"))
-                        break
-        if p.max_concurrent > 0:
-            for t, _total, count in _sweep_max(all_ivs):
-                if count > p.max_concurrent:
-                    out.append(Violation(self.name, "plan", t,
-                                         f"{count} concurrent migrations, limit {p.max_concurrent}"))
-                    break
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class Capacity:
-    """CPU, memory and copied-disk room at every instant (a migrating VM counts on both hosts)."""
-
-    name: ClassVar[str] = "capacity"
-
-    def violations(self, ctx: CheckContext) -> list[Violation]:
-        inv, p = ctx.inventory, ctx.inventory.policy
-        timeline = simulate(inv, ctx.plan)
-        limits: dict[str, tuple[float, float, float]] = {}
-        for h in inv.hosts:
-            start = timeline.initial.usage.get(h.name, Usage())
-            limits[h.name] = host_capacity(h, p).at_least(
-                CapacityValue(start.vcpus, start.memory_mib, start.copied_disk_gib)).as_tuple()
-        out: list[Violation] = []
-        blamed: set[tuple[str, str]] = set()
-        for pt in timeline.points:
-            lim = limits.get(pt.host)
-            if lim is None:
-                continue
-            u = pt.usage
-            for what, used, cap in (("vCPUs", u.vcpus, lim[0]), ("memory MiB", u.memory_mib, lim[1]),
-                                    ("copied disk GiB", u.copied_disk_gib, lim[2])):
-                if used > cap + 1e-6 and (pt.host, what) not in blamed:
-                    blamed.add((pt.host, what))
-                    out.append(Violation(self.name, pt.host, pt.time_s, f"{what}: {used:g} held, limit {cap:g}"))
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class AntiAffinity:
-    """Two VMs sharing an anti-affinity group are never on one host at once (nor at the end)."""
-
-    name: ClassVar[str] = "anti-affinity"
-
-    def violations(self, ctx: CheckContext) -> list[Violation]:
-        inf = float("inf")
-        # (group, host) -> [(start, end, vm, initial)]
-        presence: dict[tuple[str, str], list[tuple[float, float, str, bool]]] = defaultdict(list)
-        for vm in ctx.inventory.vms:
-            if not vm.anti_affinity:
-                continue
-            hops = [ctx.known[i][0] for i in ctx.hops.get(vm.name, ())]
-            # On its host until its first hop ends, then on each hop's destination from that hop's start
-            # until the next hop ends (a VM counts on both hosts while it migrates).
-            stays: list[tuple[str, float, float, bool]] = [(vm.host, 0.0, hops[0].end_s if hops else inf, True)]
-            for n, m in enumerate(hops):
-                stays.append((m.destination, m.start_s, hops[n + 1].end_s if n + 1 < len(hops) else inf, False))
-            for g in vm.anti_affinity:
-                for host, start, end, initial in stays:
-                    presence[(g, host)].append((start, end, vm.name, initial))
-        out: list[Violation] = []
-        for (g, host), ivs in presence.items():
-            if len(ivs) < 2:
-                continue
-            ivs.sort()
-            active: list[tuple[float, float, str, bool]] = []
-            for iv in ivs:
-                active = [a for a in active if a[1] > iv[0]]
-                for a in active:
-                    if a[2] != iv[2] and not (a[3] and iv[3]):
-                        out.append(Violation(self.name, g, iv[0],
-                                             f"{a[2]} and {iv[2]} are both on {host}"))
-                active.append(iv)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class Affinity:
-    """VMs sharing an affinity group end on as few hosts as they started on (at most; one if they moved)."""
-
-    name: ClassVar[str] = "affinity"
-
-    def violations(self, ctx: CheckContext) -> list[Violation]:
-        before: dict[str, set[str]] = defaultdict(set)
-        after: dict[str, set[str]] = defaultdict(set)
-        for vm in ctx.inventory.vms:
-            for g in vm.affinity:
-                before[g].add(vm.host)
-                after[g].add(ctx.final_host[vm.name])
-        return [Violation(self.name, g, None, f"group ends on {len(after[g])} hosts ({', '.join(sorted(after[g]))}),"
-                          f" started on {len(before[g])}")
-                for g in sorted(after) if len(after[g]) > max(1, len(before[g]))]
-
-
 # ---------------------------------------------------------------- reconfiguration: where VMs end
 
 
@@ -676,10 +419,16 @@ class WavesStartTogether:
         return out
 
 
-ALL_RULES: tuple[Rule, ...] = (
+BEFORE_PLAN_RULES: tuple[Rule, ...] = (
     KnownVMsAndHosts(), DrainedHostsEmptied(), OnlyDrainedMove(), AtMostOnce(), StatusMatchesUnplaced(),
-    MigrationFactsMatch(), BandwidthWithinPathCap(), DurationMatchesModel(), ResourceBandwidth(),
-    ConcurrencyLimits(), Capacity(), AntiAffinity(), Affinity(), MisplacedRepaired(), TargetReached(),
-    BalanceMatches(), PlanTotals(), WavesStartTogether(),
+    MigrationFactsMatch(), BandwidthWithinPathCap(), DurationMatchesModel(),
+)
+AFTER_PLAN_RULES: tuple[Rule, ...] = (
+    MisplacedRepaired(), TargetReached(), BalanceMatches(), PlanTotals(), WavesStartTogether(),
 )
 
+
+def all_rules() -> tuple[Rule, ...]:
+    """Every rule the checker holds a plan to, in order: the structural ones here, then the plan-level
+    rules of the registry (`planner.rules`) as they are at the time of the call, then the end-state ones."""
+    return (*BEFORE_PLAN_RULES, *plan_rules(), *AFTER_PLAN_RULES)

@@ -8,7 +8,8 @@ Two kinds of reasons:
   closest host and what it lacks are named;
 * dynamic — the VM fits somewhere in principle but not in this drain: capacity short by N MiB
   (given what stays and what the other VMs of the drain took), an anti-affinity group larger than
-  its candidate hosts, an affinity group no single host can take.
+  its candidate hosts, an affinity group no single host can take. Each plan-level rule of
+  `planner.rules` gives its own reasons (`explain`); this module gathers and ranks them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from planner.capacity import host_capacity
 from planner.host_rules import HOST_RULES, Needs, needs_of
 from planner.migration_facts import can_receive, eligible
 from planner.model import VM, HostState, Inventory
+from planner.rules import plan_rules
+from planner.rules.base import ExplainContext
 from planner.topology import Topology
 
 
@@ -89,7 +92,6 @@ def static_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topol
 def dynamic_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topology: Topology,
                     destination: Mapping[str, str], candidates: Collection[str] | None = None) -> list[str]:
     """Why `vm` found no room, given where the other VMs of the drain went (`destination`)."""
-    p = inventory.policy
     room = resident_room(inventory, drained)
     for name, h in destination.items():
         other = inventory.vm[name]
@@ -112,30 +114,10 @@ def dynamic_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topo
     reasons: list[tuple[float, str]] = []
     if not compatible:
         return static_reasons(inventory, vm, drained, topology) or ["no compatible host"]
-    best_mem = max(room[h].memory_mib for h in compatible)
-    if vm.memory_mib > best_mem:
-        short = vm.memory_mib - best_mem
-        reasons.append((60 + short / 1e6, f"capacity short by {short:.0f} MiB of memory: the best of its "
-                        f"{len(compatible)} compatible hosts has {max(best_mem, 0):.0f} MiB left{searched}"))
-    best_cpu = max(room[h].vcpus for h in compatible)
-    if vm.vcpus > best_cpu:
-        reasons.append((59, f"capacity short by {vm.vcpus - best_cpu:g} vCPUs (× cpu_overcommit "
-                            f"{p.cpu_overcommit:g}) on every compatible host{searched}"))
-    best_disk = max(room[h].disk_mib for h in compatible)
-    if vm.local_disk_alloc_mib > best_disk:
-        reasons.append((58, f"local disk room short by {vm.local_disk_alloc_mib - best_disk:.0f} MiB on every "
-                            f"compatible host{searched}"))
-    for g in sorted(vm.anti_affinity):
-        members = [v.name for v in inventory.vms if g in v.anti_affinity]
-        free = [h for h in compatible if g not in groups_at[h]]
-        if not free:
-            reasons.append((57, f"anti_affinity group {g}: {len(members)} VMs, {len(compatible)} candidate hosts, "
-                                f"every one already holds a VM of the group"))
-    for g in sorted(vm.affinity):
-        moving = [v for v in inventory.vms if g in v.affinity and v.host in drained]
-        need = sum(v.memory_mib for v in moving)
-        reasons.append((56, f"affinity group {g}: {len(moving)} VMs to move together ({need} MiB), no single "
-                            f"host can take them all"))
+    # Capacity, anti-affinity, affinity and every other plan-level rule say their own (planner.rules).
+    ec = ExplainContext(inventory, vm, frozenset(drained), room, groups_at, compatible, searched)
+    for rule in plan_rules():
+        reasons += rule.explain(ec)
     if not reasons:
         fits = [h for h in compatible if vm.memory_mib <= room[h].memory_mib and vm.vcpus <= room[h].vcpus
                 and vm.local_disk_alloc_mib <= room[h].disk_mib and not (vm.anti_affinity & groups_at[h])]

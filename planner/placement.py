@@ -9,7 +9,8 @@ busiest instant of every destination, see planner.schedule):
   Σ copied disk ≤ local_disk_free — minus what the VMs that stay there already use;
 * anti-affinity: at most one VM of a group per host (hosts where a staying VM has the group are
   already no candidates); affinity: the moving VMs of a group move all or none, onto ONE host (a
-  host of its staying members when it has some).
+  host of its staying members when it has some). These plan-level rules encode themselves
+  (`planner.rules`, `encode_placement`), the model iterates the registry.
 Objective, lexicographic by weights: (1) most VMs placed; (2) lowest predicted makespan: the
 busiest destination NIC (inbound) or switch link, in seconds of transfer at its capped capacity;
 (3) balanced resulting load: the highest memory use in % of any receiving host; (4) fewest moves
@@ -20,7 +21,6 @@ the hint and the fallback when CP-SAT finds nothing in time.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections import defaultdict
@@ -35,6 +35,8 @@ from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.migration_facts import vm_estimate
 from planner.model import VM, Inventory
+from planner.rules import plan_rules
+from planner.rules.base import PlacementModel
 from planner.topology import Resource, Topology
 
 TIME_UNITS_PER_S = 1  # the makespan proxy is counted in whole seconds (keeps objective weights small)
@@ -172,9 +174,7 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     # Plain lists from here on: per-host pandas arithmetic costs seconds on 30,000 pairs.
     keys = list(pairs.index)
     xs_all = x.tolist()
-    vcpus_l = pairs["vcpus"].tolist()
     mem_l = pairs["memory_mib"].tolist()
-    disk_l = pairs["disk_mib"].tolist()
     bytes_l = pairs["bytes_mib"].tolist()
     slot_l = pairs["slot_units"].tolist()
     links_l = pairs["links"].tolist()
@@ -217,11 +217,7 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
     slot_t = m.new_int_var(0, slot_max, "busiest_inbound_slots_time")
     for h, rows in rows_of_host.items():
         r = room[h]
-        m.add(weighted(rows, vcpus_l) <= math.floor(r.vcpus + 1e-9))
         mem_sum = weighted(rows, mem_l)
-        m.add(mem_sum <= math.floor(r.memory_mib + 1e-9))
-        if any(disk_l[i] for i in rows):
-            m.add(weighted(rows, disk_l) <= math.floor(r.disk_mib))
         nic_mibs = max(1, math.floor(topology.capacity_mibs((topology.switch_of[h], h)) * share))
         m.add(TIME_UNITS_PER_S * weighted(rows, bytes_l) <= load_t * nic_mibs)
         hint_load = max(hint_load, -(-TIME_UNITS_PER_S * hinted_sum(rows, bytes_l) // nic_mibs))
@@ -244,17 +240,10 @@ def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: fr
         m.add(TIME_UNITS_PER_S * weighted(rows, bytes_l) <= load_t * cap)
         hint_load = max(hint_load, -(-TIME_UNITS_PER_S * hinted_sum(rows, bytes_l) // cap))
 
-    # anti-affinity: at most one VM of a group per host
-    by_group_host: dict[tuple[str, str], list[cp_model.IntVar]] = defaultdict(list)
-    vm_by_name = inventory.vm
-    for v, h, xv in _pairs(x):
-        for g in vm_by_name[v].anti_affinity:
-            by_group_host[(g, h)].append(xv)
-    for xs_list in by_group_host.values():
-        if len(xs_list) > 1:
-            m.add_at_most_one(xs_list)
-
-    _add_affinity(m, inventory, movers, x, placed, drained, hint)
+    # Capacity, anti-affinity, affinity and every other plan-level rule encode themselves (planner.rules).
+    rules_model = PlacementModel(m, inventory, movers, drained, pairs, xs_all, room, placed, hint)
+    for rule in plan_rules():
+        rule.encode_placement(rules_model)
 
     # Lexicographic by weights; each weight exceeds the whole range of the terms below it.
     cross = cp_model.LinearExpr.sum([xs_all[i] for i, c in enumerate(cross_l) if c])  # ≤ len(names)
@@ -302,34 +291,3 @@ def _pairs(x: pd.Series) -> list[tuple[str, str, cp_model.IntVar]]:
     """(vm, host, variable) for a Series indexed by (vm, host)."""
     return [(str(k[0]), str(k[1]), xv) for k, xv in x.items()]  # type: ignore[index]
 
-
-def _add_affinity(m: cp_model.CpModel, inventory: Inventory, movers: list[VM], x: pd.Series,
-                  placed: Mapping[str, cp_model.LinearExprT], drained: frozenset[str],
-                  hint: Mapping[str, str]) -> None:
-    """Moving members of an affinity group: all or none, onto one host (a staying member's, if any)."""
-    moving = {v.name for v in movers}
-    groups: dict[str, list[str]] = defaultdict(list)
-    for v in movers:
-        for g in v.affinity:
-            groups[g].append(v.name)
-    stay_hosts: dict[str, set[str]] = defaultdict(set)
-    for v in inventory.vms:
-        if v.name not in moving:
-            for g in v.affinity:
-                if g in groups:
-                    stay_hosts[g].add(v.host)
-    by_vm_host = {(v, h): xv for v, h, xv in _pairs(x)}
-    for g, members in groups.items():
-        allowed: set[str] | None = stay_hosts.get(g) or None
-        hosts = {h for (vn, h) in by_vm_host if vn in members}
-        choice = {h: m.new_bool_var(f"aff_{g}_{h}") for h in sorted(hosts)}
-        for h, cv in choice.items():
-            m.add_hint(cv, any(hint.get(vn) == h for vn in members))
-        m.add(sum(choice.values()) <= 1)
-        for (vn, h), xv in by_vm_host.items():
-            if vn in members:
-                m.add_implication(xv, choice[h])
-                if allowed is not None and h not in allowed:
-                    m.add(xv == 0)
-        for a, b in itertools.pairwise(members):
-            m.add(placed.get(a, 0) == placed.get(b, 0))

@@ -122,7 +122,7 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
     rival = _best_contract_rival(inventory, tuple(sorted(empty)), result.destination, model, topology)
     sched = solve_schedule(tasks, topology, inventory.policy, time_limit_s=left_s(), workers=workers,
                            lower_bound_units=lb_units, progress=progress if reporter is not None else None,
-                           greedy=greedy)
+                           greedy=greedy, inventory=inventory)
     waves = waves_of(sched.start_units)
     migrations = []
     for t in tasks:

@@ -10,7 +10,7 @@ import pytest
 
 from planner.balance import By, Metric, spread, utilisation
 from planner.checker import check_plan
-from planner.constraints import ALL_RULES, AntiAffinity, Capacity, CheckContext, Violation, _sweep_max
+from planner.constraints import AntiAffinity, Capacity, CheckContext, Violation, all_rules, sweep_max
 from planner.errors import PlanFileError, UsageError
 from planner.model import HostState, Inventory
 from planner.plan import Balance, PlanKind, Spread, plan_from_dict
@@ -22,18 +22,18 @@ from tests._planner_fixtures import staged_swap as _staged_swap
 
 def test_sweep_counts_active_on_half_open_intervals() -> None:
     ivs = [(0.0, 10.0, 5.0), (10.0, 20.0, 7.0), (5.0, 15.0, 1.0)]
-    assert list(_sweep_max(ivs)) == [(0.0, 5.0, 1), (5.0, 6.0, 2), (10.0, 8.0, 2)]  # at 10, the first has ended
+    assert list(sweep_max(ivs)) == [(0.0, 5.0, 1), (5.0, 6.0, 2), (10.0, 8.0, 2)]  # at 10, the first has ended
 
 
 def test_sweep_same_instant_starts_add_up() -> None:
-    assert list(_sweep_max([(1.0, 2.0, 1.0), (1.0, 3.0, 2.0)])) == [(1.0, 3.0, 2)]
-    assert list(_sweep_max([])) == []
+    assert list(sweep_max([(1.0, 2.0, 1.0), (1.0, 3.0, 2.0)])) == [(1.0, 3.0, 2)]
+    assert list(sweep_max([])) == []
 
 
 def test_rule_names_are_unique_and_every_rule_is_a_value() -> None:
-    names = [r.name for r in ALL_RULES]
+    names = [r.name for r in all_rules()]
     assert len(names) == len(set(names))
-    assert all(r == type(r)() for r in ALL_RULES)  # frozen dataclasses: equal by value
+    assert all(r == type(r)() for r in all_rules())  # frozen dataclasses: equal by value
 
 
 def test_context_drain_set_and_rebalance_default() -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+import planner.reconfigure.goal as goal_module
 from planner.model import HostState
+from planner.plan import PlanKind
+from planner.reconfigure import REPAIR_SHARE, RESERVE_S_PER_MOVER, make_reconfiguration
 from planner.reconfigure.goal import FinalState, must_move, place_greedy, repair_goal, target_goal
 from planner.topology import Topology
 from tests._planner_fixtures import flat, host, vm
@@ -86,3 +93,20 @@ def test_a_target_splitting_an_affinity_group_keeps_its_members_home() -> None:
     assert goal.destination == {} and "affinity group pair would end on 2 hosts" in goal.unplaced["a"][0]
     both = target_goal(inv, {"a": "h2", "b": "h2"}, frozenset(), Topology(inv))
     assert both.destination == {"a": "h2", "b": "h2"} and both.unplaced == {}
+
+
+def test_the_repair_placement_leaves_time_for_the_steps_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time limit bounds the whole reconfiguration: the repair placement's CP-SAT gets its share less a
+    reserve per VM to move for the greedy sequence, bound and checker that always run after it (a
+    5,000-host drain + repair took 49 s at --time-limit 25 when it got its share whole)."""
+    given: list[float] = []
+    real_place = goal_module.place
+
+    def spy(*args: object, **kw: Any) -> object:
+        given.append(kw["time_limit_s"])
+        return real_place(*args, **kw)
+
+    monkeypatch.setattr(goal_module, "place", spy)
+    inv = flat([host("h1"), host("h2"), host("h3")], [vm(f"v{i}", "h1", memory_mib=256) for i in range(100)])
+    make_reconfiguration(inv, PlanKind.REPAIR, drained=("h1",), time_limit_s=4, workers=1)
+    assert given and given[0] <= 4 * REPAIR_SHARE - 100 * RESERVE_S_PER_MOVER

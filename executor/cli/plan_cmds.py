@@ -87,7 +87,9 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
         time_limit: Annotated[float, typer.Option(
-            "--time-limit", help="Time limit for the whole planning (solvers, checker), seconds.")] = 30.0,
+            "--time-limit", help=("Time limit for the whole planning, seconds: the solvers get what the "
+                                  "other steps leave; steps without a solver always finish "
+                                  "(docs/planner.md)."))] = 30.0,
         workers: Annotated[int, typer.Option("--workers", help="Solver threads.")] = 2,
         baselines: Annotated[bool, typer.Option("--baselines", help="Compare with today's tools.")] = False,
         greedy: Annotated[bool, typer.Option("--greedy", help=(

@@ -21,13 +21,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from planner.candidates import PER_VM, find_candidates
-from planner.capacity import host_capacity
+from planner.capacity import host_capacity, host_limits
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.explain import StaticExplainer, dynamic_reasons
 from planner.migration_facts import can_receive, copy_storage_targets, eligible
 from planner.model import VM, Inventory
 from planner.placement import place
-from planner.reconfigure.sequence import host_limits
 from planner.repair import misplaced
 from planner.topology import Topology
 
@@ -53,8 +52,13 @@ def must_move(inventory: Inventory, empty: Collection[str]) -> dict[str, list[st
 
 
 def repair_goal(inventory: Inventory, empty: frozenset[str], topology: Topology, *, time_limit_s: float,
-                workers: int, model: DurationModel = DEFAULT_MODEL, exclude: Collection[str] = ()) -> Goal:
-    """Places every VM that must move (but those in `exclude`) on a host that suits it."""
+                workers: int, model: DurationModel = DEFAULT_MODEL, exclude: Collection[str] = (),
+                reserve_s_per_mover: float = 0.0) -> Goal:
+    """Places every VM that must move (but those in `exclude`) on a host that suits it.
+
+    `time_limit_s` bounds the whole call (finding who must move and why counts), less
+    `reserve_s_per_mover` for each VM to move: what the caller's later steps will take for it."""
+    deadline = time.monotonic() + time_limit_s
     need = {n: w for n, w in must_move(inventory, empty).items() if n not in exclude}
     goal = Goal(status="optimal")
     explainer = StaticExplainer(inventory, empty, topology)
@@ -68,7 +72,7 @@ def repair_goal(inventory: Inventory, empty: frozenset[str], topology: Topology,
             movers.append(vm)
     if not movers:
         return goal
-    deadline = time.monotonic() + time_limit_s
+    deadline -= reserve_s_per_mover * len(movers)
     for per_vm in (PER_VM, PER_VM * 4, 0):  # pruned candidates first (a big drain), widened if that cost a VM
         cands = find_candidates(inventory, movers, empty, topology, per_vm=per_vm)
         result = place(inventory, movers, cands, empty, topology, time_limit_s=max(0.0, deadline - time.monotonic()),

@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from planner.capacity import Capacity, host_capacity, total_demand
+from planner.capacity import host_limits
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.host_rules import needs_of, suits
 from planner.migration_facts import copy_storage_targets, eligible, migration_facts
@@ -90,13 +90,6 @@ def _limit(n: int) -> int:
     return n if n > 0 else 1 << 30
 
 
-def host_limits(inventory: Inventory) -> dict[str, Capacity]:
-    """The checker's limit per host: its capacity, or what it already holds when that is more."""
-    p = inventory.policy
-    return {h.name: host_capacity(h, p).at_least(total_demand(inventory.vms_on.get(h.name, ())))
-            for h in inventory.hosts}
-
-
 class _Run:
     """One attempt at sequencing `goal` (VM -> final host); `stuck` is set when a cycle cannot be broken."""
 
@@ -123,6 +116,7 @@ class _Run:
         self.in_slots: dict[str, int] = defaultdict(int)
         self.total = 0
         self.tasks: dict[tuple[str, str, str], Task] = {}
+        self.demands: dict[str, tuple[float, float, float]] = {}
         self.hops: list[Hop] = []
         self.n_hops: dict[str, int] = defaultdict(int)
         self.staged: set[str] = set()
@@ -156,11 +150,15 @@ class _Run:
         return c
 
     def demand(self, vm: VM) -> tuple[float, float, float]:
-        return (vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib if copy_storage_targets(vm) else 0.0)
+        d = self.demands.get(vm.name)
+        if d is None:  # asked at every attempt: cached (copy_storage_targets walks the disks)
+            d = (vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib if copy_storage_targets(vm) else 0.0)
+            self.demands[vm.name] = d
+        return d
 
     def room_for(self, vm: VM, host: str) -> bool:
-        u, lim = self.usage[host], self.limits[host]
-        return all(u[i] + d <= lim[i] + EPS for i, d in enumerate(self.demand(vm)))
+        u, lim, d = self.usage[host], self.limits[host], self.demand(vm)
+        return u[0] + d[0] <= lim[0] + EPS and u[1] + d[1] <= lim[1] + EPS and u[2] + d[2] <= lim[2] + EPS
 
     def peer_on(self, vm: VM, host: str) -> str | None:
         for g in vm.anti_affinity:
@@ -184,11 +182,15 @@ class _Run:
         g = self.peer_on(vm, dest)
         if g is not None:
             return ("aa", g, dest), 0
+        used, cap = self.used, self.cap
         for li in LEVELS_TRIED:
             if li >= len(task.levels):
                 break
             dem = task.levels[li].demand
-            if all(self.used[r] + dem <= self.cap(r) for r in task.resources):
+            for r in task.resources:
+                if used[r] + dem > cap(r):
+                    break
+            else:
                 return None, li
         dem = task.levels[min(LEVELS_TRIED[-1], len(task.levels) - 1)].demand
         r = next(r for r in task.resources if self.used[r] + dem > self.cap(r))
@@ -232,6 +234,13 @@ class _Run:
         freed += [("res", *r) for r in hop.task.resources]
         return freed
 
+    def still_short(self, name: str, link: Resource) -> bool:
+        """The link a woken VM waited on still lacks room for its slowest level tried: no level can start
+        (faster ones need more), so it may wait on that link again without being tried."""
+        task = self.task(name, self.where[name], self.stage_to.get(name) or self.goal[name])
+        slowest = task.levels[min(LEVELS_TRIED[-1], len(task.levels) - 1)].demand
+        return self.used[link] + slowest > self.cap(link)
+
     def attempt(self, name: str, now: int) -> None:
         staging = self.stage_to.get(name)
         vm, dest = self.inv.vm[name], staging or self.goal[name]
@@ -249,8 +258,18 @@ class _Run:
     def run(self) -> list[Hop]:
         now = 0
         todo = sorted((n for n in self.goal if self.where[n] != self.goal[n]), key=self.rank.__getitem__)
+        links: dict[str, Resource] = {}  # a woken VM -> the link it waited on
         while True:
             for name in todo:
+                link = links.pop(name, None)
+                # Woken at every end on a busy link, most VMs of a big plan would be tried hundreds of times
+                # for nothing: one whose link still lacks room (the tries before it at this instant took it)
+                # waits on it again untried. Which blocking link a VM waits on does not change when it
+                # starts: it is woken whenever that link frees, and starts once every condition holds.
+                if link is not None and self.still_short(name, link):
+                    self.blocker[name] = ("res", *link)
+                    self.waiting[("res", *link)].append(name)
+                    continue
                 self.attempt(name, now)
             if not self.running:
                 if not self.blocker:
@@ -269,6 +288,8 @@ class _Run:
                     for n in self.waiting.pop(k, ()):  # a waiting VM is parked on exactly one key
                         del self.blocker[n]
                         woken.add(n)
+                        if k[0] == "res":
+                            links[n] = (k[1], k[2])
                 if self.where[hop.vm] != self.goal[hop.vm]:
                     woken.add(hop.vm)  # a staged VM: its next hop
             todo = sorted(woken, key=self.rank.__getitem__)

@@ -1,22 +1,24 @@
 """The CP-SAT schedule: one start variable and one optional interval per bandwidth level.
 
-`add_cumulative` on every host NIC direction and link direction, counts for the slot limits;
-the objective is the makespan, then priorities (see the package docstring).
+`add_cumulative` on every host NIC direction and link direction, counts for the slot limits (each
+plan-level rule of `planner.rules` encodes itself: `encode_moves`); the objective is the makespan,
+then priorities (see the package docstring).
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import pandas as pd
 from ortools.sat.python import cp_model
 
-from planner.model import Policy
+from planner.model import Inventory, Policy
+from planner.rules import plan_rules
+from planner.rules.base import MoveOption, MovesModel, MoveVars
 from planner.schedule.greedy import best_greedy
 from planner.schedule.tasks import MIN_SOLVE_S, Schedule, Task, resource_caps
-from planner.topology import Resource, Topology
+from planner.topology import Topology
 
 ProgressHook = Callable[[float, float, float], None]
 
@@ -36,12 +38,13 @@ class _Progress(cp_model.CpSolverSolutionCallback):
 
 def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *, time_limit_s: float, workers: int,
                    lower_bound_units: int = 0, progress: ProgressHook | None = None,
-                   greedy: Schedule | None = None) -> Schedule:
+                   greedy: Schedule | None = None, inventory: Inventory | None = None) -> Schedule:
     """CP-SAT schedule of `tasks` (see the module docstring); the greedy schedule if CP-SAT finds nothing.
 
     `time_limit_s` bounds the whole call (the greedy schedules and building the model count);
     when less than MIN_SOLVE_S is left for CP-SAT, the greedy schedule is returned unsolved.
-    `greedy`: `best_greedy` of these tasks, if the caller already has it.
+    `greedy`: `best_greedy` of these tasks, if the caller already has it. `inventory`: the tasks' own, for
+    plan-level rules that need more than the policy (`planner.rules.base.MovesModel`).
     """
     t0 = time.monotonic()
     caps = resource_caps(tasks, topology, policy.migration_share)
@@ -77,32 +80,16 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
         m.add_exactly_one(ps)
         present[t.vm], intervals[t.vm] = ps, ivs
 
-    by_resource: dict[Resource, list[tuple[cp_model.IntervalVar, int]]] = defaultdict(list)
-    by_source: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
-    by_dest: dict[str, list[cp_model.IntervalVar]] = defaultdict(list)
-    everything: list[cp_model.IntervalVar] = []
-    for t in tasks:
-        for iv, li in intervals[t.vm]:
-            for r in t.resources:
-                by_resource[r].append((iv, t.levels[li].demand))
-            by_source[t.facts.source].append(iv)
-            by_dest[t.facts.destination].append(iv)
-            everything.append(iv)
-    for r, items in by_resource.items():
-        _cumulative(m, items, caps[r])
-    n_per_source: dict[str, int] = defaultdict(int)
-    n_per_dest: dict[str, int] = defaultdict(int)
-    for t in tasks:
-        n_per_source[t.facts.source] += 1
-        n_per_dest[t.facts.destination] += 1
-    for groups, counts, limit in ((by_source, n_per_source, policy.max_outbound_per_host),
-                                  (by_dest, n_per_dest, policy.max_inbound_per_host)):
-        if limit > 0:
-            for host, host_ivs in groups.items():
-                if counts[host] > limit:
-                    _cumulative(m, [(iv, 1) for iv in host_ivs], limit)
-    if 0 < policy.max_concurrent < len(tasks):
-        _cumulative(m, [(iv, 1) for iv in everything], policy.max_concurrent)
+    # Bandwidth, migration slots and every other plan-level rule encode themselves (planner.rules).
+    moves = [MoveVars(t.vm, 0, t.facts.source, t.facts.destination, starts[t.vm],
+                      [MoveOption(iv, t.levels[li].duration_units, pv, t.levels[li].demand)
+                       for (iv, li), pv in zip(intervals[t.vm], present[t.vm], strict=True)], t.resources)
+             for t in tasks]
+    rules_model = MovesModel(m, policy, inventory, moves, horizon, caps)
+    for rule in plan_rules():
+        rule.encode_moves(rules_model)
+    if rules_model.unsupported is not None:  # a rule this model cannot state: keep the greedy schedule
+        return greedy
 
     low = min(t.priority for t in tasks)
     tie_terms = [(t.priority - low) * starts[t.vm] for t in tasks if t.priority > low]
@@ -142,9 +129,3 @@ def solve_schedule(tasks: Sequence[Task], topology: Topology, policy: Policy, *,
         raise AssertionError("schedule model infeasible although the greedy schedule fits its horizon")
     raise AssertionError(f"schedule model invalid: {solver.status_name(status)}")
 
-
-def _cumulative(m: cp_model.CpModel, items: list[tuple[cp_model.IntervalVar, int]], capacity: int) -> None:
-    """add_cumulative, skipped when even all demands at once fit (it could never bind)."""
-    if sum(d for _, d in items) <= capacity:
-        return
-    m.add_cumulative([iv for iv, _ in items], [d for _, d in items], capacity)
