@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from planner.model import Policy
 from planner.schedule.tasks import UNITS_PER_S, Schedule, Task
@@ -19,6 +20,7 @@ SOURCE_STRETCHES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1)  # × target: the per-
 # × target: the deadlines the slow variants are tried under (measured on the bench fleets: the best
 # fall at 1.02–1.06; 1.0 is kept for fleets whose bound is nearly met)
 DEADLINE_STRETCHES = (1.0, 1.02, 1.04, 1.06, 1.08)
+DEADLINE_BASES = 2  # how many of the best slow variants are tried under those deadlines
 
 
 def _limit(n: int) -> int:
@@ -62,9 +64,25 @@ def fair_levels(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
     return out
 
 
+def greedy_order(tasks: Sequence[Task], interleave: bool = False) -> list[Task]:
+    """The order tasks are offered a start: priority, then longest first; `interleave`: round-robin over
+    sources, each longest first, which keeps every source NIC busy."""
+    if interleave:
+        rank: dict[str, int] = {}
+        by_source: dict[str, list[Task]] = defaultdict(list)
+        for t in tasks:
+            by_source[t.facts.source].append(t)
+        load = {s: sum(t.levels[0].duration_units for t in ts) for s, ts in by_source.items()}
+        for ts in by_source.values():
+            for i, t in enumerate(sorted(ts, key=lambda t: -t.levels[0].duration_units)):
+                rank[t.vm] = i
+        return sorted(tasks, key=lambda t: (-t.priority, rank[t.vm], -load[t.facts.source], t.vm))
+    return sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
+
+
 def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
                     tries: Mapping[str, Sequence[int]] | None = None, interleave: bool = False,
-                    deadline_units: int = 0) -> Schedule:
+                    deadline_units: int = 0, order: Sequence[Task] | None = None) -> Schedule:
     """List schedule: priority then longest first; at every event start whatever fits.
 
     A task tries the levels `tries[vm]` in that order (default: only its full cap). Going below
@@ -75,19 +93,10 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
     deadline are dropped (the fastest of its tries is kept when none ends in time). Slow wastes
     less of a shared link on the fixed cost (its bandwidth is held from the start), and the
     deadline makes the last migrations fast, so the tail of the schedule stays short.
+
+    `order`: the tasks in the order they are offered a start (instead of the two orders above).
     """
-    if interleave:  # round-robin over sources, each longest first: keeps every source NIC busy
-        rank: dict[str, int] = {}
-        by_source: dict[str, list[Task]] = defaultdict(list)
-        for t in tasks:
-            by_source[t.facts.source].append(t)
-        load = {s: sum(t.levels[0].duration_units for t in ts) for s, ts in by_source.items()}
-        for ts in by_source.values():
-            for i, t in enumerate(sorted(ts, key=lambda t: -t.levels[0].duration_units)):
-                rank[t.vm] = i
-        order = sorted(tasks, key=lambda t: (-t.priority, rank[t.vm], -load[t.facts.source], t.vm))
-    else:
-        order = sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
+    order = list(order) if order is not None else greedy_order(tasks, interleave)
     # Everything by small integers (this loop runs for every event of a 2,500-migration drain):
     # task i = order[i]; keys 0..R-1 are resources, then one outbound slot key per source host,
     # then one inbound slot key per destination host.
@@ -248,13 +257,25 @@ def source_levels(tasks: Sequence[Task], policy: Policy, target_units: int) -> d
     return out
 
 
-def best_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
-                target_units: int = 0) -> Schedule:
-    """The shortest of a few greedy variants (full cap only; cap or cap/2; the fair share or faster;
-    the slowest level that lets each source finish by `target_units` or faster), each plain and
-    interleaved, and the slow variants again under deadlines a little past `target_units`."""
+@dataclass(frozen=True)
+class Recipe:
+    """What one greedy run is given: each task's level tries, the order, the deadline."""
+
+    tries: Mapping[str, tuple[int, ...]]
+    interleave: bool = False
+    deadline_units: int = 0
+    order: tuple[Task, ...] | None = None  # None: greedy_order(tasks, interleave)
+
+    def run(self, tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy) -> Schedule:
+        return greedy_schedule(tasks, caps, policy, self.tries, self.interleave, self.deadline_units, self.order)
+
+
+def greedy_recipes(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                   target_units: int = 0) -> list[Recipe]:
+    """The greedy variants without a deadline that `best_greedy` tries (see there); the slow ones
+    (fair share, per-source levels) from index SLOW_FROM on."""
     fair = fair_levels(tasks, caps, policy)
-    variants: list[dict[str, Sequence[int]]] = [
+    variants: list[dict[str, tuple[int, ...]]] = [
         {t.vm: (0,) for t in tasks},
         {t.vm: tuple(range(min(2, len(t.levels)))) for t in tasks},
         {t.vm: tuple(range(fair[t.vm], -1, -1)) for t in tasks},
@@ -264,10 +285,33 @@ def best_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
         for stretch in SOURCE_STRETCHES:
             lv = source_levels(tasks, policy, int(target_units * stretch))
             variants.append({t.vm: tuple(range(lv[t.vm], -1, -1)) for t in tasks})
-    runs = [greedy_schedule(tasks, caps, policy, v, interleave=il) for v in variants for il in (False, True)]
+    return [Recipe(v, il) for v in variants for il in (False, True)]
+
+
+SLOW_FROM = 4  # greedy_recipes: the first two variants (× plain, interleaved) run at full or half cap
+
+
+def best_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                target_units: int = 0) -> Schedule:
+    """The shortest of a few greedy variants (full cap only; cap or cap/2; the fair share or faster;
+    the slowest level that lets each source finish by `target_units` or faster), each plain and
+    interleaved, and the best slow ones again under deadlines a little past `target_units`."""
+    return best_recipe(tasks, caps, policy, target_units)[0]
+
+
+def best_recipe(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                target_units: int = 0) -> tuple[Schedule, Recipe]:
+    """`best_greedy`'s schedule and the recipe that made it (the first of the shortest)."""
+    recipes = greedy_recipes(tasks, caps, policy, target_units)
+    runs = [(r.run(tasks, caps, policy), r) for r in recipes]
     if target_units > 0:
-        # The slow variants (fair share, per-source levels) lose most at the tail, where a slow
-        # migration started late ends late: a deadline a little past the target speeds those up.
-        runs += [greedy_schedule(tasks, caps, policy, v, interleave=il, deadline_units=int(target_units * d))
-                 for v in variants[2:] for il in (False, True) for d in DEADLINE_STRETCHES]
-    return min(runs, key=lambda s: s.makespan_units)
+        # The slow variants lose most at the tail, where a slow migration started late ends late: a
+        # deadline a little past the target speeds those up. Tried on the DEADLINE_BASES best slow
+        # variants only (each greedy run of 2,445 migrations takes ~0.15 s on a loaded machine).
+        slow = sorted(range(SLOW_FROM, len(runs)), key=lambda i: runs[i][0].makespan_units)[:DEADLINE_BASES]
+        for i in slow:
+            base = runs[i][1]
+            for d in DEADLINE_STRETCHES:
+                r = Recipe(base.tries, base.interleave, int(target_units * d))
+                runs.append((r.run(tasks, caps, policy), r))
+    return min(runs, key=lambda sr: sr[0].makespan_units)
