@@ -17,9 +17,8 @@ from planner.schedule.tasks import UNITS_PER_S, Schedule, Task
 from planner.topology import Resource
 
 SOURCE_STRETCHES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1)  # × target: the per-source deadlines tried
-# × target: the deadlines the slow variants are tried under (measured on the bench fleets: the best
-# fall at 1.02–1.06; 1.0 is kept for fleets whose bound is nearly met)
-DEADLINE_STRETCHES = (1.0, 1.02, 1.04, 1.06, 1.08)
+# Where between the target and a slow variant's own makespan its deadlines are put.
+DEADLINE_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8)
 DEADLINE_BASES = 2  # how many of the best slow variants are tried under those deadlines
 
 
@@ -308,10 +307,13 @@ def best_recipe(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
         # The slow variants lose most at the tail, where a slow migration started late ends late: a
         # deadline a little past the target speeds those up. Tried on the DEADLINE_BASES best slow
         # variants only (each greedy run of 2,445 migrations takes ~0.15 s on a loaded machine).
+        # The deadlines lie between the target and the variant's own makespan (the best fall at a
+        # fifth to three fifths of the way on the bench fleets, 1.02-1.06 × the lower bound).
         slow = sorted(range(SLOW_FROM, len(runs)), key=lambda i: runs[i][0].makespan_units)[:DEADLINE_BASES]
         for i in slow:
-            base = runs[i][1]
-            for d in DEADLINE_STRETCHES:
-                r = Recipe(base.tries, base.interleave, int(target_units * d))
+            base_run, base = runs[i]
+            room = max(0, base_run.makespan_units - target_units)
+            for d in DEADLINE_POINTS:
+                r = Recipe(base.tries, base.interleave, target_units + int(room * d))
                 runs.append((r.run(tasks, caps, policy), r))
     return min(runs, key=lambda sr: sr[0].makespan_units)
