@@ -43,7 +43,7 @@ def test_search_starts_from_the_best_greedy_and_never_worsens_it() -> None:
     inv, _topo, tasks, caps, target = _drain()
     start = best_recipe(tasks, caps, inv.policy, target)
     assert start[0].makespan_units == best_greedy(tasks, caps, inv.policy, target).makespan_units
-    s = improve_greedy(tasks, caps, inv.policy, target, 1.0, start=start)
+    s = improve_greedy(tasks, caps, inv.policy, target, 1.0, starts=[start])
     assert target <= s.makespan_units <= start[0].makespan_units
     _assert_within_limits(tasks, s, caps, inv.policy.max_outbound_per_host, inv.policy.max_inbound_per_host)
 
@@ -51,4 +51,4 @@ def test_search_starts_from_the_best_greedy_and_never_worsens_it() -> None:
 def test_no_time_gives_the_start() -> None:
     inv, _topo, tasks, caps, target = _drain()
     start = best_recipe(tasks, caps, inv.policy, target)
-    assert improve_greedy(tasks, caps, inv.policy, target, 0.0, start=start) is start[0]
+    assert improve_greedy(tasks, caps, inv.policy, target, 0.0, starts=[start]) is start[0]

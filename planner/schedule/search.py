@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from planner.model import Policy
-from planner.schedule.greedy import Recipe, best_recipe, greedy_order
+from planner.schedule.greedy import Recipe, greedy_order, greedy_runs
 from planner.schedule.tasks import Schedule, Task
 from planner.topology import Resource
 
@@ -32,6 +32,7 @@ MOVE_WINDOW = 20  # a task moved earlier in the order goes at most this many pla
 # schedule optimal, gets the time.
 STALL_STEPS_PER_TASK = 10
 STALL_MIN = 100
+RESTARTS = 3  # after a stall, the search starts again from the next best greedy variant, up to this many
 SEED = 0
 
 
@@ -73,21 +74,34 @@ def _late(tasks_in_order: Sequence[Task], s: Schedule) -> list[int]:
 
 
 def improve_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy, target_units: int,
-                   time_limit_s: float, start: tuple[Schedule, Recipe] | None = None, seed: int = SEED) -> Schedule:
-    """`start` (default: `best_recipe`, the best greedy variant) improved by local search for
-    `time_limit_s` in all; never worse than `start`. Stops early at `target_units` (the lower bound)."""
+                   time_limit_s: float, starts: Sequence[tuple[Schedule, Recipe]] = (), seed: int = SEED) -> Schedule:
+    """The first of `starts` (default: `greedy_runs`, the greedy variants shortest first) improved by
+    local search for `time_limit_s` in all; when a search stalls, the next of the RESTARTS first starts
+    is searched. Never worse than the first start; stops early at `target_units` (the lower bound)."""
     t0 = time.monotonic()
-    best, recipe = start if start is not None else best_recipe(tasks, caps, policy, target_units)
-    if not tasks or best.makespan_units <= target_units:
-        return best
+    if not starts:
+        starts = greedy_runs(tasks, caps, policy, target_units)
+    best = starts[0][0]
+    for i, start in enumerate(starts[:RESTARTS]):
+        if not tasks or best.makespan_units <= target_units or time.monotonic() - t0 >= time_limit_s:
+            break
+        found = _search(tasks, caps, policy, target_units, start, t0 + time_limit_s, random.Random(seed + i))
+        if found.makespan_units < best.makespan_units:
+            best = found
+    return best
+
+
+def _search(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy, target_units: int,
+            start: tuple[Schedule, Recipe], deadline: float, rng: random.Random) -> Schedule:
+    """Local search from `start` until `deadline` (monotonic clock), a stall, or the target."""
+    best, recipe = start
     score = _score(tasks, best)
     current, current_score = recipe, score
     current_order = list(recipe.order) if recipe.order is not None else greedy_order(tasks, recipe.interleave)
     late = _late(current_order, best)
-    rng = random.Random(seed)
     stall = 0
     stall_limit = max(STALL_MIN, STALL_STEPS_PER_TASK * len(tasks))
-    while time.monotonic() - t0 < time_limit_s and stall < stall_limit:
+    while time.monotonic() < deadline and stall < stall_limit:
         stall += 1
         cand = _neighbour(current, tasks, current_order, late, rng)
         s = cand.run(tasks, caps, policy)
