@@ -45,7 +45,7 @@ from planner.model import Inventory
 from planner.solve import make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
-BEFORE_REF = "31edad8"  # main before issue 11's plan-quality work
+BEFORE_REF = "f2292e2"  # main before this session's plan-quality work (deadline greedy, local search, exact dual cells)
 DOC = ROOT / "docs" / "benchmarks.md"
 FIXED_COSTS = (1.75, 0.2)
 FLEETS = ("small", "medium", "hard", "gen500", "gen5000")

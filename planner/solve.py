@@ -3,8 +3,9 @@
 Steps: the drain set (named hosts + maintenance hosts); VMs no plan can move (pinned, live VM on
 a down host, no compatible host) are unplaced with their reasons; candidates per VM
 (planner.candidates, pruned on big fleets); placement (planner.placement, CP-SAT, widened and
-re-solved when pruning may have cost a VM its place); schedule (planner.schedule, CP-SAT with the
-greedy list schedule as hint and fallback); the lower bound (planner.lowerbound); and finally the
+re-solved when pruning may have cost a VM its place); schedule (planner.schedule: the greedy list
+schedule's variants, a local search over their choices (planner.schedule.search), then CP-SAT with
+that as hint and fallback); the lower bound (planner.lowerbound); and finally the
 independent checker: every plan returned passes `assert_plan_valid`, else `InconsistentPlanError`.
 
 Status: `infeasible` when a VM is unplaced; `optimal` when the makespan equals the proven lower
