@@ -133,8 +133,8 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
     # computed before the schedule solve so that its time counts against the limit
     rival = _best_contract_rival(inventory, tuple(sorted(empty)), result.destination, model, topology)
     # The greedy's own local search first (planner.schedule.search), then CP-SAT from its answer.
-    greedy = improve_greedy(tasks, caps, inventory.policy, lb_units, left_s() * SEARCH_SHARE,
-                            starts=runs)
+    greedy = improve_greedy(tasks, caps, inventory.policy, lb_units, left_s() * SEARCH_SHARE, starts=runs,
+                            on_better=None if reporter is None else lambda u: progress(0.0, float(u), float(lb_units)))
     sched = solve_schedule(tasks, topology, inventory.policy, time_limit_s=left_s(), workers=workers,
                            lower_bound_units=lb_units, progress=progress if reporter is not None else None,
                            greedy=greedy)

@@ -52,3 +52,12 @@ def test_no_time_gives_the_start() -> None:
     inv, _topo, tasks, caps, target = _drain()
     start = best_recipe(tasks, caps, inv.policy, target)
     assert improve_greedy(tasks, caps, inv.policy, target, 0.0, starts=[start]) is start[0]
+
+
+def test_every_better_schedule_is_reported_shortest_last() -> None:
+    inv, _topo, tasks, caps, target = _drain()
+    heard: list[int] = []
+    s = improve_greedy(tasks, caps, inv.policy, target, 1.0, on_better=heard.append)
+    assert heard == sorted(heard, reverse=True) and len(set(heard)) == len(heard)
+    assert (heard[-1] == s.makespan_units) if heard else s.makespan_units == best_greedy(
+        tasks, caps, inv.policy, target).makespan_units

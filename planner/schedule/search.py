@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from planner.model import Policy
 from planner.schedule.greedy import Recipe, greedy_order, greedy_runs
@@ -74,10 +74,12 @@ def _late(tasks_in_order: Sequence[Task], s: Schedule) -> list[int]:
 
 
 def improve_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy, target_units: int,
-                   time_limit_s: float, starts: Sequence[tuple[Schedule, Recipe]] = (), seed: int = SEED) -> Schedule:
+                   time_limit_s: float, starts: Sequence[tuple[Schedule, Recipe]] = (), seed: int = SEED,
+                   on_better: Callable[[int], None] | None = None) -> Schedule:
     """The first of `starts` (default: `greedy_runs`, the greedy variants shortest first) improved by
     local search for `time_limit_s` in all; when a search stalls, the next of the RESTARTS first starts
-    is searched. Never worse than the first start; stops early at `target_units` (the lower bound)."""
+    is searched. Never worse than the first start; stops early at `target_units` (the lower bound).
+    `on_better(makespan_units)` hears, after each search from a start, of a schedule shorter than all before."""
     t0 = time.monotonic()
     if not starts:
         starts = greedy_runs(tasks, caps, policy, target_units)
@@ -88,6 +90,8 @@ def improve_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: 
         found = _search(tasks, caps, policy, target_units, start, t0 + time_limit_s, random.Random(seed + i))
         if found.makespan_units < best.makespan_units:
             best = found
+            if on_better is not None:
+                on_better(best.makespan_units)
     return best
 
 
