@@ -209,6 +209,11 @@ def main() -> int:
         "",
         *lfl,
         "",
+        "## Lab accuracy of the duration model",
+        "",
+        "See [lab-accuracy.md](lab-accuracy.md), written by `bench/bench_lab_accuracy.py` (real lab: predicted vs",
+        "measured makespan and per migration on held-out scenarios, before and after `evac calibrate`).",
+        "",
     ])
     print(doc)
     if not a.no_write:
