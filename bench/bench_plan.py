@@ -6,7 +6,8 @@
 Columns: plan time (s), makespan (s), lower bound (s), gap = makespan / lower bound, checker verdict,
 and each baseline's makespan (same duration model, FFD placement; kubevirt and nova are UNCAPPED:
 they ignore migration_share, so they are not valid plans, only what those tools would do).
-Targets: medium fleet, one rack: < 10 s and gap ≤ 1.10; large: valid plan in < 30 s, gap ≤ 1.22.
+Targets (issue 11): gap ≤ 1.05 on every feasible fleet up to 3,000 VMs within 10 s of planning (small and
+hard leave VMs unplaced: infeasible), ≤ 1.08 on the 5,000-host / 30,000-VM fleet within 30 s.
 The time limit bounds the whole make_plan call (see docs/planner.md).
 """
 

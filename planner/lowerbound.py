@@ -69,7 +69,7 @@ import numpy as np
 from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.host_rules import Needs, needs_of
-from planner.lowerbound_dual import Limit, cell_minorants, cell_tops, dual_bound
+from planner.lowerbound_dual import Limit, cell_floors, cell_tops, dual_bound
 from planner.migration_facts import compatible_hosts, copied_disk_mib, drain_set, vm_floor_estimate
 from planner.model import VM, Host, Inventory, Policy
 from planner.plan import Plan
@@ -97,8 +97,12 @@ class _Terms:
     def result(self) -> LowerBound:
         if not self.best:
             return LowerBound(0.0, "nothing to move", {})
-        family, (value, about) = max(self.best.items(), key=lambda kv: kv[1][0])
-        return LowerBound(value, f"{family}: {about}", {k: v for k, (v, _) in self.best.items()})
+        top = max(v for v, _ in self.best.values())
+        # A tie (to rounding) goes to a term that names one resource or limit: the dual term prices
+        # everything together and often reaches the same value, which says less to the operator.
+        tied = [(k, va) for k, va in self.best.items() if va[0] >= top * (1 - 1e-9)]
+        family, (_, about) = min(tied, key=lambda kv: (kv[0] == "dual", -kv[1][0]))
+        return LowerBound(top, f"{family}: {about}", {k: v for k, (v, _) in self.best.items()})
 
 
 def nic_slots_bound(floor_mib: Iterable[float], capped_mibs: float, slots: int, fixed_s: float) -> float:
@@ -449,17 +453,17 @@ def _dual_term(terms: _Terms, dual: Sequence[tuple[VM, float]], crossings: Mappi
     """The Lagrangian term (planner.lowerbound_dual) over every crossing, the pooled limits and each VM alone."""
     if not dual:
         return
-    cache: dict[tuple[object, ...], tuple[list[float], list[float]]] = {}
-    areas, durations = [], []
+    cache: dict[tuple[object, ...], tuple[list[float], list[float], list[float]]] = {}
+    floors, lows, tops = [], [], []
     for vm, bmax in dual:
         key = (vm.memory_mib, vm.dirty_rate_mibs, copied_disk_mib(vm), vm.live, round(bmax, 9))
         if key not in cache:
-            tops = cell_tops(bmax)
-            cache[key] = cell_minorants([vm_floor_estimate(vm, hi, policy, model) for hi in tops], tops,
-                                        model.fixed_cost_s)
-        a, d = cache[key]
-        areas.append(a)
-        durations.append(d)
+            his = cell_tops(bmax)
+            cache[key] = cell_floors([vm_floor_estimate(vm, hi, policy, model) for hi in his], his)
+        b, lo, hi = cache[key]
+        floors.append(b)
+        lows.append(lo)
+        tops.append(hi)
     limits = list(pooled)
     for r, c in crossings.items():
         limits.append(Limit(True, topo.capacity_mibs(r) * policy.migration_share, c.members))
@@ -467,6 +471,6 @@ def _dual_term(terms: _Terms, dual: Sequence[tuple[VM, float]], crossings: Mappi
     if policy.max_concurrent > 0:
         limits.append(Limit(False, float(policy.max_concurrent), list(range(len(dual)))))
     limits.extend(Limit(False, 1.0, [i]) for i in range(len(dual)))
-    value = dual_bound(np.array(areas), np.array(durations), limits)
+    value = dual_bound(np.array(floors), np.array(lows), np.array(tops), model.fixed_cost_s, limits)
     terms.add("dual", value, f"every NIC, link and slot limit priced together over {len(dual)} migrations, "
                              f"bandwidth chosen freely per migration")

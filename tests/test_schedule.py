@@ -47,8 +47,9 @@ def test_waves_group_identical_starts_in_order() -> None:
     assert waves_of({"a": 5, "b": 0, "c": 5, "d": 2}) == {"b": 0, "d": 1, "a": 2, "c": 2}
 
 
-def _reference_greedy(tasks, caps, policy, tries):  # type: ignore[no-untyped-def]
-    """The list schedule written plainly: at every event, every pending task in order tries to start."""
+def _reference_greedy(tasks, caps, policy, tries, deadline=0):  # type: ignore[no-untyped-def]
+    """The list schedule written plainly: at every event, every pending task in order tries to start
+    (under a deadline, only its levels that end by it, or its fastest when none does)."""
     import heapq
 
     def limit(n: int) -> int:
@@ -73,7 +74,10 @@ def _reference_greedy(tasks, caps, policy, tries):  # type: ignore[no-untyped-de
             if out_n.get(s, 0) >= limit(policy.max_outbound_per_host) or \
                     in_n.get(d, 0) >= limit(policy.max_inbound_per_host):
                 continue
-            for li in tries[t.vm]:
+            allowed = tries[t.vm]
+            if deadline > 0:
+                allowed = [li for li in allowed if now + t.levels[li].duration_units <= deadline] or [min(allowed)]
+            for li in allowed:
                 dem = t.levels[li].demand
                 if all(used.get(r, 0) + dem <= caps[r] for r in t.resources):
                     for r in t.resources:
@@ -121,6 +125,11 @@ def test_greedy_matches_the_plain_list_schedule() -> None:
                       {t.vm: (i % len(t.levels), 0) for i, t in enumerate(tasks)}):
             s = greedy_schedule(tasks, caps, inv.policy, tries)
             assert (dict(s.start_units), dict(s.level)) == _reference_greedy(tasks, caps, inv.policy, tries), extra
+            # under a deadline (levels chosen as each task starts): the deadline falls mid-schedule
+            deadline = s.makespan_units * 2 // 3
+            d = greedy_schedule(tasks, caps, inv.policy, tries, deadline_units=deadline)
+            assert (dict(d.start_units), dict(d.level)) == \
+                _reference_greedy(tasks, caps, inv.policy, tries, deadline), (extra, deadline)
 
 
 def test_no_time_left_gives_the_greedy_schedule_and_reports_it() -> None:

@@ -26,8 +26,11 @@ The greedy list schedule (priority, longest first; at each event each waiting mi
 the highest level every cap and limit allows) is the CP-SAT hint, the horizon, and the fallback
 when CP-SAT finds nothing within its time limit.
 
-The package: `tasks` (what is scheduled: tasks, levels, caps, waves), `greedy` (the list schedule)
-and `cpsat` (the CP-SAT model). Everyone imports from here.
+make_plan first improves the best greedy variants by local search over their choices (the order,
+each task's slowest level, the deadline: `search`), then hands CP-SAT the result as hint.
+
+The package: `tasks` (what is scheduled: tasks, levels, caps, waves), `greedy` (the list schedule),
+`search` (the local search over it) and `cpsat` (the CP-SAT model). Everyone imports from here.
 """
 
 from planner.schedule.cpsat import ProgressHook, solve_schedule

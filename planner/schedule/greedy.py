@@ -10,10 +10,17 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from planner.model import Policy
 from planner.schedule.tasks import UNITS_PER_S, Schedule, Task
 from planner.topology import Resource
+
+SOURCE_STRETCHES = (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1)  # × target: the per-source deadlines tried
+# Where between the target and a slow variant's own makespan its deadlines are put.
+DEADLINE_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8)
+DEADLINE_BASES = 2  # how many of the best slow variants are tried under those deadlines
+THOROUGH_MAX_TASKS = 1000  # greedy_runs(thorough=True): every slow variant, up to this many tasks
 
 
 def _limit(n: int) -> int:
@@ -57,15 +64,10 @@ def fair_levels(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Pol
     return out
 
 
-def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
-                    tries: Mapping[str, Sequence[int]] | None = None, interleave: bool = False) -> Schedule:
-    """List schedule: priority then longest first; at every event start whatever fits.
-
-    A task tries the levels `tries[vm]` in that order (default: only its full cap). Going below
-    the level a task is meant to run at is a bad idea: a sliver of bandwidth left on a link would
-    start a very slow migration that holds its slots for a long time.
-    """
-    if interleave:  # round-robin over sources, each longest first: keeps every source NIC busy
+def greedy_order(tasks: Sequence[Task], interleave: bool = False) -> list[Task]:
+    """The order tasks are offered a start: priority, then longest first; `interleave`: round-robin over
+    sources, each longest first, which keeps every source NIC busy."""
+    if interleave:
         rank: dict[str, int] = {}
         by_source: dict[str, list[Task]] = defaultdict(list)
         for t in tasks:
@@ -74,9 +76,27 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
         for ts in by_source.values():
             for i, t in enumerate(sorted(ts, key=lambda t: -t.levels[0].duration_units)):
                 rank[t.vm] = i
-        order = sorted(tasks, key=lambda t: (-t.priority, rank[t.vm], -load[t.facts.source], t.vm))
-    else:
-        order = sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
+        return sorted(tasks, key=lambda t: (-t.priority, rank[t.vm], -load[t.facts.source], t.vm))
+    return sorted(tasks, key=lambda t: (-t.priority, -t.levels[0].duration_units, t.vm))
+
+
+def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                    tries: Mapping[str, Sequence[int]] | None = None, interleave: bool = False,
+                    deadline_units: int = 0, order: Sequence[Task] | None = None) -> Schedule:
+    """List schedule: priority then longest first; at every event start whatever fits.
+
+    A task tries the levels `tries[vm]` in that order (default: only its full cap). Going below
+    the level a task is meant to run at is a bad idea: a sliver of bandwidth left on a link would
+    start a very slow migration that holds its slots for a long time.
+
+    `deadline_units` > 0: as a migration starts, the levels of its tries that would end after the
+    deadline are dropped (the fastest of its tries is kept when none ends in time). Slow wastes
+    less of a shared link on the fixed cost (its bandwidth is held from the start), and the
+    deadline makes the last migrations fast, so the tail of the schedule stays short.
+
+    `order`: the tasks in the order they are offered a start (instead of the two orders above).
+    """
+    order = list(order) if order is not None else greedy_order(tasks, interleave)
     # Everything by small integers (this loop runs for every event of a 2,500-migration drain):
     # task i = order[i]; keys 0..R-1 are resources, then one outbound slot key per source host,
     # then one inbound slot key per destination host.
@@ -92,7 +112,6 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
     in_key = [key_of.setdefault(("in", t.facts.destination), len(key_of)) for t in order]
     level_tries = [tuple(tries[t.vm]) if tries is not None else (0,) for t in order]
     demand_tries = [tuple(t.levels[li].demand for li in lt) for t, lt in zip(order, level_tries, strict=True)]
-    min_demand = [min(d) for d in demand_tries]
     used = [0] * n_res
     slots = [0] * (len(key_of) - n_res)  # running migrations per slot key (index key - n_res)
     lim_out, lim_in = _limit(policy.max_outbound_per_host), _limit(policy.max_inbound_per_host)
@@ -138,7 +157,11 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
             heapq.heappush(groups[ik][0], i)
             return True
         rs = res_of[i]
-        for li, dem in zip(level_tries[i], demand_tries[i], strict=True):
+        lt, dt = level_tries[i], demand_tries[i]
+        if deadline_units > 0:
+            lt = _deadline_tries(order[i], lt, deadline_units - now)
+            dt = tuple(order[i].levels[li].demand for li in lt)
+        for li, dem in zip(lt, dt, strict=True):
             if all(used[r] + dem <= cap[r] for r in rs):
                 for r in rs:
                     used[r] += dem
@@ -149,7 +172,9 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
                 heapq.heappush(running, (now + order[i].levels[li].duration_units, i))
                 pending -= 1
                 return True
-        dem = min_demand[i]
+        # Parked under its smallest demand now: under a deadline that only grows as time passes, so
+        # the task is still unable to start before the key that blocks it is freed.
+        dem = min(dt)
         blocker = next(r for r in rs if used[r] + dem > cap[r])
         heapq.heappush(groups[blocker][dem], i)
         return True
@@ -201,6 +226,12 @@ def greedy_schedule(tasks: Sequence[Task], caps: Mapping[Resource, int], policy:
     return Schedule(start, level, makespan, "greedy")
 
 
+def _deadline_tries(task: Task, tries: tuple[int, ...], room_units: int) -> tuple[int, ...]:
+    """`tries` without the levels that would end after `room_units`; the fastest of them when none ends in time."""
+    kept = tuple(li for li in tries if task.levels[li].duration_units <= room_units)
+    return kept or (min(tries),)
+
+
 def source_levels(tasks: Sequence[Task], policy: Policy, target_units: int) -> dict[str, int]:
     """Per task, the lowest level at which its source host still empties within `target_units`.
 
@@ -226,21 +257,75 @@ def source_levels(tasks: Sequence[Task], policy: Policy, target_units: int) -> d
     return out
 
 
-def best_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
-                target_units: int = 0) -> Schedule:
-    """The shortest of a few greedy variants (full cap only; cap or cap/2; the fair share or faster;
-    the slowest level that lets each source finish by `target_units` or faster)."""
+@dataclass(frozen=True)
+class Recipe:
+    """What one greedy run is given: each task's level tries, the order, the deadline."""
+
+    tries: Mapping[str, tuple[int, ...]]
+    interleave: bool = False
+    deadline_units: int = 0
+    order: tuple[Task, ...] | None = None  # None: greedy_order(tasks, interleave)
+
+    def run(self, tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy) -> Schedule:
+        return greedy_schedule(tasks, caps, policy, self.tries, self.interleave, self.deadline_units, self.order)
+
+
+def greedy_recipes(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                   target_units: int = 0) -> list[Recipe]:
+    """The greedy variants without a deadline that `best_greedy` tries (see there); the slow ones
+    (fair share, per-source levels) from index SLOW_FROM on."""
     fair = fair_levels(tasks, caps, policy)
-    variants: list[dict[str, Sequence[int]]] = [
+    variants: list[dict[str, tuple[int, ...]]] = [
         {t.vm: (0,) for t in tasks},
         {t.vm: tuple(range(min(2, len(t.levels)))) for t in tasks},
         {t.vm: tuple(range(fair[t.vm], -1, -1)) for t in tasks},
     ]
     if target_units > 0:
         # Cheap (~15 ms per greedy run for 2,445 migrations): try several deadlines.
-        for stretch in (0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1):
+        for stretch in SOURCE_STRETCHES:
             lv = source_levels(tasks, policy, int(target_units * stretch))
             variants.append({t.vm: tuple(range(lv[t.vm], -1, -1)) for t in tasks})
-    runs = [greedy_schedule(tasks, caps, policy, v) for v in variants]
-    runs += [greedy_schedule(tasks, caps, policy, v, interleave=True) for v in variants]
-    return min(runs, key=lambda s: s.makespan_units)
+    return [Recipe(v, il) for v in variants for il in (False, True)]
+
+
+SLOW_FROM = 4  # greedy_recipes: the first two variants (× plain, interleaved) run at full or half cap
+
+
+def best_greedy(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                target_units: int = 0) -> Schedule:
+    """The shortest of a few greedy variants (full cap only; cap or cap/2; the fair share or faster;
+    the slowest level that lets each source finish by `target_units` or faster), each plain and
+    interleaved, and the best slow ones again under deadlines a little past `target_units`."""
+    return best_recipe(tasks, caps, policy, target_units)[0]
+
+
+def best_recipe(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                target_units: int = 0) -> tuple[Schedule, Recipe]:
+    """`best_greedy`'s schedule and the recipe that made it (the first of the shortest)."""
+    return greedy_runs(tasks, caps, policy, target_units)[0]
+
+
+def greedy_runs(tasks: Sequence[Task], caps: Mapping[Resource, int], policy: Policy,
+                target_units: int = 0, thorough: bool = False) -> list[tuple[Schedule, Recipe]]:
+    """Every variant `best_greedy` tries, with its schedule, shortest first (ties in the order tried).
+
+    `thorough`: the deadlines on every slow variant, not only the DEADLINE_BASES best, up to
+    THOROUGH_MAX_TASKS tasks (medium: a search from there ends 0.8 % shorter; ~0.5 s more there).
+    """
+    recipes = greedy_recipes(tasks, caps, policy, target_units)
+    runs = [(r.run(tasks, caps, policy), r) for r in recipes]
+    if target_units > 0:
+        # The slow variants lose most at the tail, where a slow migration started late ends late: a
+        # deadline a little past the target speeds those up. Tried on the DEADLINE_BASES best slow
+        # variants only (each greedy run of 2,445 migrations takes ~0.15 s on a loaded machine).
+        # The deadlines lie between the target and the variant's own makespan (the best fall at a
+        # fifth to three fifths of the way on the bench fleets, 1.02-1.06 × the lower bound).
+        bases = len(runs) if thorough and len(tasks) <= THOROUGH_MAX_TASKS else DEADLINE_BASES
+        slow = sorted(range(SLOW_FROM, len(runs)), key=lambda i: runs[i][0].makespan_units)[:bases]
+        for i in slow:
+            base_run, base = runs[i]
+            room = max(0, base_run.makespan_units - target_units)
+            for d in DEADLINE_POINTS:
+                r = Recipe(base.tries, base.interleave, target_units + int(room * d))
+                runs.append((r.run(tasks, caps, policy), r))
+    return sorted(runs, key=lambda sr: sr[0].makespan_units)
