@@ -1,15 +1,21 @@
 """planner.rules: a plan-level rule is ONE module, picked up by the checker, the CP-SAT models and the explainer.
 
-The proof: rules defined here, in the test, registered for the test only (`registered`), touch no other
-module, yet the checker flags plans breaking them, the placement and the drain schedule obey them, and
-the explainer gives their reasons.
+The proof: rules defined here, in the test, registered for the test only (`registered`, or dropped as a
+module where the package finds its rules), touch no other module, yet the checker flags plans breaking
+them, the placement and the drain schedule obey them, and the explainer gives their reasons.
 """
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
+import pytest
+
+import planner.rules
 from planner.checker import check_plan
 from planner.constraints import all_rules
 from planner.explain import dynamic_reasons
@@ -112,3 +118,31 @@ def test_a_rule_registered_in_a_test_is_explained() -> None:
         reasons = dynamic_reasons(inv, inv.vm["a"], {"h1", "h4"}, Topology(inv), {})
     assert reasons[0] == "may never run on h2"
     assert "may never run on h2" not in dynamic_reasons(inv, inv.vm["a"], {"h1", "h4"}, Topology(inv), {})
+
+
+def test_a_rule_module_dropped_into_the_package_is_in_force_with_no_other_edit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registration is discovery: a module defining RULE and CHECK_ORDER is found where the package
+    looks for its modules; no list elsewhere to edit."""
+    (tmp_path / "zz_test_never_on.py").write_text(textwrap.dedent("""
+        from tests.test_rules import NeverOn
+        RULE = NeverOn(vm="a", host="h2")
+        CHECK_ORDER = 99
+    """))
+    monkeypatch.setattr(planner.rules, "__path__", [*planner.rules.__path__, str(tmp_path)])
+    try:
+        found = planner.rules.discover()
+    finally:
+        sys.modules.pop("planner.rules.zz_test_never_on", None)
+    assert [r.name for r in found][:-1] == [r.name for r in REGISTRY] and found[-1] == NeverOn(vm="a", host="h2")
+
+
+def test_a_rule_module_without_its_value_is_refused_not_silently_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "zz_forgotten.py").write_text("X = 1\n")
+    monkeypatch.setattr(planner.rules, "__path__", [*planner.rules.__path__, str(tmp_path)])
+    try:
+        with pytest.raises(TypeError, match="zz_forgotten"):
+            planner.rules.discover()
+    finally:
+        sys.modules.pop("planner.rules.zz_forgotten", None)

@@ -65,3 +65,8 @@ class Affinity(PlanRule):
             out.append((56, f"affinity group {g}: {len(moving)} VMs to move together ({need} MiB), no single "
                             f"host can take them all"))
         return out
+
+
+# Registration: the package finds RULE in every module of planner/rules (CHECK_ORDER: where it is checked).
+RULE = Affinity()
+CHECK_ORDER = 50

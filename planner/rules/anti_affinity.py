@@ -99,3 +99,8 @@ class AntiAffinity(PlanRule):
                 out.append((57, f"anti_affinity group {g}: {len(members)} VMs, {len(ec.compatible)} candidate hosts, "
                                 f"every one already holds a VM of the group"))
         return out
+
+
+# Registration: the package finds RULE in every module of planner/rules (CHECK_ORDER: where it is checked).
+RULE = AntiAffinity()
+CHECK_ORDER = 40

@@ -56,3 +56,8 @@ class ResourceBandwidth(PlanRule):
                     by_resource[r].append((o.interval, o.demand_milli))
         for r, items in by_resource.items():
             add_cumulative(mm.m, items, mm.caps_milli[r])
+
+
+# Registration: the package finds RULE in every module of planner/rules (CHECK_ORDER: where it is checked).
+RULE = ResourceBandwidth()
+CHECK_ORDER = 10

@@ -99,3 +99,8 @@ class Capacity(PlanRule):
             out.append((58, f"local disk room short by {vm.local_disk_alloc_mib - best_disk:.0f} MiB on every "
                             f"compatible host{searched}"))
         return out
+
+
+# Registration: the package finds RULE in every module of planner/rules (CHECK_ORDER: where it is checked).
+RULE = Capacity()
+CHECK_ORDER = 30

@@ -68,3 +68,8 @@ class ConcurrencyLimits(PlanRule):
                         add_cumulative(mm.m, [(iv, 1) for iv in ivs], limit)
         if 0 < p.max_concurrent < len(mm.moves):
             add_cumulative(mm.m, [(iv, 1) for iv in everything], p.max_concurrent)
+
+
+# Registration: the package finds RULE in every module of planner/rules (CHECK_ORDER: where it is checked).
+RULE = ConcurrencyLimits()
+CHECK_ORDER = 20
