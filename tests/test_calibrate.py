@@ -52,6 +52,21 @@ def test_fit_recovers_the_model_that_made_the_measurements() -> None:
     assert result.worst() < 0.02
 
 
+def test_a_migration_the_model_cannot_explain_is_left_out_and_named_not_fitted() -> None:
+    """As on the lab: one guest dirtied far more than its inventory said and took 6x its time; fitted
+    with the others it dragged every constant. Left out, the others' constants are recovered."""
+    samples = _samples(TRUE)
+    odd = dataclasses.replace(samples[3], duration_s=samples[3].duration_s * 6)
+    result = fit([*samples[:3], odd, *samples[4:]])
+    assert [m for m, _ in result.left_out] == ["synthetic:v3"] and "misses it by -8" in result.left_out[0][1]
+    assert result.model.fixed_cost_s == pytest.approx(0.8, abs=0.02)
+    assert result.model.bandwidth_efficiency == pytest.approx(0.8, abs=0.01)
+    assert result.rms() < 0.01 and result.worst() < 0.02  # over the fitted ones; v3 is shown, not counted
+    assert len(result.residuals) == len(samples) and [r.sample.vm for r in result.residuals if r.left_out] == ["v3"]
+    assert result.summary()["left_out"] == [{"migration": "synthetic:v3", "why": result.left_out[0][1]}]
+    assert fit(samples).left_out == ()  # nothing odd: nothing left out
+
+
 def test_what_the_samples_cannot_tell_is_kept_and_named() -> None:
     idle = [dataclasses.replace(s, disk_mib=0.0) for s in _samples(TRUE, tuple((mem, 0) for mem, _ in SIZES))]
     result = fit(idle)

@@ -104,6 +104,8 @@ def fit_tables(result: Fit) -> tuple[Table, Table]:
         note = "fitted" if name in result.fitted else kept.get(name, "")
         if name in result.fitted or name in kept:
             constants.add_row(name, f"{before:g}", f"{value:g}", note)
+    for name, why in result.left_out:
+        constants.add_row(f"(left out) {name}", "", "", why)
     residuals = Table(title=f"per migration: RMS error {result.rms(False):.1%} before, {result.rms():.1%} after; "
                             f"worst {result.worst(False):.1%} before, {result.worst():.1%} after")
     for col in ("journal", "VM", "MiB", "dirty MiB/s", "cap MiB/s", "measured s", "before s", "err", "after s",
