@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,15 @@ def test_report_refuses_a_damaged_roll_with_exit_2(fleet: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert "rounds[1].drain_s" in err and "rounds[0].phases[1]" in err and "Traceback" not in err
     assert not page.exists()
+
+
+def test_the_printed_commands_are_quoted_for_a_shell(fleet: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "roll; touch pwned"  # a folder name a shell would split and run
+    assert main(["rolling", str(fleet), "--group-by", "rack", "-o", str(out)]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    commands = [c for c in text.split("`") if c.startswith("evac run ")]
+    assert len(commands) == 2
+    for c in commands:
+        argv = shlex.split(c)
+        assert argv[:2] == ["evac", "run"] and len(argv) == 3 and Path(argv[2]).parent == out

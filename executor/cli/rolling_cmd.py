@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -159,8 +160,9 @@ def register(app: typer.Typer) -> None:
             for u in roll.unrollable:
                 console.print(f"cannot be emptied, not rolled: {u.host}: {u.reason()}", markup=False)
             if output is not None and roll.rounds:
-                console.print(f"plans written to {output}: run round by round, `evac run {output}/round-01-drain.json`,"
-                              f" maintenance, `evac run {output}/round-01-return.json`, then round 02 …", markup=False)
+                drain, back = (shlex.quote(str(output / f"round-01-{k}.json")) for k in ("drain", "return"))
+                console.print(f"plans written to {output}: run round by round, `evac run {drain}`,"
+                              f" maintenance, `evac run {back}`, then round 02 …", markup=False)
         if not roll.feasible:
             raise typer.Exit(1)
 
