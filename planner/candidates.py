@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from planner.capacity import host_capacity, total_demand
 from planner.host_rules import Needs, needs_of
+from planner.inventory_cache import per_inventory
 from planner.migration_facts import can_receive, compatible_hosts
 from planner.model import VM, Host, Inventory
 from planner.topology import Topology
@@ -54,20 +55,32 @@ class Room:
 
 
 def resident_room(inventory: Inventory, drained: Collection[str]) -> dict[str, Room]:
-    """Free room per host that is not drained, after the VMs that stay on it (can be negative)."""
+    """Free room per host that is not drained, after the VMs that stay on it (can be negative).
+
+    In a drain every VM of a host that is not drained stays, so a host's room does not depend on
+    the drain set: the rooms of all hosts are computed once per inventory object (`_every_room`)
+    and each call leaves out the drained hosts (a fresh dict: callers may change it)."""
+    return {h: r for h, r in per_inventory("resident-room", inventory, _every_room).items() if h not in drained}
+
+
+def _every_room(inventory: Inventory) -> dict[str, Room]:
     out = {}
     for h in inventory.hosts:
-        if h.name not in drained:
-            free = host_capacity(h, inventory.policy) - total_demand(inventory.vms_on.get(h.name, ()))
-            out[h.name] = Room(free.vcpus, free.memory_mib, gib_to_mib(free.local_disk_gib))
+        free = host_capacity(h, inventory.policy) - total_demand(inventory.vms_on.get(h.name, ()))
+        out[h.name] = Room(free.vcpus, free.memory_mib, gib_to_mib(free.local_disk_gib))
     return out
 
 
 def resident_groups(inventory: Inventory, drained: Collection[str]) -> dict[str, frozenset[str]]:
-    """Anti-affinity groups of the VMs that stay on each host that is not drained."""
+    """Anti-affinity groups of the VMs that stay on each host that is not drained (per inventory
+    object the groups of every host, once; the drained hosts left out per call, as in `resident_room`)."""
+    return {h: g for h, g in per_inventory("resident-groups", inventory, _every_group).items() if h not in drained}
+
+
+def _every_group(inventory: Inventory) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = defaultdict(set)
     for v in inventory.vms:
-        if v.anti_affinity and v.host not in drained:
+        if v.anti_affinity:
             out[v.host].update(v.anti_affinity)
     return {k: frozenset(g) for k, g in out.items()}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from planner.inventory_cache import per_inventory
 from planner.model import VM, Host, Inventory, Policy
 
 
@@ -66,7 +67,12 @@ def total_demand(vms: Iterable[VM]) -> Capacity:
 
 def host_limits(inventory: Inventory) -> dict[str, Capacity]:
     """The checker's limit per host over a plan: its capacity, or what it already holds when that is more
-    (a host already overloaded is not the plan's fault, but the plan may never make it worse)."""
+    (a host already overloaded is not the plan's fault, but the plan may never make it worse). Depends on the
+    inventory alone: computed once per inventory object (a what-if sweep checks a plan per scenario)."""
+    return dict(per_inventory("host-limits", inventory, _host_limits))
+
+
+def _host_limits(inventory: Inventory) -> dict[str, Capacity]:
     p = inventory.policy
     return {h.name: host_capacity(h, p).at_least(total_demand(inventory.vms_on.get(h.name, ())))
             for h in inventory.hosts}

@@ -25,6 +25,7 @@ from functools import partial
 from planner.capacity import host_capacity, vm_demand
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate, estimate, floor_estimate
 from planner.host_rules import HOST_RULES, Needs, needs_of, suits, unsuited_reasons
+from planner.inventory_cache import per_inventory
 from planner.model import VM, Host, HostState, Inventory, Policy
 from planner.topology import Topology
 
@@ -144,8 +145,15 @@ def eligible(vm: VM, host: Host, inventory: Inventory, drained: Collection[str] 
 
 
 def compatible_hosts(inventory: Inventory, needs: Needs, drained: Collection[str] = ()) -> list[Host]:
-    """Hosts that are up, not drained, and offer everything `needs` asks for (size not considered)."""
-    return [h for h in inventory.hosts if h.state is HostState.UP and h.name not in drained and suits(needs, h)]
+    """Hosts that are up, not drained, and offer everything `needs` asks for (size not considered), in
+    inventory order. The hosts that are up and suit `needs` do not depend on the drain: they are
+    remembered per inventory object (a what-if sweep asks them for every scenario) and only the
+    drained ones are left out per call."""
+    memo: dict[Needs, tuple[Host, ...]] = per_inventory("compatible-hosts", inventory, lambda _inv: {})
+    suited = memo.get(needs)
+    if suited is None:
+        suited = memo[needs] = tuple(h for h in inventory.hosts if h.state is HostState.UP and suits(needs, h))
+    return [h for h in suited if h.name not in drained]
 
 
 def candidate_hosts(inventory: Inventory, vms: Iterable[VM], drained: Collection[str] = (),

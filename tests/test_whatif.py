@@ -174,3 +174,32 @@ def test_cp_sat_settings_solve_each_scenario_within_its_time_limit() -> None:
     assert r.feasible and r.vms_moved == 2 and r.vms_restarted == 1
     assert r.solver in ("cp-sat", "greedy") or r.solver.startswith("baseline:")  # CP-SAT ran, or a tool order won
     assert r.plan is not None and "a2" not in {m.destination for m in r.plan.migrations}  # a2 is down now
+
+
+def test_a_sweep_on_one_inventory_gives_the_rows_of_the_uncached_path() -> None:
+    """The fleet-wide facts a sweep reuses between scenarios (planner.inventory_cache) never change an
+    answer: 20 hosts of a generated fleet, with fleet-changing scenarios in between (each makes a new
+    inventory that must not see the base fleet's facts), row for row as without any cache."""
+    from planner.generate import generate_fleet
+    from planner.inventory_cache import disabled
+
+    inv = generate_fleet(200, 1200, 4, seed=1)
+    hosts = [s.text.removeprefix("drain=") for s in each_host(inv)[:20]]
+    texts = [f"drain={h}" for h in hosts[:10]] + [
+        f"nic-gbps=1+drain={hosts[0]}", f"add-hosts=2:cpus=8,memory_gib=16+drain={hosts[1]}",
+        f"policy.cpu_overcommit=1.0+drain={hosts[2]}", f"fail={hosts[3]}", f"drain={hosts[4]},{hosts[5]}",
+    ] + [f"drain={h}" for h in hosts[10:]]
+    scenarios = parse_scenarios(texts)
+
+    def answers() -> list[dict[str, object]]:
+        out = []
+        for s in scenarios:  # everything but the time each step took
+            d = evaluate_scenario(inv, s, Settings()).to_dict()
+            out.append(d | {"solve_s": 0, "plan": d["plan"] and d["plan"] | {"solve_s": 0}})
+        return out
+
+    with disabled():
+        reference = answers()
+    assert answers() == reference
+    assert answers() == reference  # and again with every cache warm
+    assert any(not r["feasible"] for r in reference) or len({r["makespan_s"] for r in reference}) > 1
