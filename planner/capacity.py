@@ -51,6 +51,13 @@ def host_capacity(host: Host, policy: Policy) -> Capacity:
                     host.local_disk_free_gib)
 
 
+def host_capacities(inventory: Inventory) -> dict[str, Capacity]:
+    """`host_capacity` of every host of `inventory`, by name: computed once per inventory object (a what-if
+    sweep asks it of every host for every scenario); the dict is shared, callers must not change it."""
+    return per_inventory("host-capacities", inventory,
+                         lambda inv: {h.name: host_capacity(h, inv.policy) for h in inv.hosts})
+
+
 def vm_demand(vm: VM) -> Capacity:
     """What `vm` takes on a host it is moved to: its vCPUs, memory and the local disks copied with it."""
     return Capacity(vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 
 from planner.candidates import resident_groups, resident_room
-from planner.capacity import host_capacity
+from planner.capacity import host_capacities
 from planner.host_rules import HOST_RULES, Needs, needs_of
 from planner.migration_facts import can_receive, eligible
 from planner.model import VM, HostState, Inventory
@@ -37,7 +37,8 @@ class StaticExplainer:
         self.connected = topology.connected()
         self.receivers = [h for h in inventory.hosts if h.state is HostState.UP and h.name not in self.drained]
         self._nowhere: dict[Needs, list[str]] = {}
-        rooms = [host_capacity(h, inventory.policy).as_tuple() for h in self.receivers]
+        caps = host_capacities(inventory)
+        rooms = [caps[h.name].as_tuple() for h in self.receivers]
         self.max_room = tuple(max((r[i] for r in rooms), default=0.0) for i in range(3))
 
     def nowhere(self, needs: Needs) -> list[str]:

@@ -328,9 +328,8 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     if moving is not None and receivers:
         rooms: dict[str, tuple[float, float]] = {}
         for name in receivers:
-            h = hosts[name]
-            cpu, mem, _disk = host_capacity(h, p).as_tuple()
             if rebalance:  # residents may leave: the checker's limit is max(start usage, room)
+                cpu, mem, _disk = host_capacity(hosts[name], p).as_tuple()
                 residents = inventory.vms_on.get(name, ())
                 rooms[name] = (max(cpu, sum(v.vcpus for v in residents)),
                                max(mem, sum(v.memory_mib for v in residents)))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
-from planner.capacity import host_capacity, vm_demand
+from planner.capacity import host_capacities, host_capacity, vm_demand
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate, estimate, floor_estimate
 from planner.host_rules import HOST_RULES, Needs, needs_of, suits, unsuited_reasons
 from planner.inventory_cache import per_inventory
@@ -164,7 +164,7 @@ def candidate_hosts(inventory: Inventory, vms: Iterable[VM], drained: Collection
     host once, then each VM only filters that list by size and its own host.
     """
     drained_set = frozenset(drained)
-    p = inventory.policy
+    caps = host_capacities(inventory)
     by_key: dict[Needs, list[tuple[str, float, float, float]]] = {}
     check_reach = topology is not None and not topology.connected()
     out: dict[str, tuple[str, ...]] = {}
@@ -175,7 +175,7 @@ def candidate_hosts(inventory: Inventory, vms: Iterable[VM], drained: Collection
         key = needs_of(vm, inventory)
         rooms = by_key.get(key)
         if rooms is None:
-            rooms = [(h.name, *host_capacity(h, p).as_tuple()) for h in compatible_hosts(inventory, key, drained_set)]
+            rooms = [(h.name, *caps[h.name].as_tuple()) for h in compatible_hosts(inventory, key, drained_set)]
             by_key[key] = rooms
         cpu, mem, disk, own = vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib, vm.host
         names = [n for n, c, m, d in rooms if cpu <= c and mem <= m and disk <= d and n != own]
