@@ -72,7 +72,7 @@ from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.host_rules import Needs, needs_of
 from planner.inventory_cache import per_inventory
 from planner.lowerbound_dual import Limit, cell_floors, cell_tops, dual_bound
-from planner.migration_facts import compatible_hosts, copied_disk_mib, drain_set, vm_floor_estimate
+from planner.migration_facts import compatible_hosts, copied_disk_mib, drain_set, vm_floor_estimate, vms_on_hosts
 from planner.model import VM, Host, Inventory, Policy
 from planner.plan import Plan
 from planner.topology import Resource, Topology
@@ -215,7 +215,7 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     p = inventory.policy
     share = p.migration_share
     empty = drain_set(inventory, drained)
-    movers = [v for v in inventory.vms if v.host in empty and not v.pinned and (moving is None or v.name in moving)]
+    movers = [v for v in vms_on_hosts(inventory, empty) if not v.pinned and (moving is None or v.name in moving)]
     hosts = inventory.host
     nic_mibs = per_inventory("nic-mibs", inventory, _nic_mibs)
 

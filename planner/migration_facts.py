@@ -96,6 +96,13 @@ def drain_set(inventory: Inventory, drained: Iterable[str]) -> frozenset[str]:
     return frozenset(drained) | {h.name for h in inventory.hosts if h.state is HostState.MAINTENANCE}
 
 
+def vms_on_hosts(inventory: Inventory, hosts: Collection[str]) -> list[VM]:
+    """The VMs now on `hosts`, in inventory order: `[v for v in inventory.vms if v.host in hosts]` from the
+    per-host lists, so a drain of a few hosts of a 30,000-VM fleet does not scan every VM."""
+    order = per_inventory("vm-order", inventory, lambda inv: {id(v): i for i, v in enumerate(inv.vms)})
+    return sorted((v for h in set(hosts) for v in inventory.vms_on.get(h, ())), key=lambda v: order[id(v)])
+
+
 def _fits_empty(vm: VM, host: Host, policy: Policy) -> bool:
     return vm_demand(vm).fits_in(host_capacity(host, policy))
 
