@@ -43,6 +43,7 @@ from planner.migration_facts import (
     drain_set,
     migration_facts,
     vm_estimate,
+    vms_on_hosts,
     why_no_destination,
 )
 from planner.model import Inventory
@@ -83,7 +84,7 @@ def ffd_placement(inventory: Inventory, drained: Iterable[str], topology: Topolo
     topo = topology if topology is not None else Topology(inventory)
     p = inventory.policy
     empty = drain_set(inventory, drained)
-    movers = sorted((v for v in inventory.vms if v.host in empty), key=lambda v: (-v.memory_mib, v.name))
+    movers = sorted(vms_on_hosts(inventory, empty), key=lambda v: (-v.memory_mib, v.name))
     cands = candidate_hosts(inventory, movers, empty, topo)
     # what every VM uses where it is now, and the anti-affinity groups and affinity-group hosts of those that
     # stay: the fleet-wide sums are the same for every drain, computed once per inventory object

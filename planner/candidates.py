@@ -125,6 +125,20 @@ class _Filter:
         return not self.check_reach or self.topology.reachable(vm.host, host.name)
 
 
+def _emptiest_first(inventory: Inventory, key: Needs) -> tuple[Host, ...]:
+    """The hosts compatible with `key` (drain aside), emptiest first: the hosts most likely to take anything
+    (memory is the usual binding resource). A host's room after its residents is the same in every drain
+    and the order is total (name last), so one sort per inventory object and key serves every drain set,
+    its drained hosts left out."""
+    memo: dict[Needs, tuple[Host, ...]] = per_inventory("emptiest-first", inventory, lambda _inv: {})
+    hosts = memo.get(key)
+    if hosts is None:
+        room = per_inventory("resident-room", inventory, _every_room)
+        hosts = memo[key] = tuple(sorted(compatible_hosts(inventory, key),
+                                         key=lambda h: (-room[h.name].memory_mib, -room[h.name].vcpus, h.name)))
+    return hosts
+
+
 def find_candidates(inventory: Inventory, movers: Iterable[VM], drained: Collection[str], topology: Topology, *,
                     per_vm: int = PER_VM, keep_all_below: int = KEEP_ALL_BELOW) -> Candidates:
     """Candidate hosts for each VM of `movers` (see the module docstring for the pruning rule).
@@ -144,9 +158,7 @@ def find_candidates(inventory: Inventory, movers: Iterable[VM], drained: Collect
         key = needs_of(vm, inventory)
         hosts = by_key.get(key)
         if hosts is None:
-            hosts = compatible_hosts(inventory, key, drained_set)
-            # Emptiest first: the hosts most likely to take anything (memory is the usual binding resource).
-            hosts.sort(key=lambda h: (-filt.room[h.name].memory_mib, -filt.room[h.name].vcpus, h.name))
+            hosts = [h for h in _emptiest_first(inventory, key) if h.name not in drained_set]
             by_key[key] = hosts
         if per_vm <= 0 or len(hosts) <= keep_all_below or vm.affinity:
             out[vm.name] = tuple(h.name for h in hosts if filt.ok(vm, h))

@@ -337,7 +337,9 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
                 cpu_free, mem_free, _disk = room_of[name]
                 rooms[name] = (max(cpu_free, 0.0), max(mem_free, 0.0))
         kept = [v for v in movers if v.name in bytes_of]
-        _capacity_cut_terms(terms, kept, bytes_of, rooms, topo, share)
+        # the cuts depend on the topology (built from the inventory) and the share alone: once per inventory
+        cuts = per_inventory("switch-cuts", inventory, lambda _inv: _switch_cuts(topo, share))
+        _capacity_cut_terms(terms, kept, bytes_of, rooms, topo, cuts)
     return terms.result()
 
 
@@ -358,18 +360,25 @@ def _free_rooms(inventory: Inventory, residents_stay: bool) -> dict[str, tuple[f
     return out
 
 
-def _capacity_cut_terms(terms: _Terms, movers: list[VM], bytes_of: Mapping[str, float],
-                        rooms: Mapping[str, tuple[float, float]], topo: Topology, share: float) -> None:
-    """The capacity-cut term (module docstring) for every switch, both directions, memory and vCPUs."""
-    switch_of = topo.switch_of
-    switches = {switch_of[h] for h in rooms} | {switch_of[v.host] for v in movers}
-    # capped capacity of the links into and out of each switch (from other switches only)
+def _switch_cuts(topo: Topology, share: float) -> tuple[dict[str, float], dict[str, float]]:
+    """Per switch, the capped capacity of the links into it and out of it (from other switches only)."""
     cut_in: dict[str, float] = {}
     cut_out: dict[str, float] = {}
-    for sw in switches:
+    for sw in set(topo.switch_of.values()):
         others = [x for x in topo.graph[sw] if topo.graph.nodes[x].get("kind") == "switch" and x != sw]
         cut_in[sw] = sum(topo.capacity_mibs((x, sw)) for x in others) * share
         cut_out[sw] = sum(topo.capacity_mibs((sw, x)) for x in others) * share
+    return cut_in, cut_out
+
+
+def _capacity_cut_terms(terms: _Terms, movers: list[VM], bytes_of: Mapping[str, float],
+                        rooms: Mapping[str, tuple[float, float]], topo: Topology,
+                        cuts: tuple[Mapping[str, float], Mapping[str, float]]) -> None:
+    """The capacity-cut term (module docstring) for every switch, both directions, memory and vCPUs;
+    `cuts`: `_switch_cuts` of `topo`."""
+    switch_of = topo.switch_of
+    switches = {switch_of[h] for h in rooms} | {switch_of[v.host] for v in movers}
+    cut_in, cut_out = cuts
     # the checker lets each host go 1e-6 over its limit: count that as room too
     slack = 1e-6 * (len(rooms) + 1)
     for dim, what in ((1, "MiB of memory"), (0, "vCPUs")):

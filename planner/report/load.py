@@ -50,7 +50,7 @@ def host_load(inventory: Inventory, plan: Plan | None = None) -> pd.DataFrame:
     out = pd.DataFrame(index=before.index)
     out["state"] = before["state"]
     drained = set(plan.drained) if plan is not None else set()
-    out["drained"] = [h in drained for h in before.index]
+    out["drained"] = before.index.isin(drained)
     out["vcpus_capacity"] = before["vcpus_capacity"]
     out["memory_capacity_mib"] = before["memory_capacity_mib"]
     out["vms_before"] = before["vm_count"]
