@@ -93,7 +93,9 @@ def migration_facts(vm: VM, destination: str, inventory: Inventory, topology: To
 
 def drain_set(inventory: Inventory, drained: Iterable[str]) -> frozenset[str]:
     """Hosts to empty: those named plus every host in `maintenance` (plan v1, first paragraph)."""
-    return frozenset(drained) | {h.name for h in inventory.hosts if h.state is HostState.MAINTENANCE}
+    maintenance = per_inventory("maintenance-hosts", inventory, lambda inv: frozenset(
+        h.name for h in inv.hosts if h.state is HostState.MAINTENANCE))
+    return frozenset(drained) | maintenance
 
 
 def vms_on_hosts(inventory: Inventory, hosts: Collection[str]) -> list[VM]:
@@ -101,6 +103,16 @@ def vms_on_hosts(inventory: Inventory, hosts: Collection[str]) -> list[VM]:
     per-host lists, so a drain of a few hosts of a 30,000-VM fleet does not scan every VM."""
     order = per_inventory("vm-order", inventory, lambda inv: {id(v): i for i, v in enumerate(inv.vms)})
     return sorted((v for h in set(hosts) for v in inventory.vms_on.get(h, ())), key=lambda v: order[id(v)])
+
+
+def affinity_vms(inventory: Inventory) -> tuple[VM, ...]:
+    """The VMs in some affinity group, in inventory order (once per inventory object)."""
+    return per_inventory("affinity-vms", inventory, lambda inv: tuple(v for v in inv.vms if v.affinity))
+
+
+def anti_affinity_vms(inventory: Inventory) -> tuple[VM, ...]:
+    """The VMs in some anti-affinity group, in inventory order (once per inventory object)."""
+    return per_inventory("anti-affinity-vms", inventory, lambda inv: tuple(v for v in inv.vms if v.anti_affinity))
 
 
 def _fits_empty(vm: VM, host: Host, policy: Policy) -> bool:

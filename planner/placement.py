@@ -34,7 +34,7 @@ from planner.candidates import Candidates, resident_room
 from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.inventory_cache import per_inventory
-from planner.migration_facts import vm_estimate
+from planner.migration_facts import affinity_vms, vm_estimate
 from planner.model import VM, Inventory
 from planner.rules import plan_rules
 from planner.rules.base import PlacementModel
@@ -98,13 +98,12 @@ def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame
         by_vm[v].append(h)
         bytes_of[(v, h)] = b
         slot_of[(v, h)] = su / TIME_UNITS_PER_S
-    # Both depend on the inventory alone (its topology is built from it): once per inventory object.
+    # depends on the inventory alone (its topology is built from it): once per inventory object
     nic_in = per_inventory("greedy-nic-in", inventory, lambda inv: _capped_nic_in(inv, topology))
-    with_affinity = per_inventory("affinity-vms", inventory, lambda inv: [v for v in inv.vms if v.affinity])
 
     moving = {v.name for v in movers}
     stay_hosts: dict[str, set[str]] = defaultdict(set)
-    for v in with_affinity:
+    for v in affinity_vms(inventory):
         if v.name not in moving:
             for g in v.affinity:
                 stay_hosts[g].add(v.host)
