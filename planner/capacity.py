@@ -79,6 +79,12 @@ def host_limits(inventory: Inventory) -> dict[str, Capacity]:
     return dict(per_inventory("host-limits", inventory, _host_limits))
 
 
+def host_limit_tuples(inventory: Inventory) -> dict[str, tuple[float, float, float]]:
+    """`host_limits` as (vCPUs, memory MiB, copied-disk GiB) tuples, once per inventory object (shared: read only)."""
+    return per_inventory("host-limit-tuples", inventory,
+                         lambda inv: {h: c.as_tuple() for h, c in _host_limits(inv).items()})
+
+
 def _host_limits(inventory: Inventory) -> dict[str, Capacity]:
     p = inventory.policy
     return {h.name: host_capacity(h, p).at_least(total_demand(inventory.vms_on.get(h.name, ())))

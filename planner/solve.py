@@ -181,7 +181,7 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
 
 
 def _host_order(inventory: Inventory):  # type: ignore[no-untyped-def]
-    order = {h.name: i for i, h in enumerate(inventory.hosts)}
+    order = per_inventory("host-order", inventory, lambda inv: {h.name: i for i, h in enumerate(inv.hosts)})
     return lambda name: order.get(name, len(order))
 
 
