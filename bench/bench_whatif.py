@@ -4,11 +4,14 @@
     .venv/bin/python bench/bench_whatif.py --sweep 0            # every host (hours on a 2-core machine)
     .venv/bin/python bench/bench_whatif.py --scheduler tcp://10.0.0.5:8786   # also on your Dask cluster
     .venv/bin/python bench/bench_whatif.py --real-cluster   # also on a `dask scheduler` + `dask worker` started here
+    .venv/bin/python bench/bench_whatif.py --uncached --sweep 100   # also serial with no per-inventory cache
 
 Both paths evaluate the SAME scenarios (`drain=H` for the first --sweep up hosts, greedy planner)
 and must give the same rows; the script prints per-scenario time, the Dask/serial ratio and the
 full-sweep time extrapolated from the measured rate. The local cluster has one process per core;
-its start-up is counted in the Dask wall time.
+its start-up is counted in the Dask wall time. `--uncached`: one more serial run with
+`planner.inventory_cache.disabled()` (every fleet-wide fact rebuilt per scenario, as before the
+sweep reused them): its time side by side, and its rows must be the same.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from executor.whatif_runner import local_workers, run_dask, run_serial
 from planner.generate import generate_fleet
+from planner.inventory_cache import disabled
 from planner.whatif import Settings, each_host
 
 
@@ -66,6 +70,8 @@ def main() -> int:
     ap.add_argument("--scheduler", default=None, help="also run on this Dask scheduler, tcp://HOST:PORT")
     ap.add_argument("--real-cluster", action="store_true",
                     help="also start a dask scheduler and a dask worker (one process per core) here and run on them")
+    ap.add_argument("--uncached", action="store_true", help="also run serially with no per-inventory cache")
+    ap.add_argument("--serial-only", action="store_true", help="no Dask run (the serial figures alone)")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))  # for --scheduler workers
 
@@ -79,15 +85,25 @@ def main() -> int:
     print(f"fleet: {len(inv.hosts)} hosts, {len(inv.vms)} VMs (generated in {time.monotonic() - t0:.1f} s); "
           f"sweeping {len(scenarios)} of {everything} hosts; {local_workers()} cores")
 
+    rows = []
+    same = True
+    if args.uncached:
+        t0 = time.monotonic()
+        with disabled():
+            reference = run_serial(inv, scenarios, settings)
+        rows.append(("serial, no per-inventory cache", time.monotonic() - t0))
     t0 = time.monotonic()
     serial = run_serial(inv, scenarios, settings)
     serial_s = time.monotonic() - t0
+    rows.append(("serial", serial_s))
+    if args.uncached:
+        same = [r.row() | {"solve_s": 0} for r in serial] == [r.row() | {"solve_s": 0} for r in reference]
     processes = args.processes or local_workers()
-    t0 = time.monotonic()
-    dask = run_dask(inv, scenarios, settings, processes=processes)
-    dask_s = time.monotonic() - t0
-    same = [r.row() | {"solve_s": 0} for r in serial] == [r.row() | {"solve_s": 0} for r in dask]
-    rows = [("serial", serial_s), (f"local Dask, {processes} processes", dask_s)]
+    if not args.serial_only:
+        t0 = time.monotonic()
+        dask = run_dask(inv, scenarios, settings, processes=processes)
+        rows.append((f"local Dask, {processes} processes", time.monotonic() - t0))
+        same = same and [r.row() | {"solve_s": 0} for r in serial] == [r.row() | {"solve_s": 0} for r in dask]
     with real_cluster(processes) if args.real_cluster else contextlib.nullcontext(args.scheduler) as address:
         if address:
             t0 = time.monotonic()

@@ -33,14 +33,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from planner.candidates import resident_groups
 from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
+from planner.inventory_cache import per_inventory
 from planner.migration_facts import (
     candidate_hosts,
     copy_storage_targets,
     drain_set,
     migration_facts,
     vm_estimate,
+    vms_on_hosts,
     why_no_destination,
 )
 from planner.model import Inventory
@@ -81,20 +84,20 @@ def ffd_placement(inventory: Inventory, drained: Iterable[str], topology: Topolo
     topo = topology if topology is not None else Topology(inventory)
     p = inventory.policy
     empty = drain_set(inventory, drained)
-    movers = sorted((v for v in inventory.vms if v.host in empty), key=lambda v: (-v.memory_mib, v.name))
+    movers = sorted(vms_on_hosts(inventory, empty), key=lambda v: (-v.memory_mib, v.name))
     cands = candidate_hosts(inventory, movers, empty, topo)
-    cpu: dict[str, float] = defaultdict(float)
-    mem: dict[str, float] = defaultdict(float)
+    # what every VM uses where it is now, and the anti-affinity groups and affinity-group hosts of those that
+    # stay: the fleet-wide sums are the same for every drain, computed once per inventory object
+    use, affinity_hosts = per_inventory("ffd-start", inventory, _ffd_start)
+    cpu: dict[str, float] = defaultdict(float, use[0])
+    mem: dict[str, float] = defaultdict(float, use[1])
     disk: dict[str, float] = defaultdict(float)
-    groups_on: dict[str, set[str]] = defaultdict(set)
+    groups_on: dict[str, set[str]] = defaultdict(set, {h: set(g) for h, g in resident_groups(inventory, empty).items()})
     final_host: dict[str, str] = {}  # affinity group -> where it ends
-    for v in inventory.vms:
-        cpu[v.host] += v.vcpus
-        mem[v.host] += v.memory_mib
-        if v.host not in empty:
-            groups_on[v.host].update(v.anti_affinity)
-            for g in v.affinity:
-                final_host.setdefault(g, v.host)
+    for g, hosts in affinity_hosts.items():
+        first = next((h for h in hosts if h not in empty), None)
+        if first is not None:
+            final_host[g] = first
     dest: dict[str, str] = {}
     unplaced: dict[str, tuple[str, ...]] = {}
     for v in movers:
@@ -131,6 +134,20 @@ def ffd_placement(inventory: Inventory, drained: Iterable[str], topology: Topolo
         for g in v.affinity:
             final_host.setdefault(g, chosen)
     return FFDPlacement(dest, unplaced)
+
+
+def _ffd_start(inventory: Inventory) -> tuple[tuple[dict[str, float], dict[str, float]], dict[str, tuple[str, ...]]]:
+    """vCPUs and memory per host (every VM, in inventory order), and per affinity group its members' hosts
+    in inventory order (FFD's group ends where its first member that stays is)."""
+    cpu: dict[str, float] = defaultdict(float)
+    mem: dict[str, float] = defaultdict(float)
+    hosts: dict[str, list[str]] = defaultdict(list)
+    for v in inventory.vms:
+        cpu[v.host] += v.vcpus
+        mem[v.host] += v.memory_mib
+        for g in v.affinity:
+            hosts[g].append(v.host)
+    return (dict(cpu), dict(mem)), {g: tuple(h) for g, h in hosts.items()}
 
 
 # ---------------------------------------------------------------- capped schedulers

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from planner.capacity import host_capacity, total_demand
 from planner.host_rules import Needs, needs_of
+from planner.inventory_cache import per_inventory
 from planner.migration_facts import can_receive, compatible_hosts
 from planner.model import VM, Host, Inventory
 from planner.topology import Topology
@@ -54,20 +55,32 @@ class Room:
 
 
 def resident_room(inventory: Inventory, drained: Collection[str]) -> dict[str, Room]:
-    """Free room per host that is not drained, after the VMs that stay on it (can be negative)."""
+    """Free room per host that is not drained, after the VMs that stay on it (can be negative).
+
+    In a drain every VM of a host that is not drained stays, so a host's room does not depend on
+    the drain set: the rooms of all hosts are computed once per inventory object (`_every_room`)
+    and each call leaves out the drained hosts (a fresh dict: callers may change it)."""
+    return {h: r for h, r in per_inventory("resident-room", inventory, _every_room).items() if h not in drained}
+
+
+def _every_room(inventory: Inventory) -> dict[str, Room]:
     out = {}
     for h in inventory.hosts:
-        if h.name not in drained:
-            free = host_capacity(h, inventory.policy) - total_demand(inventory.vms_on.get(h.name, ()))
-            out[h.name] = Room(free.vcpus, free.memory_mib, gib_to_mib(free.local_disk_gib))
+        free = host_capacity(h, inventory.policy) - total_demand(inventory.vms_on.get(h.name, ()))
+        out[h.name] = Room(free.vcpus, free.memory_mib, gib_to_mib(free.local_disk_gib))
     return out
 
 
 def resident_groups(inventory: Inventory, drained: Collection[str]) -> dict[str, frozenset[str]]:
-    """Anti-affinity groups of the VMs that stay on each host that is not drained."""
+    """Anti-affinity groups of the VMs that stay on each host that is not drained (per inventory
+    object the groups of every host, once; the drained hosts left out per call, as in `resident_room`)."""
+    return {h: g for h, g in per_inventory("resident-groups", inventory, _every_group).items() if h not in drained}
+
+
+def _every_group(inventory: Inventory) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = defaultdict(set)
     for v in inventory.vms:
-        if v.anti_affinity and v.host not in drained:
+        if v.anti_affinity:
             out[v.host].update(v.anti_affinity)
     return {k: frozenset(g) for k, g in out.items()}
 
@@ -112,6 +125,20 @@ class _Filter:
         return not self.check_reach or self.topology.reachable(vm.host, host.name)
 
 
+def _emptiest_first(inventory: Inventory, key: Needs) -> tuple[Host, ...]:
+    """The hosts compatible with `key` (drain aside), emptiest first: the hosts most likely to take anything
+    (memory is the usual binding resource). A host's room after its residents is the same in every drain
+    and the order is total (name last), so one sort per inventory object and key serves every drain set,
+    its drained hosts left out."""
+    memo: dict[Needs, tuple[Host, ...]] = per_inventory("emptiest-first", inventory, lambda _inv: {})
+    hosts = memo.get(key)
+    if hosts is None:
+        room = per_inventory("resident-room", inventory, _every_room)
+        hosts = memo[key] = tuple(sorted(compatible_hosts(inventory, key),
+                                         key=lambda h: (-room[h.name].memory_mib, -room[h.name].vcpus, h.name)))
+    return hosts
+
+
 def find_candidates(inventory: Inventory, movers: Iterable[VM], drained: Collection[str], topology: Topology, *,
                     per_vm: int = PER_VM, keep_all_below: int = KEEP_ALL_BELOW) -> Candidates:
     """Candidate hosts for each VM of `movers` (see the module docstring for the pruning rule).
@@ -131,9 +158,7 @@ def find_candidates(inventory: Inventory, movers: Iterable[VM], drained: Collect
         key = needs_of(vm, inventory)
         hosts = by_key.get(key)
         if hosts is None:
-            hosts = compatible_hosts(inventory, key, drained_set)
-            # Emptiest first: the hosts most likely to take anything (memory is the usual binding resource).
-            hosts.sort(key=lambda h: (-filt.room[h.name].memory_mib, -filt.room[h.name].vcpus, h.name))
+            hosts = [h for h in _emptiest_first(inventory, key) if h.name not in drained_set]
             by_key[key] = hosts
         if per_vm <= 0 or len(hosts) <= keep_all_below or vm.affinity:
             out[vm.name] = tuple(h.name for h in hosts if filt.ok(vm, h))

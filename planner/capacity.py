@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from planner.inventory_cache import per_inventory
 from planner.model import VM, Host, Inventory, Policy
 
 
@@ -50,6 +51,13 @@ def host_capacity(host: Host, policy: Policy) -> Capacity:
                     host.local_disk_free_gib)
 
 
+def host_capacities(inventory: Inventory) -> dict[str, Capacity]:
+    """`host_capacity` of every host of `inventory`, by name: computed once per inventory object (a what-if
+    sweep asks it of every host for every scenario); the dict is shared, callers must not change it."""
+    return per_inventory("host-capacities", inventory,
+                         lambda inv: {h.name: host_capacity(h, inv.policy) for h in inv.hosts})
+
+
 def vm_demand(vm: VM) -> Capacity:
     """What `vm` takes on a host it is moved to: its vCPUs, memory and the local disks copied with it."""
     return Capacity(vm.vcpus, vm.memory_mib, vm.local_disk_alloc_gib)
@@ -66,7 +74,18 @@ def total_demand(vms: Iterable[VM]) -> Capacity:
 
 def host_limits(inventory: Inventory) -> dict[str, Capacity]:
     """The checker's limit per host over a plan: its capacity, or what it already holds when that is more
-    (a host already overloaded is not the plan's fault, but the plan may never make it worse)."""
+    (a host already overloaded is not the plan's fault, but the plan may never make it worse). Depends on the
+    inventory alone: computed once per inventory object (a what-if sweep checks a plan per scenario)."""
+    return dict(per_inventory("host-limits", inventory, _host_limits))
+
+
+def host_limit_tuples(inventory: Inventory) -> dict[str, tuple[float, float, float]]:
+    """`host_limits` as (vCPUs, memory MiB, copied-disk GiB) tuples, once per inventory object (shared: read only)."""
+    return per_inventory("host-limit-tuples", inventory,
+                         lambda inv: {h: c.as_tuple() for h, c in _host_limits(inv).items()})
+
+
+def _host_limits(inventory: Inventory) -> dict[str, Capacity]:
     p = inventory.policy
     return {h.name: host_capacity(h, p).at_least(total_demand(inventory.vms_on.get(h.name, ())))
             for h in inventory.hosts}

@@ -42,7 +42,7 @@ from typing import ClassVar
 
 from planner.balance import By, Metric, moved_gib, spread, utilisation
 from planner.host_rules import needs_of, suits
-from planner.migration_facts import copy_storage_targets, eligible
+from planner.migration_facts import copy_storage_targets, eligible, vms_on_hosts
 from planner.model import HostState
 from planner.plan import Migration, PlanKind, PlanStatus
 from planner.repair import misplaced
@@ -98,8 +98,8 @@ class DrainedHostsEmptied:
         moving = {m.vm for m in ctx.plan.migrations}
         unplaced = {u.vm for u in ctx.plan.unplaced}
         out: list[Violation] = []
-        for v in ctx.inventory.vms:
-            if v.host not in ctx.drained or v.name in unplaced:
+        for v in vms_on_hosts(ctx.inventory, ctx.drained):  # the VMs of drained hosts, in inventory order
+            if v.name in unplaced:
                 continue
             if v.name not in moving:
                 out.append(Violation(self.name, v.name, None, f"VM on drained host {v.host} neither moves nor is "

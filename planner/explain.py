@@ -18,8 +18,9 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 
 from planner.candidates import resident_groups, resident_room
-from planner.capacity import host_capacity
+from planner.capacity import host_capacities
 from planner.host_rules import HOST_RULES, Needs, needs_of
+from planner.inventory_cache import per_inventory
 from planner.migration_facts import can_receive, eligible
 from planner.model import VM, HostState, Inventory
 from planner.rules import plan_rules
@@ -37,8 +38,10 @@ class StaticExplainer:
         self.connected = topology.connected()
         self.receivers = [h for h in inventory.hosts if h.state is HostState.UP and h.name not in self.drained]
         self._nowhere: dict[Needs, list[str]] = {}
-        rooms = [host_capacity(h, inventory.policy).as_tuple() for h in self.receivers]
-        self.max_room = tuple(max((r[i] for r in rooms), default=0.0) for i in range(3))
+        # per resource, the most any receiver offers: the first host not drained in the hosts that are up,
+        # largest first (sorted once per inventory object; the max over the receivers, without the scan)
+        largest = per_inventory("largest-first", inventory, _largest_first)
+        self.max_room = tuple(next((x for x, name in dim if name not in self.drained), 0.0) for dim in largest)
 
     def nowhere(self, needs: Needs) -> list[str]:
         """What no receiving host offers at all, per host rule (cached: many VMs share their needs)."""
@@ -82,6 +85,13 @@ class StaticExplainer:
                 ok = [h for h in receivers if can_receive(vm, h, inventory, drained)]
                 reasons.append((70, f"no network path from {vm.host} to any of the {len(ok)} compatible hosts"))
         return [r for _, r in sorted(reasons, key=lambda x: -x[0])]
+
+
+def _largest_first(inventory: Inventory) -> tuple[tuple[tuple[float, str], ...], ...]:
+    """Per resource (vCPUs, memory, copied disk), (capacity, host) of every host that is up, largest first."""
+    caps = host_capacities(inventory)
+    up = [h.name for h in inventory.hosts if h.state is HostState.UP]
+    return tuple(tuple(sorted(((caps[n].as_tuple()[i], n) for n in up), reverse=True)) for i in range(3))
 
 
 def static_reasons(inventory: Inventory, vm: VM, drained: Collection[str], topology: Topology) -> list[str]:

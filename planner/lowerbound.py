@@ -63,14 +63,16 @@ import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.host_rules import Needs, needs_of
+from planner.inventory_cache import per_inventory
 from planner.lowerbound_dual import Limit, cell_floors, cell_tops, dual_bound
-from planner.migration_facts import compatible_hosts, copied_disk_mib, drain_set, vm_floor_estimate
+from planner.migration_facts import compatible_hosts, copied_disk_mib, drain_set, vm_floor_estimate, vms_on_hosts
 from planner.model import VM, Host, Inventory, Policy
 from planner.plan import Plan
 from planner.topology import Resource, Topology
@@ -213,9 +215,9 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     p = inventory.policy
     share = p.migration_share
     empty = drain_set(inventory, drained)
-    movers = [v for v in inventory.vms if v.host in empty and not v.pinned and (moving is None or v.name in moving)]
+    movers = [v for v in vms_on_hosts(inventory, empty) if not v.pinned and (moving is None or v.name in moving)]
     hosts = inventory.host
-    nic_mibs = {h.name: gbps_to_mibs(h.nic_gbps) for h in inventory.hosts}
+    nic_mibs = per_inventory("nic-mibs", inventory, _nic_mibs)
 
     by_key: dict[Needs, tuple[list[Host], list[tuple[float, float, float]]]] = {}
     reach: dict[tuple[Needs, str], _Reach] = {}
@@ -260,16 +262,12 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     receivers: set[str] = set()
     keys_moving: set[Needs] = set()
     dual: list[tuple[VM, float]] = []  # (VM, its highest bandwidth), in index order
-    used: dict[str, tuple[float, float]] = {}
-    if not rebalance:
-        for h in inventory.hosts:
-            residents = inventory.vms_on.get(h.name, ())
-            used[h.name] = (sum(v.vcpus for v in residents), sum(v.memory_mib for v in residents))
+    # what each host offers (after its residents unless `rebalance`): per inventory object, once
+    room_of = per_inventory("lb-empty-room" if rebalance else "lb-free-room", inventory,
+                            partial(_free_rooms, residents_stay=not rebalance))
 
     def free_room(h: Host) -> tuple[float, float, float]:
-        cpu, mem, disk = host_capacity(h, p).as_tuple()
-        cpu_used, mem_used = used.get(h.name, (0.0, 0.0))
-        return (cpu - cpu_used, mem - mem_used, disk)
+        return room_of[h.name]
 
     split = not topo.connected()  # then "some host fits" and "some host is reachable" may be different hosts
     for vm in movers:
@@ -330,32 +328,57 @@ def lower_bound(inventory: Inventory, drained: Iterable[str], model: DurationMod
     if moving is not None and receivers:
         rooms: dict[str, tuple[float, float]] = {}
         for name in receivers:
-            h = hosts[name]
-            cpu, mem, _disk = host_capacity(h, p).as_tuple()
             if rebalance:  # residents may leave: the checker's limit is max(start usage, room)
+                cpu, mem, _disk = host_capacity(hosts[name], p).as_tuple()
                 residents = inventory.vms_on.get(name, ())
                 rooms[name] = (max(cpu, sum(v.vcpus for v in residents)),
                                max(mem, sum(v.memory_mib for v in residents)))
             else:
-                cpu_used, mem_used = used.get(name, (0.0, 0.0))
-                rooms[name] = (max(cpu - cpu_used, 0.0), max(mem - mem_used, 0.0))
+                cpu_free, mem_free, _disk = room_of[name]
+                rooms[name] = (max(cpu_free, 0.0), max(mem_free, 0.0))
         kept = [v for v in movers if v.name in bytes_of]
-        _capacity_cut_terms(terms, kept, bytes_of, rooms, topo, share)
+        # the cuts depend on the topology (built from the inventory) and the share alone: once per inventory
+        cuts = per_inventory("switch-cuts", inventory, lambda _inv: _switch_cuts(topo, share))
+        _capacity_cut_terms(terms, kept, bytes_of, rooms, topo, cuts)
     return terms.result()
 
 
-def _capacity_cut_terms(terms: _Terms, movers: list[VM], bytes_of: Mapping[str, float],
-                        rooms: Mapping[str, tuple[float, float]], topo: Topology, share: float) -> None:
-    """The capacity-cut term (module docstring) for every switch, both directions, memory and vCPUs."""
-    switch_of = topo.switch_of
-    switches = {switch_of[h] for h in rooms} | {switch_of[v.host] for v in movers}
-    # capped capacity of the links into and out of each switch (from other switches only)
+def _nic_mibs(inventory: Inventory) -> dict[str, float]:
+    return {h.name: gbps_to_mibs(h.nic_gbps) for h in inventory.hosts}
+
+
+def _free_rooms(inventory: Inventory, residents_stay: bool) -> dict[str, tuple[float, float, float]]:
+    """Per host: vCPUs, memory MiB and copied-disk GiB it offers, less what its residents use when they stay."""
+    out = {}
+    for h in inventory.hosts:
+        cpu, mem, disk = host_capacity(h, inventory.policy).as_tuple()
+        if residents_stay:
+            residents = inventory.vms_on.get(h.name, ())
+            cpu -= sum(v.vcpus for v in residents)
+            mem -= sum(v.memory_mib for v in residents)
+        out[h.name] = (cpu, mem, disk)
+    return out
+
+
+def _switch_cuts(topo: Topology, share: float) -> tuple[dict[str, float], dict[str, float]]:
+    """Per switch, the capped capacity of the links into it and out of it (from other switches only)."""
     cut_in: dict[str, float] = {}
     cut_out: dict[str, float] = {}
-    for sw in switches:
+    for sw in set(topo.switch_of.values()):
         others = [x for x in topo.graph[sw] if topo.graph.nodes[x].get("kind") == "switch" and x != sw]
         cut_in[sw] = sum(topo.capacity_mibs((x, sw)) for x in others) * share
         cut_out[sw] = sum(topo.capacity_mibs((sw, x)) for x in others) * share
+    return cut_in, cut_out
+
+
+def _capacity_cut_terms(terms: _Terms, movers: list[VM], bytes_of: Mapping[str, float],
+                        rooms: Mapping[str, tuple[float, float]], topo: Topology,
+                        cuts: tuple[Mapping[str, float], Mapping[str, float]]) -> None:
+    """The capacity-cut term (module docstring) for every switch, both directions, memory and vCPUs;
+    `cuts`: `_switch_cuts` of `topo`."""
+    switch_of = topo.switch_of
+    switches = {switch_of[h] for h in rooms} | {switch_of[v.host] for v in movers}
+    cut_in, cut_out = cuts
     # the checker lets each host go 1e-6 over its limit: count that as room too
     slack = 1e-6 * (len(rooms) + 1)
     for dim, what in ((1, "MiB of memory"), (0, "vCPUs")):

@@ -33,7 +33,8 @@ from ortools.sat.python import cp_model
 from planner.candidates import Candidates, resident_room
 from planner.capacity import host_capacity
 from planner.duration import DEFAULT_MODEL, DurationModel
-from planner.migration_facts import vm_estimate
+from planner.inventory_cache import per_inventory
+from planner.migration_facts import affinity_vms, vm_estimate
 from planner.model import VM, Inventory
 from planner.rules import plan_rules
 from planner.rules.base import PlacementModel
@@ -97,12 +98,12 @@ def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame
         by_vm[v].append(h)
         bytes_of[(v, h)] = b
         slot_of[(v, h)] = su / TIME_UNITS_PER_S
-    share = inventory.policy.migration_share
-    nic_in = {h.name: topology.capacity_mibs((topology.switch_of[h.name], h.name)) * share for h in inventory.hosts}
+    # depends on the inventory alone (its topology is built from it): once per inventory object
+    nic_in = per_inventory("greedy-nic-in", inventory, lambda inv: _capped_nic_in(inv, topology))
 
     moving = {v.name for v in movers}
     stay_hosts: dict[str, set[str]] = defaultdict(set)
-    for v in inventory.vms:
+    for v in affinity_vms(inventory):
         if v.name not in moving:
             for g in v.affinity:
                 stay_hosts[g].add(v.host)
@@ -150,6 +151,12 @@ def greedy_placement(inventory: Inventory, movers: list[VM], pairs: pd.DataFrame
         for v in unit:
             out[v.name] = h
     return out
+
+
+def _capped_nic_in(inventory: Inventory, topology: Topology) -> dict[str, float]:
+    """Each host's inbound NIC at `migration_share`, MiB/s."""
+    share = inventory.policy.migration_share
+    return {h.name: topology.capacity_mibs((topology.switch_of[h.name], h.name)) * share for h in inventory.hosts}
 
 
 def place(inventory: Inventory, movers: list[VM], cands: Candidates, drained: frozenset[str], topology: Topology,

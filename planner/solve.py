@@ -28,7 +28,7 @@ from planner.duration import DEFAULT_MODEL, DurationModel
 from planner.explain import StaticExplainer, dynamic_reasons
 from planner.inventory_cache import per_inventory
 from planner.lowerbound import lower_bound
-from planner.migration_facts import drain_set
+from planner.migration_facts import drain_set, vms_on_hosts
 from planner.model import Inventory
 from planner.placement import PlacementResult, place
 from planner.plan import Migration, Plan, PlanStatus, Unplaced
@@ -76,7 +76,7 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
     named = tuple(drained)
     empty = drain_set(inventory, named)
     topology = per_inventory("topology", inventory, Topology)  # never mutated; a sweep reuses it per fleet
-    movers_all = [v for v in inventory.vms if v.host in empty]
+    movers_all = vms_on_hosts(inventory, empty)
     reasons: dict[str, list[str]] = {}
     movable = []
     explainer = StaticExplainer(inventory, empty, topology)
@@ -181,7 +181,7 @@ def make_plan(inventory: Inventory, drained: Iterable[str], *, time_limit_s: flo
 
 
 def _host_order(inventory: Inventory):  # type: ignore[no-untyped-def]
-    order = {h.name: i for i, h in enumerate(inventory.hosts)}
+    order = per_inventory("host-order", inventory, lambda inv: {h.name: i for i, h in enumerate(inv.hosts)})
     return lambda name: order.get(name, len(order))
 
 

@@ -45,6 +45,7 @@ class Topology:
         self._switch_graph = self.graph.subgraph(
             [n for n, k in self.graph.nodes(data="kind") if k == "switch"]).copy()
         self._switch_path = lru_cache(maxsize=None)(self._compute_switch_path)
+        self._connected: bool | None = None
 
     def _compute_switch_path(self, a: str, b: str) -> tuple[str, ...] | None:
         try:
@@ -79,4 +80,8 @@ class Topology:
             yield (v, u)
 
     def connected(self) -> bool:
-        return self.graph.number_of_nodes() == 0 or nx.is_connected(self.graph)
+        """Every node reaches every other. Asked several times per plan (candidates, explainer, checker):
+        computed once, since a Topology is never changed after it is built."""
+        if self._connected is None:
+            self._connected = self.graph.number_of_nodes() == 0 or nx.is_connected(self.graph)
+        return self._connected

@@ -13,8 +13,10 @@ from planner.errors import UsageError
 from planner.frames import to_frames
 from planner.host_rules import needs_of, suits
 from planner.inventory import load_inventory
+from planner.model import HostState, Inventory
 from planner.solve import make_plan
 from planner.whatif import (
+    Scenario,
     Settings,
     each_host,
     each_label,
@@ -174,3 +176,50 @@ def test_cp_sat_settings_solve_each_scenario_within_its_time_limit() -> None:
     assert r.feasible and r.vms_moved == 2 and r.vms_restarted == 1
     assert r.solver in ("cp-sat", "greedy") or r.solver.startswith("baseline:")  # CP-SAT ran, or a tool order won
     assert r.plan is not None and "a2" not in {m.destination for m in r.plan.migrations}  # a2 is down now
+
+
+def test_a_sweep_on_one_inventory_gives_the_rows_of_the_uncached_path() -> None:
+    """The fleet-wide facts a sweep reuses between scenarios (planner.inventory_cache) never change an
+    answer: 20 hosts of a generated fleet, with fleet-changing scenarios in between (each makes a new
+    inventory that must not see the base fleet's facts), row for row as without any cache."""
+    from planner.generate import generate_fleet
+
+    inv = generate_fleet(200, 1200, 4, seed=1)
+    hosts = [s.text.removeprefix("drain=") for s in each_host(inv)[:20]]
+    texts = [f"drain={h}" for h in hosts[:10]] + [
+        f"nic-gbps=1+drain={hosts[0]}", f"add-hosts=2:cpus=8,memory_gib=16+drain={hosts[1]}",
+        f"policy.cpu_overcommit=1.0+drain={hosts[2]}", f"fail={hosts[3]}", f"drain={hosts[4]},{hosts[5]}",
+    ] + [f"drain={h}" for h in hosts[10:]]
+    reference = _cached_and_uncached_agree(inv, parse_scenarios(texts))
+    assert len({r["makespan_s"] for r in reference}) > 1
+
+
+def test_a_sweep_with_affinity_pinning_and_maintenance_gives_the_rows_of_the_uncached_path() -> None:
+    grp, anti = frozenset({"g"}), frozenset({"a"})
+    vms = [vm("p1", "a1", affinity=grp), vm("p2", "a1", affinity=grp), vm("p3", "b1", affinity=grp),
+           vm("x1", "a1", anti_affinity=anti), vm("x2", "a2", anti_affinity=anti), vm("x3", "b2", anti_affinity=anti),
+           vm("pin", "b2", pinned=True), vm("big", "a2", memory_mib=60000), vm("s1", "b1"), vm("s2", "a3")]
+    inv = two_racks(3, vms=vms)
+    inv = dataclasses.replace(inv, hosts=tuple(dataclasses.replace(h, state=HostState.MAINTENANCE)
+                                               if h.name == "b3" else h for h in inv.hosts))
+    reference = _cached_and_uncached_agree(inv, each_host(inv) + parse_scenarios(["fail=a1", "drain=a1,b1"]))
+    assert any(not r["feasible"] for r in reference) and any(r["feasible"] for r in reference)
+
+
+def _cached_and_uncached_agree(inv: Inventory, scenarios: list[Scenario]) -> list[dict[str, object]]:
+    """Every answer (all but the time each step took) the same with no per-inventory cache, then twice
+    with the sweep's caches (cold, then warm); the uncached answers."""
+    from planner.inventory_cache import disabled
+
+    def answers() -> list[dict[str, object]]:
+        out = []
+        for s in scenarios:
+            d = evaluate_scenario(inv, s, Settings()).to_dict()
+            out.append(d | {"solve_s": 0, "plan": d["plan"] and d["plan"] | {"solve_s": 0}})
+        return out
+
+    with disabled():
+        reference = answers()
+    assert answers() == reference
+    assert answers() == reference
+    return reference

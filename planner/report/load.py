@@ -50,7 +50,7 @@ def host_load(inventory: Inventory, plan: Plan | None = None) -> pd.DataFrame:
     out = pd.DataFrame(index=before.index)
     out["state"] = before["state"]
     drained = set(plan.drained) if plan is not None else set()
-    out["drained"] = [h in drained for h in before.index]
+    out["drained"] = before.index.isin(drained)
     out["vcpus_capacity"] = before["vcpus_capacity"]
     out["memory_capacity_mib"] = before["memory_capacity_mib"]
     out["vms_before"] = before["vm_count"]
@@ -76,7 +76,8 @@ def host_load(inventory: Inventory, plan: Plan | None = None) -> pd.DataFrame:
 
 def load_extremes(load: pd.DataFrame, inventory: Inventory) -> tuple[float, float]:
     """Max and min `load_pct_after` over the hosts that still run VMs for the fleet (up, not drained)."""
-    up = {h.name for h in inventory.hosts if h.state is HostState.UP}
+    up = per_inventory("up-hosts", inventory,
+                       lambda inv: frozenset(h.name for h in inv.hosts if h.state is HostState.UP))
     serving = load[(~load["drained"]) & load.index.isin(up)]
     if serving.empty:
         return (float("nan"), float("nan"))

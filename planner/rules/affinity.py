@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import ClassVar
 
+from planner.migration_facts import affinity_vms
 from planner.rules.base import CheckContext, ExplainContext, PlacementModel, PlanRule, Violation
 
 
@@ -19,7 +20,7 @@ class Affinity(PlanRule):
     def violations(self, ctx: CheckContext) -> list[Violation]:
         before: dict[str, set[str]] = defaultdict(set)
         after: dict[str, set[str]] = defaultdict(set)
-        for vm in ctx.inventory.vms:
+        for vm in affinity_vms(ctx.inventory):
             for g in vm.affinity:
                 before[g].add(vm.host)
                 after[g].add(ctx.final_host[vm.name])

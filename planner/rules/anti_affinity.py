@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from ortools.sat.python import cp_model
 
+from planner.migration_facts import anti_affinity_vms
 from planner.rules.base import CheckContext, ExplainContext, MovesModel, PlacementModel, PlanRule, Violation
 
 
@@ -25,8 +26,12 @@ class AntiAffinity(PlanRule):
         inf = float("inf")
         # (group, host) -> [(start, end, vm, initial)]
         presence: dict[tuple[str, str], list[tuple[float, float, str, bool]]] = defaultdict(list)
-        for vm in ctx.inventory.vms:
-            if not vm.anti_affinity:
+        # Only a pair with one member not on its initial host is ever blamed, and only a VM that migrates
+        # is anywhere else: a group none of whose members migrates cannot be violated and is skipped
+        # (the others are visited in the same order, so the same violations come out in the same order).
+        moved = {g for name in ctx.hops for g in ctx.inventory.vm[name].anti_affinity}
+        for vm in anti_affinity_vms(ctx.inventory):
+            if moved.isdisjoint(vm.anti_affinity):
                 continue
             hops = [ctx.known[i][0] for i in ctx.hops.get(vm.name, ())]
             # On its host until its first hop ends, then on each hop's destination from that hop's start
@@ -35,6 +40,8 @@ class AntiAffinity(PlanRule):
             for n, m in enumerate(hops):
                 stays.append((m.destination, m.start_s, hops[n + 1].end_s if n + 1 < len(hops) else inf, False))
             for g in vm.anti_affinity:
+                if g not in moved:
+                    continue
                 for host, start, end, initial in stays:
                     presence[(g, host)].append((start, end, vm.name, initial))
         out: list[Violation] = []

@@ -26,6 +26,7 @@ from ortools.sat.python import cp_model
 
 from planner.candidates import Room
 from planner.duration import DEFAULT_MODEL, DurationModel, Estimate
+from planner.inventory_cache import per_inventory
 from planner.migration_facts import drain_set, vm_estimate
 from planner.model import VM, Inventory, Policy
 from planner.plan import Migration, Plan, PlanKind
@@ -98,8 +99,8 @@ class CheckContext:
 
     @cached_property
     def final_host(self) -> dict[str, str]:
-        """Where every VM of the inventory ends."""
-        out = {v.name: v.host for v in self.inventory.vms}
+        """Where every VM of the inventory ends (from where each is now: one dict per inventory object, copied)."""
+        out = dict(per_inventory("vm-hosts", self.inventory, lambda inv: {v.name: v.host for v in inv.vms}))
         for vm, ix in self.hops.items():
             out[vm] = self.known[ix[-1]][0].destination
         return out

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from planner.capacity import host_limits
+from planner.capacity import host_limit_tuples, host_limits
 from planner.migration_facts import copy_storage_targets
 from planner.rules.base import CheckContext, ExplainContext, MovesModel, PlacementModel, PlanRule, Violation
 from planner.simulate import simulate
@@ -28,7 +28,7 @@ class Capacity(PlanRule):
     def violations(self, ctx: CheckContext) -> list[Violation]:
         inv = ctx.inventory
         timeline = simulate(inv, ctx.plan)
-        limits = {h: c.as_tuple() for h, c in host_limits(inv).items()}  # no copied disk before the plan
+        limits = host_limit_tuples(inv)  # no copied disk before the plan
         out: list[Violation] = []
         blamed: set[tuple[str, str]] = set()
         for pt in timeline.points:
